@@ -1,0 +1,1 @@
+"""Backbone: the DAG of blocks, input slices and safe expressions."""

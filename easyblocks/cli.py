@@ -1,0 +1,109 @@
+"""The `easyblocks` command: train, evaluate, blocks.
+
+Errors caused by the input (config, data, plugins) are printed as one line and
+exit with status 2; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="easyblocks", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, config=True):
+        if config:
+            sp.add_argument("--config", required=True, help="the .config file")
+            sp.add_argument("--model_dir", help="overrides model_dir of the config")
+        sp.add_argument("--plugin", action="append", default=[],
+                        help="module or .py file registering blocks (repeatable)")
+        sp.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    t = sub.add_parser("train", help="train (resuming from model_dir), then evaluate")
+    common(t)
+    t.add_argument("--num_steps", type=int, help="overrides train_config.num_steps")
+    e = sub.add_parser("evaluate", help="evaluate the latest checkpoint in model_dir")
+    common(e)
+    e.add_argument("--checkpoint", help="a checkpoint path instead of the latest")
+    b = sub.add_parser("blocks", help="list every registered block")
+    common(b, config=False)
+    return p
+
+
+def _run(args) -> int:
+    import easyblocks.blocks  # noqa: F401  (registers the built-in blocks)
+
+    if args.command == "blocks":
+        from easyblocks import plugins
+        from easyblocks.blocks.registry import registered_blocks
+
+        plugins.load_plugins(args.plugin)
+        for spec in registered_blocks():
+            params = f"{spec.params_field} {{}} or st_params" if spec.params_field else "st_params"
+            print(f"{spec.name:<26} {spec.source:<40} params: {params}")
+        print("(and every keras.layers class by its name, params: st_params)")
+        return 0
+
+    from easyblocks import api
+
+    if args.command == "train":
+        api.train(args.config, args.model_dir, args.plugin, args.num_steps)
+    else:
+        api.evaluate(args.config, args.model_dir, args.checkpoint, args.plugin)
+    return 0
+
+
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow's C++ runtime prints start-up notices (oneDNN, CUDA) on fd 2 before
+    its log level applies; hide them so that an error stays one line."""
+    import os
+
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # the CUDA probe prints here, once
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not args.debug:
+        _import_tensorflow_quietly()
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    log = logging.getLogger("easyblocks")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    from easyblocks.errors import EasyblocksError
+
+    try:
+        return _run(args)
+    except EasyblocksError as e:
+        if args.debug:
+            raise
+        print(f"easyblocks: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("easyblocks: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # an internal error: still one line unless --debug
+        if args.debug:
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"easyblocks: internal error: {type(e).__name__}: {msg} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Config: loading .config files, validating them, and turning params into kwargs."""

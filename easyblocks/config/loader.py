@@ -1,0 +1,62 @@
+"""Reads a .config file (protobuf text format) into an EasyRecConfig message."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from google.protobuf import descriptor_pool, text_format
+
+from easyblocks.errors import ConfigError, suggest
+from easyblocks.protos import pipeline_pb2
+
+_NO_FIELD = re.compile(r'Message type "([\w.]+)" has no field named "(\w+)"')
+
+
+class LoadedConfig:
+    """A parsed config and the text it came from (to point at lines in errors)."""
+
+    def __init__(self, path: str, text: str, proto: pipeline_pb2.EasyRecConfig):
+        self.path = path
+        self.text = text
+        self.proto = proto
+
+    def locate(self, pattern: str) -> str:
+        """Returns 'path:line' of the first line matching the regex pattern, else 'path'."""
+        rx = re.compile(pattern)
+        for i, line in enumerate(self.text.splitlines(), start=1):
+            if rx.search(line):
+                return f"{self.path}:{i}"
+        return self.path
+
+    def locate_name(self, field: str, value: str) -> str:
+        """'path:line' of `field: "value"` (quotes either way)."""
+        return self.locate(rf"\b{field}\s*:\s*[\"']{re.escape(value)}[\"']")
+
+
+def parse_config_text(text: str, path: str = "<config>") -> LoadedConfig:
+    """Parses config text; syntax errors become ConfigError('path:line:col: ...')."""
+    proto = pipeline_pb2.EasyRecConfig()
+    try:
+        text_format.Parse(text, proto)
+    except text_format.ParseError as e:
+        msg = str(e)
+        line, col = e.GetLine(), e.GetColumn()
+        # "3:5 : message" -> "message"
+        msg = re.sub(r"^\d+:\d+\s*:\s*", "", msg)
+        m = _NO_FIELD.search(msg)
+        if m:
+            desc = descriptor_pool.Default().FindMessageTypeByName(m.group(1))
+            msg += suggest(m.group(2), [f.name for f in desc.fields])
+        where = f"{path}:{line}:{col}" if line else path
+        raise ConfigError(f"{where}: {msg}") from None
+    return LoadedConfig(path, text, proto)
+
+
+def load_config(path: str) -> LoadedConfig:
+    """Reads and parses the .config file at path (syntax only; see validate.py)."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: no such config file")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    return parse_config_text(text, path)

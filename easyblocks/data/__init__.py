@@ -1,0 +1,1 @@
+"""Data utilities for easyblocks: synthetic sample data and input helpers."""

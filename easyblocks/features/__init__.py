@@ -1,0 +1,1 @@
+"""Features: specs, the raw-column preprocessing and the embedding of feature groups."""

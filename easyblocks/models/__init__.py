@@ -1,0 +1,1 @@
+"""Models: task towers, losses and the CTRModel built from a config."""

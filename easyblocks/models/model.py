@@ -1,0 +1,128 @@
+"""CTRModel: features -> backbone -> task towers, and its named losses.
+
+RankModel is the one-tower case of MultiTaskModel; both are this class.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from easyblocks.backbone.dag import Backbone
+from easyblocks.blocks.mlp import MLP
+from easyblocks.errors import ConfigError
+from easyblocks.features.embedding import FeatureGroups
+from easyblocks.features.spec import FeatureSpec
+from easyblocks.models import losses as L
+from easyblocks.models.towers import TowerSpec
+
+
+class TaskTower(keras.layers.Layer):
+    """Optional `dnn` MLP, then Dense(num_class): (batch, d) -> logits (batch, num_class)."""
+
+    def __init__(self, spec: TowerSpec, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.dnn = None
+        if spec.dnn and spec.dnn.get("hidden_units"):
+            dnn = dict(spec.dnn)
+            dnn.setdefault("use_bn", True)
+            dnn["use_final_bn"] = dnn["use_bn"]
+            dnn["final_activation"] = dnn.get("activation", "relu")
+            self.dnn = MLP(name="dnn", **dnn)
+        self.logits = keras.layers.Dense(spec.num_class, name="logits")
+
+    def call(self, x, training=None):
+        if self.dnn is not None:
+            x = self.dnn(x, training=training)
+        return self.logits(x)
+
+
+class CTRModel(keras.Model):
+    """The model a config describes.
+
+    Call with the dict made by `Preprocessor`; returns {"logits_<tower>": (batch,),
+    "probs_<tower>": (batch,)} (with a class axis when num_class > 1).
+    """
+
+    def __init__(self, specs: dict[str, FeatureSpec], groups: dict[str, list[str]],
+                 backbone_config, towers: list[TowerSpec], l2_regularization: float = 0.0,
+                 embedding_regularization: float = 0.0, locate=None, **kwargs):
+        super().__init__(**kwargs)
+        self.tower_specs = towers
+        self.l2_regularization = l2_regularization
+        self.embedding_regularization = embedding_regularization
+        self.feature_groups = FeatureGroups(specs, groups, name="features")
+        kw = {"locate": locate} if locate else {}
+        self.backbone = Backbone(backbone_config, list(groups), name="backbone", **kw)
+        self.towers = [TaskTower(t, name=f"tower_{t.name}") for t in towers]
+
+    def forward(self, features: dict, training=None) -> tuple[dict, tf.Tensor]:
+        """Returns (outputs, embedding_l2)."""
+        fg = self.feature_groups(features)
+        out = self.backbone(fg, training=training)
+        if isinstance(out, (list, tuple)):
+            if len(out) == 1:
+                out = out[0]
+            elif len(out) != len(self.towers):
+                raise ConfigError(
+                    f"backbone: output_blocks give {len(out)} outputs but there are "
+                    f"{len(self.towers)} task towers ({', '.join(t.name for t in self.tower_specs)}); "
+                    "give one output per tower, in tower order, or one shared output"
+                )
+        outputs = {}
+        for i, tower in enumerate(self.towers):
+            x = out[i] if isinstance(out, (list, tuple)) else out
+            logits = tower(x, training=training)
+            name = tower.spec.name
+            if tower.spec.num_class == 1:
+                logits = tf.reshape(logits, [-1])
+                probs = tf.sigmoid(logits)
+            else:
+                probs = tf.nn.softmax(logits)
+            outputs[f"logits_{name}"] = logits
+            outputs[f"probs_{name}"] = probs
+        return outputs, fg["embedding_l2"]
+
+    def call(self, features, training=None):
+        return self.forward(features, training=training)[0]
+
+    def dense_kernels(self) -> list:
+        """Kernels that model_params.l2_regularization applies to (not embedding tables)."""
+        tables = {id(v) for v in self.feature_groups.table_variables}
+        return [v for v in self.trainable_variables
+                if id(v) not in tables and v.path.endswith("kernel")]
+
+    def compute_losses(self, labels: dict, outputs: dict, embedding_l2: tf.Tensor) -> dict:
+        """Every loss term by name, each already multiplied by its weights, and the total.
+
+        Keys: "loss/<tower>/<loss>" (tower weight x loss weight x value),
+        "loss/regularization" and "loss/total" (the sum of all of them).
+        """
+        terms = {}
+        for spec in self.tower_specs:
+            logits = outputs[f"logits_{spec.name}"]
+            probs = outputs[f"probs_{spec.name}"]
+            for loss in spec.losses:
+                if loss.loss_type == "CLASSIFICATION":
+                    value = L.classification_loss(labels[spec.label], logits, spec.num_class)
+                elif loss.loss_type == "L2_LOSS":
+                    value = L.l2_loss(labels[spec.label], logits)
+                else:  # ORDER_CALIBRATE_LOSS
+                    value = L.order_calibrate_loss(
+                        probs, [outputs[f"probs_{r}"] for r in spec.relation_tower_names]
+                    )
+                terms[f"loss/{spec.name}/{loss.key}"] = spec.weight * loss.weight * value
+        reg = tf.constant(0.0)
+        if self.l2_regularization:
+            reg += self.l2_regularization * tf.add_n(
+                [tf.reduce_sum(tf.square(v)) for v in self.dense_kernels()]
+            )
+        if self.embedding_regularization:
+            reg += self.embedding_regularization * embedding_l2
+        layer_losses = self.losses  # regularizers and add_loss terms of the blocks
+        if layer_losses:
+            reg += tf.add_n(layer_losses)
+        terms["loss/regularization"] = reg
+        terms["loss/total"] = tf.add_n(list(terms.values()))
+        return terms

@@ -1,0 +1,141 @@
+"""Task towers: what each head predicts, from which label, with which losses."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from easyblocks.config.kwargs import message_to_kwargs
+from easyblocks.config.loader import LoadedConfig
+from easyblocks.errors import ConfigError, suggest
+from easyblocks.protos import loss_pb2
+
+log = logging.getLogger("easyblocks")
+LossType = loss_pb2.LossType
+
+# AITM's alpha (Xi et al. 2021, section 4.1.4 uses 0.6): the calibration loss weight
+# when the config does not set one.
+DEFAULT_CALIBRATION_WEIGHT = 0.6
+
+
+@dataclasses.dataclass
+class LossSpec:
+    loss_type: str  # LossType name
+    weight: float
+
+    @property
+    def key(self) -> str:
+        return {"CLASSIFICATION": "classification", "L2_LOSS": "l2",
+                "ORDER_CALIBRATE_LOSS": "order_calibrate"}[self.loss_type]
+
+
+@dataclasses.dataclass
+class TowerSpec:
+    name: str
+    label: str
+    losses: list[LossSpec]
+    weight: float = 1.0
+    num_class: int = 1
+    dnn: dict | None = None
+    relation_tower_names: list[str] = dataclasses.field(default_factory=list)
+    metrics: list[str] = dataclasses.field(default_factory=lambda: ["auc", "logloss"])
+
+
+def _loss_specs(loss_type: int, losses) -> list[LossSpec]:
+    if not losses:
+        return [LossSpec(LossType.Name(loss_type), 1.0)]
+    specs = []
+    for loss in losses:
+        name = LossType.Name(loss.loss_type)
+        weight = loss.weight
+        if name == "ORDER_CALIBRATE_LOSS" and not loss.HasField("weight"):
+            weight = DEFAULT_CALIBRATION_WEIGHT
+        specs.append(LossSpec(name, weight))
+    return specs
+
+
+def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
+    """Validated tower specs for RankModel (one implicit tower) or MultiTaskModel."""
+    config = loaded.proto
+    model = config.model_config
+    labels = list(config.data_config.label_fields)
+    fields = [f.input_name for f in config.data_config.input_fields]
+    if model.model_class == "RankModel":
+        if not labels:
+            raise ConfigError(f"{loaded.path}: RankModel needs data_config.label_fields")
+        towers = [TowerSpec(name=labels[0], label=labels[0],
+                            losses=_loss_specs(model.loss_type, model.losses),
+                            num_class=model.num_class)]
+    elif model.model_class == "MultiTaskModel":
+        protos = model.model_params.task_towers
+        if not protos:
+            raise ConfigError(f"{loaded.path}: MultiTaskModel needs model_params.task_towers")
+        towers = []
+        for i, t in enumerate(protos):
+            label = t.label_name or (labels[i] if i < len(labels) else "")
+            where = f"{loaded.locate_name('tower_name', t.tower_name)}: tower {t.tower_name!r}"
+            if not label:
+                raise ConfigError(f"{where}: no label_name and no label_fields entry {i}")
+            metrics = ["auc", "logloss"]
+            for m in t.metrics_set:
+                which = m.WhichOneof("metric")
+                if which and which not in metrics:
+                    metrics.append(which)
+            towers.append(TowerSpec(
+                name=t.tower_name, label=label, losses=_loss_specs(t.loss_type, t.losses),
+                weight=t.weight, num_class=t.num_class,
+                dnn=message_to_kwargs(t.dnn) if t.HasField("dnn") else None,
+                relation_tower_names=list(t.relation_tower_names), metrics=metrics,
+            ))
+    else:
+        raise ConfigError(
+            f"{loaded.locate('model_class')}: model_class {model.model_class!r} is not supported"
+            f"{suggest(model.model_class, ['RankModel', 'MultiTaskModel'])}; "
+            "expected RankModel or MultiTaskModel"
+        )
+    names = [t.name for t in towers]
+    for t in towers:
+        where = f"{loaded.locate_name('tower_name', t.name)}: tower {t.name!r}"
+        if names.count(t.name) > 1:
+            raise ConfigError(f"{where}: duplicate tower_name")
+        if t.label not in fields:
+            raise ConfigError(f"{where}: label {t.label!r} is not in data_config.input_fields"
+                              f"{suggest(t.label, fields)}")
+        for r in t.relation_tower_names:
+            if r not in names or r == t.name:
+                raise ConfigError(f"{where}: relation_tower_names names {r!r}, which is not "
+                                  f"another tower{suggest(r, names)}")
+    _infer_relations(loaded, towers)
+    return towers
+
+
+def _infer_relations(loaded: LoadedConfig, towers: list[TowerSpec]) -> None:
+    """ORDER_CALIBRATE_LOSS without relation_tower_names: infer them from the backbone DAG.
+
+    The relation of tower t is the tower whose output block is a direct input of
+    t's output block (seed 004: `cvr_aitm` takes `ctr_tower`, so cvr's relation is
+    ctr). EasyRec silently dropped the loss here; we infer and log, or fail.
+    """
+    backbone = loaded.proto.model_config.backbone
+    outputs = list(backbone.output_blocks)
+    blocks = {b.name: b for b in backbone.blocks}
+    for i, t in enumerate(towers):
+        if not any(loss.loss_type == "ORDER_CALIBRATE_LOSS" for loss in t.losses):
+            continue
+        if t.relation_tower_names:
+            continue
+        where = f"{loaded.locate_name('tower_name', t.name)}: tower {t.name!r}"
+        found = []
+        if len(outputs) == len(towers) and outputs[i] in blocks:
+            feeds = [inp.block_name for inp in blocks[outputs[i]].inputs
+                     if inp.WhichOneof("name") == "block_name"]
+            found = [towers[j].name for j, out in enumerate(outputs) if j != i and out in feeds]
+        if not found:
+            raise ConfigError(
+                f"{where}: ORDER_CALIBRATE_LOSS needs relation_tower_names (the towers whose "
+                "probability bounds this one), and none could be inferred from the backbone "
+                "(no other tower's output block feeds this tower's output block)"
+            )
+        t.relation_tower_names = found
+        log.info("tower %r: ORDER_CALIBRATE_LOSS relation towers inferred from the DAG: %s",
+                 t.name, ", ".join(found))

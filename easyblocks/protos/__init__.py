@@ -1,0 +1,1 @@
+"""Generated protobuf modules (compiled from protos/ at build time)."""

@@ -1,0 +1,95 @@
+"""Task towers and losses: every term by name, each with its own weight."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import tiny_config
+from easyblocks.config.loader import parse_config_text
+from easyblocks.config.validate import validate
+from easyblocks.models import losses as L
+from easyblocks.models.build import build_and_initialize, dummy_columns
+
+MULTI = """
+  model_params {
+    task_towers { tower_name: "ctr" label_name: "clk" weight: 2.0 dnn { hidden_units: [3] } }
+    task_towers { tower_name: "cvr" label_name: "buy" weight: 0.5
+      losses { loss_type: CLASSIFICATION weight: 0.3 }
+      losses { loss_type: ORDER_CALIBRATE_LOSS weight: 4.0 }
+      relation_tower_names: "ctr" }
+    l2_regularization: 0.01
+  }
+  embedding_regularization: 0.001
+  backbone {
+    blocks { name: "bottom" inputs { feature_group_name: "all" }
+             keras_layer { class_name: "MLP" mlp { hidden_units: [4] } } }
+    concat_blocks: "bottom"
+  }
+"""
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def bce(y, logit):
+    return np.mean(np.maximum(logit, 0) - logit * y + np.log1p(np.exp(-np.abs(logit))))
+
+
+def build(model_text=MULTI):
+    text = tiny_config(model_text).replace('"RankModel"', '"MultiTaskModel"')
+    resolved = validate(parse_config_text(text, "t.config"))
+    model, pre = build_and_initialize(resolved)
+    return resolved, model, pre
+
+
+def test_each_loss_gets_its_own_weight_and_name():
+    resolved, model, pre = build()
+    features = pre(dummy_columns(resolved))
+    outputs, emb_l2 = model.forward(features, training=False)
+    labels = {"clk": tf.constant([1.0, 0.0, 1.0, 0.0]), "buy": tf.constant([0.0, 0.0, 1.0, 0.0])}
+    terms = {k: float(v) for k, v in model.compute_losses(labels, outputs, emb_l2).items()}
+    assert set(terms) == {"loss/ctr/classification", "loss/cvr/classification",
+                          "loss/cvr/order_calibrate", "loss/regularization", "loss/total"}
+    lc, lv = outputs["logits_ctr"].numpy(), outputs["logits_cvr"].numpy()
+    assert terms["loss/ctr/classification"] == pytest.approx(2.0 * bce(labels["clk"].numpy(), lc),
+                                                             rel=1e-5)
+    assert terms["loss/cvr/classification"] == pytest.approx(
+        0.5 * 0.3 * bce(labels["buy"].numpy(), lv), rel=1e-5)
+    calib = np.mean(np.maximum(sigmoid(lv) - sigmoid(lc), 0))
+    assert terms["loss/cvr/order_calibrate"] == pytest.approx(0.5 * 4.0 * calib, rel=1e-4,
+                                                              abs=1e-7)
+    kernels = sum(float(np.sum(v.numpy() ** 2)) for v in model.dense_kernels())
+    assert terms["loss/regularization"] == pytest.approx(
+        0.01 * kernels + 0.001 * float(emb_l2), rel=1e-5)
+    assert terms["loss/total"] == pytest.approx(sum(v for k, v in terms.items()
+                                                    if k != "loss/total"), rel=1e-6)
+    assert outputs["probs_ctr"].shape == (4,)
+
+
+def test_order_calibrate_loss_by_hand_and_batch_size_invariant():
+    p = tf.constant([0.5, 0.2, 0.9, 0.1])
+    r = tf.constant([0.4, 0.3, 0.5, 0.1])
+    # violations: 0.1, 0, 0.4, 0 -> mean 0.125
+    assert float(L.order_calibrate_loss(p, [r])) == pytest.approx(0.125)
+    assert float(L.order_calibrate_loss(tf.tile(p, [5]), [tf.tile(r, [5])])) == \
+        pytest.approx(0.125)
+    assert float(L.order_calibrate_loss(r - 0.05, [r])) == 0.0  # no violation: exactly 0
+
+
+def test_calibration_default_weight_is_paper_alpha():
+    text = MULTI.replace("losses { loss_type: ORDER_CALIBRATE_LOSS weight: 4.0 }",
+                         "losses { loss_type: ORDER_CALIBRATE_LOSS }")
+    resolved, _, _ = build(text)
+    assert resolved.towers[1].losses[1].weight == pytest.approx(0.6)
+
+
+def test_rank_model_outputs_are_named_by_label():
+    text = tiny_config('backbone { blocks { name: "b" inputs { feature_group_name: "all" } } '
+                       'concat_blocks: "b" }')
+    resolved = validate(parse_config_text(text, "t.config"))
+    model, pre = build_and_initialize(resolved)
+    out = model(pre(dummy_columns(resolved)))
+    assert set(out) == {"logits_clk", "probs_clk"}
+    np.testing.assert_allclose(out["probs_clk"].numpy(), sigmoid(out["logits_clk"].numpy()),
+                               rtol=1e-5)
