@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from typing import Any
 
 import keras
 import numpy as np
@@ -36,6 +37,27 @@ def make_strategy(train_config) -> tf.distribute.Strategy:
         return tf.distribute.get_strategy()
     raise ConfigError(f"train_config.train_distribute: {name} is not supported yet; "
                       "use NoStrategy")
+
+
+class ModelVariables(tf.Module):
+    """Every variable of a Keras 3 model, keyed by its path, for tf.train.Checkpoint.
+
+    TensorFlow's checkpoint does not look inside the lists and dicts of layers that
+    Keras 3 tracks (a block's sub-layers, the embedding tables), so the model itself
+    would be saved only partly; the variables are listed here explicitly instead.
+    """
+
+    def __init__(self, model: keras.Model):
+        super().__init__(name="model_variables")
+        by_path: dict[str, Any] = {}
+        for v in model.variables:
+            key = v.path.replace("/", ".")
+            n = 1
+            while key in by_path:
+                n += 1
+                key = f"{v.path.replace('/', '.')}_{n}"
+            by_path[key] = v
+        self.by_path = by_path
 
 
 def _fmt(value: float) -> str:
@@ -65,7 +87,8 @@ class Trainer:
             self.dense_opt.build(self.dense_vars)
             self.table_opt = SparseTableOptimizer(self.train_config, self.tables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.dense_opt,
+        self.checkpoint = tf.train.Checkpoint(model=ModelVariables(self.model),
+                                              optimizer=self.dense_opt,
                                               table_optimizer=self.table_opt, step=self.step)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self.model_dir,
@@ -86,7 +109,12 @@ class Trainer:
             if required:
                 raise ConfigError(f"no checkpoint in {self.model_dir}: train first")
             return None
-        self.checkpoint.restore(path).expect_partial()
+        status = self.checkpoint.restore(path)
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError as e:
+            raise ConfigError(f"checkpoint {path} does not fit this config's model (was it "
+                              f"written by another config?): {str(e).splitlines()[0]}") from None
         return path
 
     # ---- training ----------------------------------------------------------------------------
