@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from google.protobuf import text_format
+
 from easyblocks import plugins
 from easyblocks.config.loader import load_config
 from easyblocks.config.validate import ResolvedConfig, validate
+from easyblocks.errors import ConfigError
 
 
-def resolve(config_path: str, extra_plugins: list[str] = (), num_steps: int | None = None
-            ) -> ResolvedConfig:
-    """Loads, loads plugins for, and validates a config."""
+def resolve(config_path: str, extra_plugins: list[str] = (), num_steps: int | None = None,
+            overrides: list[str] = ()) -> ResolvedConfig:
+    """Loads a config, applies overrides, loads its plugins and validates it.
+
+    Each override is config text merged into the file's config, e.g.
+    'train_config { seed: 3 }' (repeated fields are appended, scalars replaced).
+    """
     import easyblocks.blocks  # noqa: F401  (registers the built-in blocks)
 
     loaded = load_config(config_path)
+    for text in overrides:
+        try:
+            text_format.Merge(text, loaded.proto)
+        except text_format.ParseError as e:
+            raise ConfigError(f"--set {text!r}: {e}") from None
     plugins.load_plugins(list(loaded.proto.plugins) + list(extra_plugins))
     if num_steps is not None:
         loaded.proto.train_config.num_steps = num_steps
@@ -20,7 +32,7 @@ def resolve(config_path: str, extra_plugins: list[str] = (), num_steps: int | No
 
 
 def train(config_path: str, model_dir: str | None = None, extra_plugins: list[str] = (),
-          num_steps: int | None = None) -> dict:
+          num_steps: int | None = None, overrides: list[str] = ()) -> dict:
     """Trains (resuming from model_dir) and evaluates; returns the evaluation results.
 
     The results hold "towers" -> tower -> {"overall": {...}, "domains": {...}}, and
@@ -28,15 +40,17 @@ def train(config_path: str, model_dir: str | None = None, extra_plugins: list[st
     """
     from easyblocks.train.loop import Trainer
 
-    trainer = Trainer(resolve(config_path, extra_plugins, num_steps), model_dir=model_dir)
+    trainer = Trainer(resolve(config_path, extra_plugins, num_steps, overrides),
+                      model_dir=model_dir)
     return trainer.train()
 
 
 def evaluate(config_path: str, model_dir: str | None = None, checkpoint: str | None = None,
-             extra_plugins: list[str] = ()) -> dict:
+             extra_plugins: list[str] = (), overrides: list[str] = ()) -> dict:
     """Evaluates the latest (or given) checkpoint in model_dir."""
     from easyblocks.train.loop import Trainer
 
-    trainer = Trainer(resolve(config_path, extra_plugins), model_dir=model_dir)
+    trainer = Trainer(resolve(config_path, extra_plugins, overrides=overrides),
+                      model_dir=model_dir)
     trainer.restore(checkpoint, required=True)
     return trainer.evaluate()

@@ -22,6 +22,10 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--plugin", action="append", default=[],
                         help="module or .py file registering blocks (repeatable)")
         sp.add_argument("--debug", action="store_true", help="show tracebacks")
+        if config:
+            sp.add_argument("--set", action="append", default=[], dest="overrides",
+                            metavar="TEXT", help="config text merged into the config, e.g. "
+                            "'train_config { seed: 3 }' (repeatable)")
 
     t = sub.add_parser("train", help="train (resuming from model_dir), then evaluate")
     common(t)
@@ -51,9 +55,9 @@ def _run(args) -> int:
     from easyblocks import api
 
     if args.command == "train":
-        api.train(args.config, args.model_dir, args.plugin, args.num_steps)
+        api.train(args.config, args.model_dir, args.plugin, args.num_steps, args.overrides)
     else:
-        api.evaluate(args.config, args.model_dir, args.checkpoint, args.plugin)
+        api.evaluate(args.config, args.model_dir, args.checkpoint, args.plugin, args.overrides)
     return 0
 
 
