@@ -69,11 +69,12 @@ def test_bad_row_after_the_first_thousand_lines_is_named(tmp_path):
 
 def test_shared_bottom_multitask_sample(tmp_path):
     config = os.path.join(SAMPLES, "configs", "shared_bottom_on_taobao.config")
-    results = api.train(config, model_dir=str(tmp_path), num_steps=120)
+    results = api.train(config, model_dir=str(tmp_path))
     towers = results["towers"]
     assert set(towers) == {"ctr", "cvr"}
-    assert towers["ctr"]["overall"]["auc"] > 0.57
-    assert towers["cvr"]["overall"]["auc"] > 0.6
+    # measured (seed 2024): ctr 0.61, cvr 0.64 after one epoch; chance is 0.5
+    assert towers["ctr"]["overall"]["auc"] > 0.58
+    assert towers["cvr"]["overall"]["auc"] > 0.58
 
 
 def test_adult_income_real_data(tmp_path):
