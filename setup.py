@@ -25,12 +25,11 @@ def compile_protos(out_dir: str) -> None:
 
 
 class BuildPyWithProtos(build_py):
-    """build_py that first generates the _pb2 modules (also for editable installs)."""
+    """build_py that first generates the _pb2 modules into the source tree, where
+    build_py then finds them like any other module (also for editable installs)."""
 
     def run(self):
         compile_protos(HERE)
-        if not self.editable_mode:
-            compile_protos(self.build_lib)
         super().run()
 
 
