@@ -93,3 +93,38 @@ def test_rank_model_outputs_are_named_by_label():
     assert set(out) == {"logits_clk", "probs_clk"}
     np.testing.assert_allclose(out["probs_clk"].numpy(), sigmoid(out["logits_clk"].numpy()),
                                rtol=1e-5)
+
+
+def test_add_to_logit_adds_a_block_output_to_the_tower_logit():
+    text = tiny_config("""
+      add_to_logit: "aux"
+      backbone {
+        blocks { name: "main" inputs { feature_group_name: "all" } }
+        blocks { name: "aux" inputs { feature_group_name: "user" } keras_layer {
+          class_name: "Dense" st_params { fields { key: "units" value { number_value: 1 } } } } }
+        concat_blocks: "main"
+      }""")
+    resolved = validate(parse_config_text(text, "t.config"))
+    model, pre = build_and_initialize(resolved)
+    features = pre(dummy_columns(resolved))
+    logits = model(features)["logits_clk"].numpy()
+    fg = model.feature_groups(features)
+    aux = model.backbone.dag.tracked_layers[0](fg["groups"]["user"]).numpy()[:, 0]
+    tower = model.towers[0](fg["groups"]["all"]).numpy()[:, 0]
+    np.testing.assert_allclose(logits, tower + aux, rtol=1e-5)
+
+
+def test_add_to_logit_errors():
+    base = """
+      add_to_logit: "%s"
+      backbone {
+        blocks { name: "main" inputs { feature_group_name: "all" } }
+        concat_blocks: "main"
+      }"""
+    with pytest.raises(Exception, match=r"add_to_logit names 'mian', which is not a backbone "
+                                        r"block \(did you mean: main\?\)"):
+        validate(parse_config_text(tiny_config(base % "mian"), "t.config"))
+    resolved = validate(parse_config_text(tiny_config(base % "main"), "t.config"))
+    with pytest.raises(Exception, match=r"add_to_logit block 'main' must output shape "
+                                        r"\(batch, 1\)"):
+        build_and_initialize(resolved)

@@ -150,11 +150,15 @@ class Dag(keras.layers.Layer):
       group_names: the model's feature groups (inputs from outside the DAG).
       packages: name -> Dag, callable from blocks by `package_name`.
       locate: finds the config line of a (field, value) pair, for error messages.
+      extra_outputs: blocks whose values are also returned, as a dict (e.g. for towers'
+        add_to_logit); then `call` returns (output, {name: value}).
     """
 
     def __init__(self, blocks, output_blocks, concat_blocks, group_names, packages,
-                 locate: Locate = _no_locate, what: str = "backbone", **kwargs):
+                 locate: Locate = _no_locate, what: str = "backbone", extra_outputs=(),
+                 **kwargs):
         super().__init__(**kwargs)
+        self.extra_outputs = list(extra_outputs)
         self.what = what
         self.group_names = set(group_names)
         self.packages = packages
@@ -180,7 +184,8 @@ class Dag(keras.layers.Layer):
         self.output_blocks = list(output_blocks)
         self.concat_blocks = list(concat_blocks)
         if not output_blocks and not concat_blocks:
-            leaves = [n for n in self.order if self.graph.out_degree(n) == 0]
+            leaves = [n for n in self.order
+                      if self.graph.out_degree(n) == 0 and n not in self.extra_outputs]
             log.warning("%s: neither output_blocks nor concat_blocks is set; concatenating the "
                         "DAG's leaves: %s", what, ", ".join(leaves))
             self.concat_blocks = leaves
@@ -289,12 +294,16 @@ class Dag(keras.layers.Layer):
                     raise ConfigError(f"{block.where} ({block.class_name}): {e}") from None
                 raise
         if self.output_blocks:
-            outs = []
+            out = []
             for name in self.output_blocks:
                 v = values[name]
-                outs.extend(v if isinstance(v, (list, tuple)) else [v])
-            return outs
-        return _concat([values[n] for n in self.concat_blocks], -1, f"{self.what} concat_blocks")
+                out.extend(v if isinstance(v, (list, tuple)) else [v])
+        else:
+            out = _concat([values[n] for n in self.concat_blocks], -1,
+                          f"{self.what} concat_blocks")
+        if self.extra_outputs:
+            return out, {name: values[name] for name in self.extra_outputs}
+        return out
 
 
 class Backbone(keras.layers.Layer):
@@ -304,7 +313,8 @@ class Backbone(keras.layers.Layer):
     list of tensors (output_blocks, in task-tower order).
     """
 
-    def __init__(self, config: Any, group_names, locate: Locate = _no_locate, **kwargs):
+    def __init__(self, config: Any, group_names, locate: Locate = _no_locate, extra_outputs=(),
+                 **kwargs):
         super().__init__(**kwargs)
         self.packages = {}
         for pkg in config.packages:
@@ -315,7 +325,7 @@ class Backbone(keras.layers.Layer):
                 locate, what=f"package {pkg.name!r}", name=f"package_{pkg.name}",
             )
         self.dag = Dag(config.blocks, config.output_blocks, config.concat_blocks, group_names,
-                       self.packages, locate, name="dag")
+                       self.packages, locate, extra_outputs=extra_outputs, name="dag")
         self.top_mlp = None
         if config.HasField("top_mlp"):
             if config.output_blocks:
@@ -324,7 +334,9 @@ class Backbone(keras.layers.Layer):
             self.top_mlp = MLP(name="top_mlp", **message_to_kwargs(config.top_mlp))
 
     def call(self, features: dict, training=None):
-        out = self.dag(features, training=training)
+        """Returns the output, or (output, extras) when extra_outputs were requested."""
+        result = self.dag(features, training=training)
+        out, extras = result if self.dag.extra_outputs else (result, None)
         if self.top_mlp is not None:
             out = self.top_mlp(out, training=training)
-        return out
+        return (out, extras) if self.dag.extra_outputs else out

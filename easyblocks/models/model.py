@@ -54,13 +54,18 @@ class CTRModel(keras.Model):
         self.embedding_regularization = embedding_regularization
         self.feature_groups = FeatureGroups(specs, groups, name="features")
         kw = {"locate": locate} if locate else {}
-        self.backbone = Backbone(backbone_config, list(groups), name="backbone", **kw)
+        self.logit_blocks = sorted({b for t in towers for b in t.add_to_logit})
+        self.backbone = Backbone(backbone_config, list(groups), name="backbone",
+                                 extra_outputs=self.logit_blocks, **kw)
         self.towers = [TaskTower(t, name=f"tower_{t.name}") for t in towers]
 
     def forward(self, features: dict, training=None) -> tuple[dict, tf.Tensor]:
         """Returns (outputs, embedding_l2)."""
         fg = self.feature_groups(features)
         out = self.backbone(fg, training=training)
+        extras = {}
+        if self.logit_blocks:
+            out, extras = out
         if isinstance(out, (list, tuple)):
             if len(out) == 1:
                 out = out[0]
@@ -75,6 +80,8 @@ class CTRModel(keras.Model):
             x = out[i] if isinstance(out, (list, tuple)) else out
             logits = tower(x, training=training)
             name = tower.spec.name
+            for block in tower.spec.add_to_logit:
+                logits = logits + self._logit_part(extras[block], block, tower.spec)
             if tower.spec.num_class == 1:
                 logits = tf.reshape(logits, [-1])
                 probs = tf.sigmoid(logits)
@@ -83,6 +90,16 @@ class CTRModel(keras.Model):
             outputs[f"logits_{name}"] = logits
             outputs[f"probs_{name}"] = probs
         return outputs, fg["embedding_l2"]
+
+    @staticmethod
+    def _logit_part(value, block: str, spec: TowerSpec):
+        if isinstance(value, (list, tuple)) or value.shape[-1] != spec.num_class:
+            shape = [v.shape for v in value] if isinstance(value, (list, tuple)) else value.shape
+            raise ConfigError(
+                f"tower {spec.name!r}: add_to_logit block {block!r} must output shape "
+                f"(batch, {spec.num_class}), got {shape}"
+            )
+        return value
 
     def call(self, features, training=None):
         return self.forward(features, training=training)[0]

@@ -38,6 +38,7 @@ class TowerSpec:
     num_class: int = 1
     dnn: dict | None = None
     relation_tower_names: list[str] = dataclasses.field(default_factory=list)
+    add_to_logit: list[str] = dataclasses.field(default_factory=list)
     metrics: list[str] = dataclasses.field(default_factory=lambda: ["auc", "logloss"])
 
 
@@ -65,7 +66,7 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
             raise ConfigError(f"{loaded.path}: RankModel needs data_config.label_fields")
         towers = [TowerSpec(name=labels[0], label=labels[0],
                             losses=_loss_specs(model.loss_type, model.losses),
-                            num_class=model.num_class)]
+                            num_class=model.num_class, add_to_logit=list(model.add_to_logit))]
     elif model.model_class == "MultiTaskModel":
         protos = model.model_params.task_towers
         if not protos:
@@ -86,6 +87,7 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
                 weight=t.weight, num_class=t.num_class,
                 dnn=message_to_kwargs(t.dnn) if t.HasField("dnn") else None,
                 relation_tower_names=list(t.relation_tower_names), metrics=metrics,
+                add_to_logit=list(t.add_to_logit),
             ))
     else:
         raise ConfigError(
@@ -94,6 +96,7 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
             "expected RankModel or MultiTaskModel"
         )
     names = [t.name for t in towers]
+    blocks = [b.name for b in model.backbone.blocks]
     for t in towers:
         where = f"{loaded.locate_name('tower_name', t.name)}: tower {t.name!r}"
         if names.count(t.name) > 1:
@@ -101,6 +104,11 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
         if t.label not in fields:
             raise ConfigError(f"{where}: label {t.label!r} is not in data_config.input_fields"
                               f"{suggest(t.label, fields)}")
+        for b in t.add_to_logit:
+            if b not in blocks:
+                raise ConfigError(f"{loaded.locate_name('add_to_logit', b)}: tower {t.name!r}: "
+                                  f"add_to_logit names {b!r}, which is not a backbone block"
+                                  f"{suggest(b, blocks)}")
         for r in t.relation_tower_names:
             if r not in names or r == t.name:
                 raise ConfigError(f"{where}: relation_tower_names names {r!r}, which is not "
