@@ -118,7 +118,7 @@ class Trainer:
         return path
 
     # ---- training ----------------------------------------------------------------------------
-    def _train_step_fn(self):
+    def _train_step_fn(self, element_spec):
         model, dense_vars, tables = self.model, self.dense_vars, self.tables
         n = len(dense_vars)
 
@@ -133,12 +133,13 @@ class Trainer:
             self.step.assign_add(1)
             return terms
 
-        @tf.function(reduce_retracing=True)
         def train_step(features, labels):
             terms = self.strategy.run(step_fn, args=(features, labels))
             return {k: self.strategy.reduce("MEAN", v, axis=None) for k, v in terms.items()}
 
-        return train_step
+        # traced once for the dataset's shapes (batch size unknown), so the last, partial
+        # batch does not trigger a second trace
+        return tf.function(train_step, input_signature=list(element_spec[:2]))
 
     def train(self) -> dict:
         """Trains to num_steps (or the end of num_epochs), then evaluates; returns the metrics."""
@@ -160,14 +161,14 @@ class Trainer:
         num_epochs = data.num_epochs if data.num_epochs or not tc.num_steps else 0
         ds = self.input.dataset(files, data.batch_size, training=True, num_epochs=num_epochs,
                                 skip_batches=start, seed=tc.seed)
+        train_step = self._train_step_fn(ds.element_spec)
         ds = self.strategy.experimental_distribute_dataset(ds)
-        train_step = self._train_step_fn()
         writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
         every = max(tc.log_step_count_steps, 1)
         save_every = tc.save_checkpoints_steps
         t0, examples, step = time.perf_counter(), 0, start
         # throughput after the first log window (which includes tracing the step)
-        steady_t0, steady_steps = None, 0
+        steady_t0, steady_steps, steady_examples = None, 0, 0
         log.info("training %s from step %d%s", self.resolved.path, start,
                  f" to {tc.num_steps}" if tc.num_steps else f" for {num_epochs} epoch(s)")
         it = iter(ds)
@@ -181,9 +182,10 @@ class Trainer:
                 raise DataError(f"cannot parse {', '.join(files)}: {e.message}") from None
             terms = train_step(features, labels)
             step += 1
-            examples += data.batch_size
+            examples += int(next(iter(labels.values())).shape[0])
             if steady_t0 is not None:
                 steady_steps += 1
+                steady_examples += int(next(iter(labels.values())).shape[0])
             if step % every == 0:
                 values = {k: float(v) for k, v in terms.items()}
                 elapsed = time.perf_counter() - t0
@@ -206,8 +208,7 @@ class Trainer:
             self.manager.save(checkpoint_number=step)
         writer.flush()
         if steady_t0 is not None and steady_steps:
-            self.train_examples_per_sec = steady_steps * data.batch_size / (
-                time.perf_counter() - steady_t0)
+            self.train_examples_per_sec = steady_examples / (time.perf_counter() - steady_t0)
         log.info("training done at step %d; checkpoint %s", step, self.manager.latest_checkpoint)
 
     # ---- evaluation --------------------------------------------------------------------------
@@ -218,9 +219,10 @@ class Trainer:
         ds = self.input.dataset(files, batch, training=False)
         model = self.model
 
-        @tf.function(reduce_retracing=True)
         def predict(features):
             return model(features, training=False)
+
+        predict = tf.function(predict, input_signature=[ds.element_spec[0]])
 
         chunks: dict[str, list] = {}
         seen = 0
