@@ -141,6 +141,74 @@ class _Block:
         return self.kind or "Identity"
 
 
+def order_blocks(blocks, group_names, package_names, locate: Locate = _no_locate,
+                 what: str = "backbone") -> tuple[list[str], nx.DiGraph]:
+    """Checks a DAG's names and references and orders it topologically (networkx).
+
+    Errors name the block and the config line: duplicates, names shared with feature
+    groups or packages, unknown inputs (with close matches), and cycles (listing the
+    blocks on them). Ties are broken by the order of the blocks in the config.
+    """
+    group_names, package_names = set(group_names), set(package_names)
+    block_names: list[str] = []
+    for proto in blocks:
+        where = f"{locate('name', proto.name)}: block {proto.name!r}"
+        if proto.name in block_names:
+            raise ConfigError(f"{where}: duplicate block name in the {what}")
+        if proto.name in group_names:
+            raise ConfigError(f"{where}: a block may not have the name of a feature group")
+        if proto.name in package_names:
+            raise ConfigError(f"{where}: a block may not have the name of a package")
+        block_names.append(proto.name)
+    known = set(block_names)
+    names = block_names + sorted(group_names) + sorted(package_names)
+    graph = nx.DiGraph()
+    graph.add_nodes_from(block_names)
+    for proto in blocks:
+        for inp in proto.inputs:
+            which = inp.WhichOneof("name")
+            target = getattr(inp, which) if which else None
+            if which == "block_name":
+                if target not in known:
+                    others = [n for n in names if n != proto.name]
+                    hint = " (it is a feature group: use feature_group_name)" \
+                        if target in group_names else suggest(target, others)
+                    raise ConfigError(f"{locate('block_name', target)}: block {proto.name!r} "
+                                      f"takes input {target!r}, which is not a block{hint}")
+                graph.add_edge(target, proto.name)
+            elif which == "feature_group_name" and target not in group_names:
+                hint = " (it is a block: use block_name)" if target in known \
+                    else suggest(target, names)
+                raise ConfigError(f"{locate('feature_group_name', target)}: block "
+                                  f"{proto.name!r} takes feature group {target!r}, which is "
+                                  f"not defined{hint}")
+            elif which == "package_name":
+                if target not in package_names:
+                    raise ConfigError(f"{locate('package_name', target)}: block {proto.name!r} "
+                                      f"calls package {target!r}, which is not defined"
+                                      f"{suggest(target, names)}")
+                if inp.package_input in known:
+                    graph.add_edge(inp.package_input, proto.name)
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    if cycle:
+        path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
+        raise ConfigError(f"{locate('name', cycle[0][0])}: the {what} has a cycle: {path}")
+    position = {n: i for i, n in enumerate(block_names)}
+    order = list(nx.lexicographical_topological_sort(graph, key=lambda n: position[n]))
+    return order, graph
+
+
+def check_backbone(config: Any, group_names, locate: Locate = _no_locate) -> None:
+    """The structural checks of a BackboneTower message, without building any layer."""
+    packages = [p.name for p in config.packages]
+    for pkg in config.packages:
+        order_blocks(pkg.blocks, group_names, [], locate, what=f"package {pkg.name!r}")
+    order_blocks(config.blocks, group_names, packages, locate)
+
+
 class Dag(keras.layers.Layer):
     """One DAG of blocks (the backbone's main DAG, or a package).
 
@@ -163,17 +231,11 @@ class Dag(keras.layers.Layer):
         self.group_names = set(group_names)
         self.packages = packages
         self.tracked_layers: list = []
+        self.order, self.graph = order_blocks(blocks, group_names, packages, locate, what)
         self.blocks: dict[str, _Block] = {}
         for proto in blocks:
             where = f"{locate('name', proto.name)}: block {proto.name!r}"
-            if proto.name in self.blocks:
-                raise ConfigError(f"{where}: duplicate block name in the {what}")
-            if proto.name in self.group_names:
-                raise ConfigError(f"{where}: a block may not have the name of a feature group")
-            if proto.name in packages:
-                raise ConfigError(f"{where}: a block may not have the name of a package")
             self.blocks[proto.name] = _Block(proto, where, self)
-        self.order = self._topological_order(locate)
         names = list(self.blocks)
         for name in list(output_blocks) + list(concat_blocks):
             if name not in self.blocks:
@@ -189,47 +251,6 @@ class Dag(keras.layers.Layer):
             log.warning("%s: neither output_blocks nor concat_blocks is set; concatenating the "
                         "DAG's leaves: %s", what, ", ".join(leaves))
             self.concat_blocks = leaves
-
-    def _topological_order(self, locate: Locate) -> list[str]:
-        graph = nx.DiGraph()
-        graph.add_nodes_from(self.blocks)
-        names = list(self.blocks) + sorted(self.group_names) + list(self.packages)
-        for block in self.blocks.values():
-            for which, target, *_ in block.inputs:
-                if which == "block_name":
-                    if target not in self.blocks:
-                        others = [n for n in names if n != block.name]
-                        hint = " (it is a feature group: use feature_group_name)" \
-                            if target in self.group_names else suggest(target, others)
-                        raise ConfigError(f"{locate('block_name', target)}: block {block.name!r} "
-                                          f"takes input {target!r}, which is not a block{hint}")
-                    graph.add_edge(target, block.name)
-                elif which == "feature_group_name" and target not in self.group_names:
-                    hint = " (it is a block: use block_name)" if target in self.blocks \
-                        else suggest(target, names)
-                    raise ConfigError(f"{locate('feature_group_name', target)}: block "
-                                      f"{block.name!r} takes feature group {target!r}, which is "
-                                      f"not defined{hint}")
-                elif which == "package_name" and target not in self.packages:
-                    raise ConfigError(f"{locate('package_name', target)}: block {block.name!r} "
-                                      f"calls package {target!r}, which is not defined"
-                                      f"{suggest(target, names)}")
-                if which == "package_name":
-                    pkg_input = block.inputs[-1][4].package_input
-                    if pkg_input in self.blocks:
-                        graph.add_edge(pkg_input, block.name)
-        try:
-            cycle = nx.find_cycle(graph)
-        except nx.NetworkXNoCycle:
-            cycle = None
-        if cycle:
-            path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
-            raise ConfigError(f"{locate('name', cycle[0][0])}: the {self.what} has a cycle: "
-                              f"{path}")
-        self.graph = graph
-        # stable order: ties broken by the order blocks appear in the config
-        position = {n: i for i, n in enumerate(self.blocks)}
-        return list(nx.lexicographical_topological_sort(graph, key=lambda n: position[n]))
 
     # ---- running -------------------------------------------------------------------------
     def _input_value(self, which, target, inp, values, features, package_input, training):
@@ -281,7 +302,8 @@ class Dag(keras.layers.Layer):
             x = step(x, training)
         return x
 
-    def call(self, features: dict, package_input=None, training=None):
+    def block_values(self, features: dict, package_input=None, training=None) -> dict:
+        """Runs every block in topological order; returns {block name: output}."""
         values: dict[str, Any] = {}
         for name in self.order:
             block = self.blocks[name]
@@ -293,6 +315,10 @@ class Dag(keras.layers.Layer):
                 if tf.executing_eagerly() or not tf.inside_function():
                     raise ConfigError(f"{block.where} ({block.class_name}): {e}") from None
                 raise
+        return values
+
+    def call(self, features: dict, package_input=None, training=None):
+        values = self.block_values(features, package_input, training)
         if self.output_blocks:
             out = []
             for name in self.output_blocks:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from easyblocks.backbone.dag import check_backbone
 from easyblocks.config.loader import LoadedConfig
 from easyblocks.errors import ConfigError, suggest
 from easyblocks.features.spec import FeatureSpec, build_feature_specs
@@ -72,5 +73,6 @@ def validate(loaded: LoadedConfig) -> ResolvedConfig:
         raise ConfigError(f"{loaded.path}: model_config has no feature_groups")
     if not config.model_config.HasField("backbone"):
         raise ConfigError(f"{loaded.path}: model_config has no backbone")
+    check_backbone(config.model_config.backbone, groups, loaded.locate_name)
     towers = build_tower_specs(loaded)
     return ResolvedConfig(loaded=loaded, specs=specs, groups=groups, towers=towers)
