@@ -54,3 +54,51 @@ def evaluate(config_path: str, model_dir: str | None = None, checkpoint: str | N
                       model_dir=model_dir)
     trainer.restore(checkpoint, required=True)
     return trainer.evaluate()
+
+
+def export(config_path: str, model_dir: str | None = None, export_dir: str | None = None,
+           checkpoint: str | None = None, extra_plugins: list[str] = (),
+           overrides: list[str] = ()) -> str:
+    """Exports the latest (or given) checkpoint as a SavedModel; returns its directory."""
+    import os
+
+    from easyblocks.train.export import export_saved_model
+    from easyblocks.train.loop import Trainer
+
+    resolved = resolve(config_path, extra_plugins, overrides=overrides)
+    trainer = Trainer(resolved, model_dir=model_dir)
+    trainer.restore(checkpoint, required=True)
+    export_dir = export_dir or resolved.proto.export_config.export_dir or os.path.join(
+        trainer.model_dir, "export")
+    return export_saved_model(trainer.model, trainer.preprocessor, resolved, export_dir)
+
+
+def predict(config_path: str, input_path: str, output_path: str, keep_columns: list[str] = (),
+            model_dir: str | None = None, export_dir: str | None = None,
+            extra_plugins: list[str] = (), overrides: list[str] = ()) -> int:
+    """Scores a CSV file into output_path; returns the number of rows."""
+    from easyblocks.train.loop import Trainer
+    from easyblocks.train.predict import predict_file
+
+    trainer = Trainer(resolve(config_path, extra_plugins, overrides=overrides),
+                      model_dir=model_dir)
+    if not export_dir:
+        trainer.restore(None, required=True)
+    return predict_file(trainer, input_path, output_path, list(keep_columns), export_dir)
+
+
+def validate_config(config_path: str, extra_plugins: list[str] = (),
+                    overrides: list[str] = ()) -> str:
+    """Validates and builds the model on a synthetic batch; returns the blocks/towers table."""
+    from easyblocks.models.describe import describe, format_table
+
+    return format_table(describe(resolve(config_path, extra_plugins, overrides=overrides)))
+
+
+def graph(config_path: str, output_path: str, extra_plugins: list[str] = (),
+          overrides: list[str] = ()) -> None:
+    """Writes a picture of the model (.dot, .mmd, or .svg/.png/.pdf with Graphviz)."""
+    from easyblocks.models.describe import describe
+    from easyblocks.models.graph import write_graph
+
+    write_graph(describe(resolve(config_path, extra_plugins, overrides=overrides)), output_path)

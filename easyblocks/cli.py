@@ -1,4 +1,4 @@
-"""The `easyblocks` command: train, evaluate, blocks.
+"""The `easyblocks` command: train, evaluate, export, predict, validate, graph, blocks.
 
 Errors caused by the input (config, data, plugins) are printed as one line and
 exit with status 2; `--debug` shows the traceback.
@@ -33,6 +33,21 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="evaluate the latest checkpoint in model_dir")
     common(e)
     e.add_argument("--checkpoint", help="a checkpoint path instead of the latest")
+    x = sub.add_parser("export", help="export the latest checkpoint as a SavedModel")
+    common(x)
+    x.add_argument("--export_dir", help="default: export_config.export_dir or model_dir/export")
+    x.add_argument("--checkpoint", help="a checkpoint path instead of the latest")
+    p_ = sub.add_parser("predict", help="score a CSV file (labels not required)")
+    common(p_)
+    p_.add_argument("--input", required=True, help="CSV rows in the config's column layout")
+    p_.add_argument("--output", required=True, help="CSV of kept columns and probs_<tower>")
+    p_.add_argument("--keep", default="", help="comma-separated columns to copy (e.g. user_id)")
+    p_.add_argument("--export_dir", help="score with this SavedModel instead of a checkpoint")
+    v = sub.add_parser("validate", help="check a config and print its blocks and towers")
+    common(v)
+    g = sub.add_parser("graph", help="draw the model (.dot, .mmd; .svg/.png need Graphviz)")
+    common(g)
+    g.add_argument("--output", required=True)
     b = sub.add_parser("blocks", help="list every registered block")
     common(b, config=False)
     return p
@@ -56,8 +71,21 @@ def _run(args) -> int:
 
     if args.command == "train":
         api.train(args.config, args.model_dir, args.plugin, args.num_steps, args.overrides)
-    else:
+    elif args.command == "evaluate":
         api.evaluate(args.config, args.model_dir, args.checkpoint, args.plugin, args.overrides)
+    elif args.command == "export":
+        api.export(args.config, args.model_dir, args.export_dir, args.checkpoint, args.plugin,
+                   args.overrides)
+    elif args.command == "predict":
+        keep = [c.strip() for c in args.keep.split(",") if c.strip()]
+        api.predict(args.config, args.input, args.output, keep, args.model_dir, args.export_dir,
+                    args.plugin, args.overrides)
+    elif args.command == "validate":
+        print(api.validate_config(args.config, args.plugin, args.overrides))
+        print(f"{args.config}: OK")
+    elif args.command == "graph":
+        api.graph(args.config, args.output, args.plugin, args.overrides)
+        print(f"wrote {args.output}")
     return 0
 
 

@@ -21,7 +21,7 @@ from easyblocks.features.preprocess import Preprocessor
 from easyblocks.protos import data_pb2
 
 T = data_pb2.DatasetConfig.FieldType
-_TF_TYPES = {T.INT32: tf.int32, T.INT64: tf.int64, T.STRING: tf.string, T.FLOAT: tf.float32,
+TF_TYPES = {T.INT32: tf.int32, T.INT64: tf.int64, T.STRING: tf.string, T.FLOAT: tf.float32,
              T.DOUBLE: tf.float64, T.BOOL: tf.int32}
 
 
@@ -42,7 +42,7 @@ def expand_paths(spec: str, what: str = "input") -> list[str]:
 
 
 def _record_default(field) -> tf.Tensor:
-    dtype = _TF_TYPES[field.input_type]
+    dtype = TF_TYPES[field.input_type]
     if field.HasField("default_val"):
         text = field.default_val
         try:

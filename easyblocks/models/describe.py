@@ -1,0 +1,94 @@
+"""A model's structure as data: blocks (class, inputs, output shape, parameters) and towers.
+
+Used by `easyblocks validate` (a table) and `easyblocks graph` (a picture).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from easyblocks.config.validate import ResolvedConfig
+from easyblocks.models.build import build_and_initialize, dummy_columns
+
+
+@dataclasses.dataclass
+class BlockInfo:
+    name: str
+    class_name: str
+    inputs: list[tuple[str, str]]  # (kind, name): kind is "group", "block" or "package"
+    output_shape: str
+    params: int
+
+
+@dataclasses.dataclass
+class ModelInfo:
+    groups: dict[str, list[str]]
+    group_dims: dict[str, int]
+    blocks: list[BlockInfo]
+    outputs: list[str]
+    output_kind: str  # "output_blocks" or "concat_blocks"
+    towers: list  # TowerSpec
+    total_params: int
+
+
+def _shape(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_shape(v) for v in value) + "]"
+    return "(" + ", ".join("batch" if i == 0 else str(d) for i, d in enumerate(value.shape)) + ")"
+
+
+_KINDS = {"feature_group_name": "group", "block_name": "block", "package_name": "package",
+          "use_package_input": "package input"}
+
+
+def describe(resolved: ResolvedConfig) -> ModelInfo:
+    """Builds the model on a small synthetic batch and records every block's output."""
+    model, pre = build_and_initialize(resolved)
+    features = model.feature_groups(pre(dummy_columns(resolved)))
+    dag = model.backbone.dag
+    values = dag.block_values(features, training=False)
+    blocks = []
+    for name in dag.order:
+        block = dag.blocks[name]
+        params = sum(int(np.prod(v.shape)) for step in block.steps for layer in step.layers
+                     for v in layer.weights)
+        inputs = [(_KINDS[which], str(target)) for which, target, *_ in block.inputs]
+        blocks.append(BlockInfo(name, block.class_name, inputs, _shape(values[name]), params))
+    return ModelInfo(
+        groups=resolved.groups,
+        group_dims=model.feature_groups.group_dims(),
+        blocks=blocks,
+        outputs=dag.output_blocks or dag.concat_blocks,
+        output_kind="output_blocks" if dag.output_blocks else "concat_blocks",
+        towers=resolved.towers,
+        total_params=int(sum(np.prod(v.shape) for v in model.weights)),
+    )
+
+
+def format_table(info: ModelInfo) -> str:
+    """The text table `easyblocks validate` prints."""
+    rows = [("block", "class", "inputs", "output shape", "params")]
+    for g, names in info.groups.items():
+        rows.append((g, "feature group", f"{len(names)} feature{'s' * (len(names) != 1)}", f"(batch, {info.group_dims[g]})",
+                     ""))
+    for b in info.blocks:
+        rows.append((b.name, b.class_name, ", ".join(n for _, n in b.inputs), b.output_shape,
+                     f"{b.params:,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"{info.output_kind}: {', '.join(info.outputs)}")
+    lines.append("")
+    lines.append("tower            label            losses")
+    for t in info.towers:
+        losses = ", ".join(f"{loss.loss_type} x{loss.weight:g}" for loss in t.losses)
+        extra = ""
+        if t.relation_tower_names:
+            extra += f"; relation towers: {', '.join(t.relation_tower_names)}"
+        if t.add_to_logit:
+            extra += f"; logit + {', '.join(t.add_to_logit)}"
+        lines.append(f"{t.name:<16} {t.label:<16} {losses} (tower weight {t.weight:g}){extra}")
+    lines.append(f"total parameters: {info.total_params:,} (embedding tables included)")
+    return "\n".join(lines)

@@ -1,0 +1,92 @@
+"""Export: a SavedModel whose serving signature takes the raw input columns.
+
+The signature takes one tensor per input field (the strings and numbers of the
+CSV, labels not required), runs the same `Preprocessor` as training, and returns
+`probs_<tower>` and `logits_<tower>` for every tower. Over-parameterised blocks
+(APG's U = U_l U_r, V = V_l V_r) are replaced by their merged form first, so
+serving costs the same as an APG without over-parameterisation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from easyblocks.config.validate import ResolvedConfig
+from easyblocks.data.csv_input import TF_TYPES
+from easyblocks.models.model import CTRModel
+
+log = logging.getLogger("easyblocks")
+
+
+def serving_fields(resolved: ResolvedConfig) -> list:
+    """Input fields the serving signature takes: those the features read, in input order."""
+    used = {s.column for s in resolved.specs.values()}
+    return [f for f in resolved.proto.data_config.input_fields if f.input_name in used]
+
+
+def merge_for_serving(model: CTRModel) -> int:
+    """Replaces blocks that have a cheaper equivalent for serving (APG with P > K) in place;
+    returns how many were replaced."""
+    replaced = 0
+    dags = [model.backbone.dag, *model.backbone.packages.values()]
+    for dag in dags:
+        for block in dag.blocks.values():
+            for step in block.steps:
+                for i, layer in enumerate(step.layers):
+                    if getattr(layer, "overparam_p", 0) and hasattr(layer, "merged_layer"):
+                        step.layers[i] = layer.merged_layer()
+                        replaced += 1
+    return replaced
+
+
+class ServingModule(tf.Module):
+    """What is saved: the preprocessing tables, the variables and the serving function."""
+
+    def __init__(self, model: CTRModel, preprocessor, fields: list):
+        super().__init__(name="easyblocks_serving")
+        self.preprocessor = preprocessor
+        specs = {f.input_name: tf.TensorSpec([None], TF_TYPES[f.input_type], f.input_name)
+                 for f in fields}
+        keras_model = model  # not an attribute: only its variables are saved
+
+        def serve(columns):
+            outputs = keras_model(self.preprocessor(columns), training=False)
+            return dict(outputs)
+
+        self.serve = tf.function(serve, input_signature=[specs])
+        concrete = self.serve.get_concrete_function()
+        # every variable the function reads, tracked so that SavedModel stores it
+        self.model_variables = list(concrete.variables)
+
+
+def export_saved_model(model: CTRModel, preprocessor, resolved: ResolvedConfig,
+                       export_dir: str) -> str:
+    """Writes the SavedModel to export_dir (atomically: a temp dir, then renamed)."""
+    merged = merge_for_serving(model)
+    if merged:
+        log.info("export: merged %d over-parameterised block(s) for serving", merged)
+    module = ServingModule(model, preprocessor, serving_fields(resolved))
+    parent = os.path.dirname(os.path.abspath(export_dir)) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".export_", dir=parent)
+    try:
+        tf.saved_model.save(module, tmp, signatures={
+            "serving_default": module.serve.get_concrete_function()})
+        if os.path.exists(export_dir):
+            shutil.rmtree(export_dir)
+        os.replace(tmp, export_dir)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+    log.info("exported SavedModel to %s (serving_default: %s -> %s)", export_dir,
+             ", ".join(f.input_name for f in serving_fields(resolved)),
+             ", ".join(f"probs_{t.name}, logits_{t.name}" for t in resolved.towers))
+    return export_dir
+
+
+
