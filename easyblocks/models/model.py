@@ -60,7 +60,11 @@ class CTRModel(keras.Model):
         self.towers = [TaskTower(t, name=f"tower_{t.name}") for t in towers]
 
     def forward(self, features: dict, training=None) -> tuple[dict, tf.Tensor]:
-        """Returns (outputs, embedding_l2)."""
+        """Returns (outputs, embedding_l2); through __call__, so that the losses blocks add
+        with `add_loss` are those of this call."""
+        return self(features, training=training, return_aux=True)
+
+    def call(self, features, training=None, return_aux=False):
         fg = self.feature_groups(features)
         out = self.backbone(fg, training=training)
         extras = {}
@@ -89,7 +93,7 @@ class CTRModel(keras.Model):
                 probs = tf.nn.softmax(logits)
             outputs[f"logits_{name}"] = logits
             outputs[f"probs_{name}"] = probs
-        return outputs, fg["embedding_l2"]
+        return (outputs, fg["embedding_l2"]) if return_aux else outputs
 
     @staticmethod
     def _logit_part(value, block: str, spec: TowerSpec):
@@ -101,20 +105,35 @@ class CTRModel(keras.Model):
             )
         return value
 
-    def call(self, features, training=None):
-        return self.forward(features, training=training)[0]
-
     def dense_kernels(self) -> list:
         """Kernels that model_params.l2_regularization applies to (not embedding tables)."""
         tables = {id(v) for v in self.feature_groups.table_variables}
         return [v for v in self.trainable_variables
                 if id(v) not in tables and v.path.endswith("kernel")]
 
+    def block_losses(self) -> dict:
+        """Losses that blocks added with `self.add_loss(value)` in their last call, summed per
+        block and named "loss/<block name>" (e.g. a plugin's auxiliary loss)."""
+        named = {}
+        dags = [self.backbone.dag, *self.backbone.packages.values()]
+        for dag in dags:
+            for name, block in dag.blocks.items():
+                added = []
+                for step in block.steps:
+                    for layer in step.layers:
+                        for sub in layer._flatten_layers(include_self=True):
+                            added.extend(sub._get_own_losses())
+                if added:
+                    key = f"loss/{name}" if dag is self.backbone.dag else f"loss/{dag.name}/{name}"
+                    named[key] = tf.add_n(added)
+        return named
+
     def compute_losses(self, labels: dict, outputs: dict, embedding_l2: tf.Tensor) -> dict:
         """Every loss term by name, each already multiplied by its weights, and the total.
 
-        Keys: "loss/<tower>/<loss>" (tower weight x loss weight x value),
-        "loss/regularization" and "loss/total" (the sum of all of them).
+        Keys: "loss/<tower>/<loss>" (tower weight x loss weight x value), "loss/<block>"
+        (what a block added with `add_loss`), "loss/regularization" and "loss/total" (the sum
+        of all of them).
         """
         terms = {}
         for spec in self.tower_specs:
@@ -137,9 +156,10 @@ class CTRModel(keras.Model):
             )
         if self.embedding_regularization:
             reg += self.embedding_regularization * embedding_l2
-        layer_losses = self.losses  # regularizers and add_loss terms of the blocks
-        if layer_losses:
-            reg += tf.add_n(layer_losses)
+        weight_losses = self._get_regularization_losses()  # blocks' kernel regularizers
+        if weight_losses:
+            reg += tf.add_n(weight_losses)
+        terms.update(self.block_losses())
         terms["loss/regularization"] = reg
         terms["loss/total"] = tf.add_n(list(terms.values()))
         return terms
