@@ -1,0 +1,71 @@
+"""Tests of Cosine (DSSM / two towers): cos(u, v) / temperature, pinned by hand."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from easyblocks.blocks.registry import create_layer
+from easyblocks.blocks.similarity import Cosine
+from easyblocks.errors import ConfigError
+from easyblocks.protos import backbone_pb2
+
+U = np.array([[3.0, 4.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]], "float32")
+V = np.array([[4.0, 3.0], [0.0, 2.0], [-2.0, -2.0], [1.0, 5.0]], "float32")
+
+
+def test_cosine_over_temperature_by_hand():
+    out = Cosine()([U, V]).numpy()
+    assert out.shape == (4, 1)
+    # 24/25 = .96 -> 9.6; orthogonal -> 0; opposite -> -1 -> -10; zero vector -> 0 (no NaN)
+    np.testing.assert_allclose(out[:, 0], [9.6, 0.0, -10.0, 0.0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(Cosine(temperature=0.5)([U, V]).numpy()[:, 0],
+                               [1.92, 0.0, -2.0, 0.0], rtol=1e-6, atol=1e-6)
+
+
+def test_scale_invariance_and_gradient_matches_the_formula():
+    u = tf.constant(U[:3])
+    v = tf.constant(V[:3])
+    np.testing.assert_allclose(Cosine()([u * 7.0, v * 0.1]).numpy(), Cosine()([u, v]).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    with tf.GradientTape() as tape:
+        tape.watch(u)
+        y = tf.reduce_sum(Cosine(temperature=1.0)([u, v]))
+    grad = tape.gradient(y, u).numpy()
+    un, vn = np.linalg.norm(U[:3], axis=1, keepdims=True), np.linalg.norm(V[:3], axis=1,
+                                                                          keepdims=True)
+    cos = np.sum(U[:3] * V[:3], axis=1, keepdims=True) / (un * vn)
+    want = V[:3] / (un * vn) - cos * U[:3] / un**2  # d cos / d u
+    np.testing.assert_allclose(grad, want, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_inputs_and_params_are_config_errors():
+    with pytest.raises(ConfigError, match=r"expected a list .*received: one tensor of shape"):
+        Cosine()(U)
+    with pytest.raises(ConfigError, match="received: a list of 3 inputs"):
+        Cosine()([U, V, V])
+    with pytest.raises(ConfigError, match=r"same d .*received shapes \(4, 2\) and \(4, 3\)"):
+        Cosine()([U, np.ones((4, 3), "float32")])
+    with pytest.raises(ConfigError, match="expected `temperature` > 0, received: temperature=0"):
+        Cosine(temperature=0)
+    with pytest.raises(ConfigError, match="epsilon"):
+        Cosine(epsilon=-1.0)
+
+
+def test_config_round_trip_and_st_params():
+    layer = Cosine(temperature=0.05, name="cos")
+    assert layer.weights == []
+    clone = Cosine.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    np.testing.assert_allclose(clone([U, V]).numpy(), layer([U, V]).numpy())
+    assert layer.compute_output_shape([(None, 2), (None, 2)]) == (None, 1)
+    proto = backbone_pb2.KerasLayer(class_name="Cosine")
+    proto.st_params.update({"temperature": 0.05})
+    built = create_layer(proto, "cos", "block cos")
+    assert isinstance(built, Cosine) and built.temperature == 0.05
+    np.testing.assert_allclose(built([U, V]).numpy()[0, 0], 19.2, rtol=1e-6)
+    default = create_layer(backbone_pb2.KerasLayer(class_name="Cosine"), "cos", "block cos")
+    assert default.temperature == 0.1
