@@ -8,6 +8,7 @@ from easyblocks.backbone.dag import check_backbone
 from easyblocks.config.loader import LoadedConfig
 from easyblocks.errors import ConfigError, suggest
 from easyblocks.features.spec import FeatureSpec, build_feature_specs
+from easyblocks.protos import feature_pb2
 from easyblocks.models.towers import TowerSpec, build_tower_specs
 
 
@@ -19,6 +20,7 @@ class ResolvedConfig:
     specs: dict[str, FeatureSpec]
     groups: dict[str, list[str]]
     towers: list[TowerSpec]
+    wide_groups: set[str] = dataclasses.field(default_factory=set)
 
     @property
     def proto(self):
@@ -59,6 +61,7 @@ def validate(loaded: LoadedConfig) -> ResolvedConfig:
         raise ConfigError(f"{loaded.path}: no model_config")
     specs = build_feature_specs(loaded)
     groups: dict[str, list[str]] = {}
+    wide_groups: set[str] = set()
     for g in config.model_config.feature_groups:
         where = f"{loaded.locate_name('group_name', g.group_name)}: feature group {g.group_name!r}"
         if g.group_name in groups:
@@ -69,10 +72,21 @@ def validate(loaded: LoadedConfig) -> ResolvedConfig:
             if f not in specs:
                 raise ConfigError(f"{where}: unknown feature {f!r}{suggest(f, specs)}")
         groups[g.group_name] = list(g.feature_names)
+        mode = feature_pb2.WideOrDeep.Name(g.wide_deep)
+        if mode == "WIDE_AND_DEEP":
+            raise ConfigError(f"{where}: wide_deep WIDE_AND_DEEP is not supported; declare a "
+                              "WIDE group and a DEEP group with the same features")
+        kinds = [specs[f].kind for f in g.feature_names]
+        if "seq" in kinds and (len(kinds) > 1 or mode == "WIDE"):
+            raise ConfigError(f"{where}: a SequenceFeature must be alone in a DEEP group (the "
+                              "group gives its (batch, length, dim) sequence)")
+        if mode == "WIDE":
+            wide_groups.add(g.group_name)
     if not groups:
         raise ConfigError(f"{loaded.path}: model_config has no feature_groups")
     if not config.model_config.HasField("backbone"):
         raise ConfigError(f"{loaded.path}: model_config has no backbone")
     check_backbone(config.model_config.backbone, groups, loaded.locate_name)
     towers = build_tower_specs(loaded)
-    return ResolvedConfig(loaded=loaded, specs=specs, groups=groups, towers=towers)
+    return ResolvedConfig(loaded=loaded, specs=specs, groups=groups, towers=towers,
+                          wide_groups=wide_groups)

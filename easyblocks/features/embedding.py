@@ -14,19 +14,34 @@ class FeatureGroups(keras.layers.Layer):
     """Embeds the features and assembles the configured feature groups.
 
     Call with the dict produced by `Preprocessor`. Returns a dict with
-      "groups":  group name -> (batch, sum of feature widths) float32, the concatenation
+      "groups":  group name -> (batch, sum of feature widths) float32, the concatenation;
+                 a sequence group (one SequenceFeature) -> (batch, length, dim), zeros at
+                 padded positions; a WIDE group -> (batch, num_features), each feature's
+                 1-dimensional weight (w * x for raw features): their sum is the linear part
       "lists":   group name -> list of (batch, width) tensors, one per feature
       "raw":     group name -> (batch, num_features): the un-embedded bucket ids (int64)
                  or numbers (float32 when the group has raw features)
       "embedding_l2": mean over the batch of the squared norm of the looked-up embeddings
     """
 
-    def __init__(self, specs: dict[str, FeatureSpec], groups: dict[str, list[str]], **kwargs):
+    def __init__(self, specs: dict[str, FeatureSpec], groups: dict[str, list[str]],
+                 wide_groups=(), **kwargs):
         super().__init__(**kwargs)
         self.specs = specs
         self.group_features = groups
+        self.wide_groups = set(wide_groups)
+        wide_features = {f for g in self.wide_groups for f in groups[g]}
+        deep_features = {f for g, names in groups.items() if g not in self.wide_groups
+                         for f in names}
         self.tables = {}
+        self.wide_tables = {}
         for spec in specs.values():
+            if spec.name in wide_features and spec.kind != "raw" and \
+                    spec.table not in self.wide_tables:
+                self.wide_tables[spec.table] = self.add_weight(
+                    shape=(spec.num_ids, 1), initializer="zeros", name=f"wide_{spec.table}")
+            if spec.name not in deep_features:
+                continue
             if spec.uses_table and spec.kind != "raw" and spec.table not in self.tables:
                 self.tables[spec.table] = self.add_weight(
                     shape=(spec.num_ids, spec.embedding_dim),
@@ -38,16 +53,23 @@ class FeatureGroups(keras.layers.Layer):
         self.projections = {
             spec.name: keras.layers.Dense(spec.embedding_dim, name=f"projection_{spec.name}")
             for spec in specs.values()
-            if spec.kind == "raw" and spec.embedding_dim > 0
+            if spec.kind == "raw" and spec.embedding_dim > 0 and spec.name in deep_features
+        }
+        self.wide_raw = {
+            spec.name: keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros",
+                                          name=f"wide_{spec.name}")
+            for spec in specs.values() if spec.kind == "raw" and spec.name in wide_features
         }
 
     @property
     def table_variables(self) -> list:
-        return list(self.tables.values())
+        """Embedding tables (deep and wide): updated row-wise by the table optimizer."""
+        return list(self.tables.values()) + list(self.wide_tables.values())
 
     def group_dims(self) -> dict[str, int]:
         return {
-            g: sum(self.specs[f].output_dim for f in names)
+            g: len(names) if g in self.wide_groups else
+            sum(self.specs[f].output_dim for f in names)
             for g, names in self.group_features.items()
         }
 
@@ -56,9 +78,11 @@ class FeatureGroups(keras.layers.Layer):
         if spec.kind in ("id", "bucketized"):
             emb = tf.gather(self.tables[spec.table], value)
             return emb, emb
-        if spec.kind == "tag":
+        if spec.kind in ("tag", "seq"):
             mask = tf.cast(value >= 0, tf.float32)[..., None]  # (batch, len, 1)
             rows = tf.gather(self.tables[spec.table], tf.maximum(value, 0)) * mask
+            if spec.kind == "seq":
+                return rows, rows
             pooled = tf.reduce_sum(rows, axis=1)
             if spec.combiner == "mean":
                 pooled = pooled / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
@@ -67,9 +91,25 @@ class FeatureGroups(keras.layers.Layer):
             return self.projections[spec.name](value), None
         return value, None
 
+    def _wide(self, spec: FeatureSpec, value: tf.Tensor) -> tf.Tensor:
+        """The feature's 1-dimensional linear weight, (batch, 1)."""
+        if spec.kind == "raw":
+            return self.wide_raw[spec.name](value)
+        table = self.wide_tables[spec.table]
+        if spec.kind in ("id", "bucketized"):
+            return tf.gather(table, value)
+        mask = tf.cast(value >= 0, tf.float32)[..., None]
+        rows = tf.gather(table, tf.maximum(value, 0)) * mask
+        pooled = tf.reduce_sum(rows, axis=1)
+        if spec.combiner == "mean" and spec.kind == "tag":
+            pooled = pooled / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+        return pooled
+
     def call(self, features: dict[str, tf.Tensor]) -> dict:
         embedded, l2 = {}, []
-        for name in {f for names in self.group_features.values() for f in names}:
+        deep = {f for g, names in self.group_features.items() if g not in self.wide_groups
+                for f in names}
+        for name in sorted(deep):
             spec = self.specs[name]
             embedded[name], rows = self._embed(spec, features[name])
             if rows is not None:
@@ -77,7 +117,10 @@ class FeatureGroups(keras.layers.Layer):
         batch = tf.cast(tf.shape(next(iter(features.values())))[0], tf.float32)
         out = {"groups": {}, "lists": {}, "raw": {}}
         for group, names in self.group_features.items():
-            tensors = [embedded[n] for n in names]
+            if group in self.wide_groups:
+                tensors = [self._wide(self.specs[n], features[n]) for n in names]
+            else:
+                tensors = [embedded[n] for n in names]
             out["lists"][group] = tensors
             out["groups"][group] = tensors[0] if len(tensors) == 1 else tf.concat(tensors, -1)
             out["raw"][group] = self._raw(names, features)
@@ -86,7 +129,9 @@ class FeatureGroups(keras.layers.Layer):
 
     def _raw(self, names: list[str], features: dict[str, tf.Tensor]) -> tf.Tensor | None:
         specs = [self.specs[n] for n in names]
-        if any(s.kind == "tag" for s in specs):
+        if len(specs) == 1 and specs[0].kind == "seq":
+            return features[specs[0].name]  # (batch, length) ids, PAD_ID at padding
+        if any(s.kind in ("tag", "seq") for s in specs):
             return None  # multi-valued: no fixed-width raw form
         cols = []
         for s in specs:

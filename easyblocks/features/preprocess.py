@@ -18,7 +18,8 @@ class Preprocessor(tf.Module):
 
     Outputs, by feature name:
       id, bucketized: int64 (batch,)
-      tag:            int64 (batch, max_len_in_batch), padded with PAD_ID
+      tag, seq:       int64 (batch, max_len_in_batch), padded with PAD_ID (seq: at most
+                      max_seq_len values, the first ones)
       raw:            float32 (batch, raw_dim)
     """
 
@@ -55,9 +56,11 @@ class Preprocessor(tf.Module):
             col = columns[spec.column]
             if spec.kind == "id":
                 out[name] = self._ids(spec, col)
-            elif spec.kind == "tag":
+            elif spec.kind in ("tag", "seq"):
                 tokens = tf.strings.split(col, spec.separator)
                 tokens = tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
+                if spec.max_seq_len:
+                    tokens = tokens[:, : spec.max_seq_len]
                 ids = tokens.with_flat_values(self._ids(spec, tokens.flat_values))
                 out[name] = ids.to_tensor(default_value=PAD_ID)
             elif spec.kind == "bucketized":

@@ -20,8 +20,9 @@ class FeatureSpec:
     """One feature: its input column, kind and embedding table.
 
     kind: "id" (one id per row), "tag" (several ids per row, pooled),
-    "raw" (numbers, used as they are or through a projection), or
-    "bucketized" (a number turned into an id by `boundaries`).
+    "seq" (an ordered list of ids, kept as a sequence), "raw" (numbers, used as they
+    are or through a projection), or "bucketized" (a number turned into an id by
+    `boundaries`).
     """
 
     name: str
@@ -38,13 +39,14 @@ class FeatureSpec:
     combiner: str = "mean"
     table: str = ""  # embedding table name (shared through embedding_name)
     raw_dim: int = 1
+    max_seq_len: int = 0  # seq: keep the first max_seq_len values (0: all)
     log_transform: bool = False
     normalizer_mean: float = 0.0
     normalizer_std: float = 1.0
 
     @property
     def uses_table(self) -> bool:
-        return self.kind in ("id", "tag", "bucketized") or (
+        return self.kind in ("id", "tag", "seq", "bucketized") or (
             self.kind == "raw" and self.embedding_dim > 0
         )
 
@@ -91,10 +93,12 @@ def build_feature_specs(loaded: LoadedConfig) -> dict[str, FeatureSpec]:
                            log_transform=fc.log_transform, normalizer_mean=fc.normalizer_mean,
                            normalizer_std=fc.normalizer_std or 1.0)
         ftype = fc.feature_type
-        if ftype in (FC.IdFeature, FC.TagFeature):
-            spec.kind = "id" if ftype == FC.IdFeature else "tag"
-            if ftype == FC.TagFeature and ctype != FIELD_TYPES.STRING:
-                raise ConfigError(f"{where}: a TagFeature needs a STRING input field")
+        if ftype in (FC.IdFeature, FC.TagFeature, FC.SequenceFeature):
+            spec.kind = {FC.IdFeature: "id", FC.TagFeature: "tag", FC.SequenceFeature: "seq"}[ftype]
+            spec.max_seq_len = fc.max_seq_len
+            if ftype != FC.IdFeature and ctype != FIELD_TYPES.STRING:
+                raise ConfigError(f"{where}: a {FC.FeatureType.Name(ftype)} needs a STRING "
+                                  "input field (values joined by `separator`)")
             ways = [bool(fc.hash_bucket_size), bool(fc.num_buckets), bool(fc.vocab_list)]
             if sum(ways) != 1:
                 raise ConfigError(

@@ -20,7 +20,7 @@ def build_model(resolved: ResolvedConfig) -> CTRModel:
         resolved.specs, resolved.groups, model_config.backbone, resolved.towers,
         l2_regularization=model_config.model_params.l2_regularization,
         embedding_regularization=model_config.embedding_regularization,
-        locate=resolved.loaded.locate_name, name="model",
+        locate=resolved.loaded.locate_name, wide_groups=resolved.wide_groups, name="model",
     )
 
 

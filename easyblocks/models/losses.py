@@ -20,6 +20,14 @@ def classification_loss(labels: tf.Tensor, logits: tf.Tensor, num_class: int = 1
     )
 
 
+def classification_loss_on_probs(labels: tf.Tensor, probs: tf.Tensor,
+                                 eps: float = 1e-7) -> tf.Tensor:
+    """Binary cross-entropy on probabilities (towers whose probability is a product, ESMM)."""
+    labels = tf.reshape(tf.cast(labels, tf.float32), [-1])
+    p = tf.clip_by_value(tf.reshape(probs, [-1]), eps, 1.0 - eps)
+    return -tf.reduce_mean(labels * tf.math.log(p) + (1.0 - labels) * tf.math.log(1.0 - p))
+
+
 def l2_loss(labels: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
     """Mean squared error (regression towers: the prediction is the raw logit)."""
     labels = tf.reshape(tf.cast(labels, tf.float32), [-1])

@@ -24,6 +24,9 @@ class TaskTower(keras.layers.Layer):
         super().__init__(**kwargs)
         self.spec = spec
         self.dnn = None
+        self.logits = None
+        if spec.logit_from_backbone:
+            return
         if spec.dnn and spec.dnn.get("hidden_units"):
             dnn = dict(spec.dnn)
             dnn.setdefault("use_bn", True)
@@ -33,6 +36,12 @@ class TaskTower(keras.layers.Layer):
         self.logits = keras.layers.Dense(spec.num_class, name="logits")
 
     def call(self, x, training=None):
+        if self.logits is None:  # logit_from_backbone
+            if x.shape[-1] != self.spec.num_class:
+                raise ConfigError(
+                    f"tower {self.spec.name!r}: logit_from_backbone needs an input of shape "
+                    f"(batch, {self.spec.num_class}), got {tuple(x.shape)}")
+            return x
         if self.dnn is not None:
             x = self.dnn(x, training=training)
         return self.logits(x)
@@ -42,17 +51,18 @@ class CTRModel(keras.Model):
     """The model a config describes.
 
     Call with the dict made by `Preprocessor`; returns {"logits_<tower>": (batch,),
-    "probs_<tower>": (batch,)} (with a class axis when num_class > 1).
+    "probs_<tower>": (batch,)} (with a class axis when num_class > 1). A tower with
+    prob_product_of (ESMM) also returns "cond_probs_<tower>", its own factor (e.g. pCVR).
     """
 
     def __init__(self, specs: dict[str, FeatureSpec], groups: dict[str, list[str]],
                  backbone_config, towers: list[TowerSpec], l2_regularization: float = 0.0,
-                 embedding_regularization: float = 0.0, locate=None, **kwargs):
+                 embedding_regularization: float = 0.0, locate=None, wide_groups=(), **kwargs):
         super().__init__(**kwargs)
         self.tower_specs = towers
         self.l2_regularization = l2_regularization
         self.embedding_regularization = embedding_regularization
-        self.feature_groups = FeatureGroups(specs, groups, name="features")
+        self.feature_groups = FeatureGroups(specs, groups, wide_groups, name="features")
         kw = {"locate": locate} if locate else {}
         self.logit_blocks = sorted({b for t in towers for b in t.add_to_logit})
         self.backbone = Backbone(backbone_config, list(groups), name="backbone",
@@ -91,6 +101,12 @@ class CTRModel(keras.Model):
                 probs = tf.sigmoid(logits)
             else:
                 probs = tf.nn.softmax(logits)
+            if tower.spec.prob_product_of:  # ESMM: p = p_own x p_r ...
+                outputs[f"cond_probs_{name}"] = probs
+                for r in tower.spec.prob_product_of:
+                    probs = probs * outputs[f"probs_{r}"]
+                p = tf.clip_by_value(probs, 1e-7, 1 - 1e-7)
+                logits = tf.math.log(p) - tf.math.log1p(-p)
             outputs[f"logits_{name}"] = logits
             outputs[f"probs_{name}"] = probs
         return (outputs, fg["embedding_l2"]) if return_aux else outputs
@@ -140,7 +156,9 @@ class CTRModel(keras.Model):
             logits = outputs[f"logits_{spec.name}"]
             probs = outputs[f"probs_{spec.name}"]
             for loss in spec.losses:
-                if loss.loss_type == "CLASSIFICATION":
+                if loss.loss_type == "CLASSIFICATION" and spec.prob_product_of:
+                    value = L.classification_loss_on_probs(labels[spec.label], probs)
+                elif loss.loss_type == "CLASSIFICATION":
                     value = L.classification_loss(labels[spec.label], logits, spec.num_class)
                 elif loss.loss_type == "L2_LOSS":
                     value = L.l2_loss(labels[spec.label], logits)

@@ -39,6 +39,8 @@ class TowerSpec:
     dnn: dict | None = None
     relation_tower_names: list[str] = dataclasses.field(default_factory=list)
     add_to_logit: list[str] = dataclasses.field(default_factory=list)
+    logit_from_backbone: bool = False
+    prob_product_of: list[str] = dataclasses.field(default_factory=list)
     metrics: list[str] = dataclasses.field(default_factory=lambda: ["auc", "logloss"])
 
 
@@ -66,7 +68,8 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
             raise ConfigError(f"{loaded.path}: RankModel needs data_config.label_fields")
         towers = [TowerSpec(name=labels[0], label=labels[0],
                             losses=_loss_specs(model.loss_type, model.losses),
-                            num_class=model.num_class, add_to_logit=list(model.add_to_logit))]
+                            num_class=model.num_class, add_to_logit=list(model.add_to_logit),
+                            logit_from_backbone=model.logit_from_backbone)]
     elif model.model_class == "MultiTaskModel":
         protos = model.model_params.task_towers
         if not protos:
@@ -87,7 +90,8 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
                 weight=t.weight, num_class=t.num_class,
                 dnn=message_to_kwargs(t.dnn) if t.HasField("dnn") else None,
                 relation_tower_names=list(t.relation_tower_names), metrics=metrics,
-                add_to_logit=list(t.add_to_logit),
+                add_to_logit=list(t.add_to_logit), logit_from_backbone=t.logit_from_backbone,
+                prob_product_of=list(t.prob_product_of),
             ))
     else:
         raise ConfigError(
@@ -109,6 +113,16 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
                 raise ConfigError(f"{loaded.locate_name('add_to_logit', b)}: tower {t.name!r}: "
                                   f"add_to_logit names {b!r}, which is not a backbone block"
                                   f"{suggest(b, blocks)}")
+        earlier = names[:names.index(t.name)]
+        for r in t.prob_product_of:
+            if r not in earlier:
+                raise ConfigError(f"{where}: prob_product_of names {r!r}, which is not a tower "
+                                  f"listed before this one{suggest(r, earlier)}")
+        if t.prob_product_of and t.num_class != 1:
+            raise ConfigError(f"{where}: prob_product_of needs num_class 1")
+        if t.logit_from_backbone and t.dnn:
+            raise ConfigError(f"{where}: logit_from_backbone takes the backbone output as the "
+                              "logit; remove dnn")
         for r in t.relation_tower_names:
             if r not in names or r == t.name:
                 raise ConfigError(f"{where}: relation_tower_names names {r!r}, which is not "
