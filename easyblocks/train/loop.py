@@ -22,7 +22,7 @@ from easyblocks.config.validate import ResolvedConfig
 from easyblocks.data.csv_input import CSVInput, expand_paths, find_bad_line
 from easyblocks.errors import ConfigError, DataError
 from easyblocks.models.build import build_and_initialize
-from easyblocks.train.metrics import compute_metrics
+from easyblocks.train.metrics import compute_metrics, metrics_by_domain
 from easyblocks.train.optimizers import SparseTableOptimizer, dense_optimizer
 from easyblocks.train.summaries import write_scalar
 
@@ -262,13 +262,8 @@ class Trainer:
             entry = {"label": tower.label,
                      "overall": compute_metrics(labels, probs, names, uids)}
             if ec.domain_field:
-                domains = arrays[ec.domain_field]
-                entry["domains"] = {}
-                for value in np.unique(domains):
-                    mask = domains == value
-                    key = value.decode() if isinstance(value, bytes) else str(value)
-                    entry["domains"][key] = compute_metrics(
-                        labels[mask], probs[mask], names, uids[mask] if uids is not None else None)
+                entry["domains"] = metrics_by_domain(labels, probs, arrays[ec.domain_field],
+                                                     names, uids)
             results["towers"][tower.name] = entry
         self._report(results)
         return results

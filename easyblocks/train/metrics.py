@@ -61,3 +61,16 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, names: list[str],
         elif name == "gauc" and uids is not None:
             out["gauc"] = gauc(labels, probs, uids)
     return out
+
+
+def metrics_by_domain(labels: np.ndarray, probs: np.ndarray, domains: np.ndarray,
+                      names: list[str], uids: np.ndarray | None = None) -> dict[str, dict]:
+    """compute_metrics on the rows of each domain value, keyed by the value as text."""
+    labels, probs, domains = (np.asarray(a).reshape(-1) for a in (labels, probs, domains))
+    out = {}
+    for value in np.unique(domains):
+        mask = domains == value
+        key = value.decode() if isinstance(value, bytes) else str(value)
+        out[key] = compute_metrics(labels[mask], probs[mask], names,
+                                   None if uids is None else np.asarray(uids)[mask])
+    return out
