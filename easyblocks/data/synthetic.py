@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from easyblocks.train.metrics import auc  # noqa: F401  (re-exported: synthetic.auc)
+
 COLUMNS: list[str] = [
     "clk", "buy", "pid", "adgroup_id", "cate_id", "campaign_id", "customer",
     "brand", "user_id", "cms_segid", "cms_group_id", "final_gender_code",
@@ -400,34 +402,6 @@ def generate(num_rows: int, seed: int = 2024, num_users: int | None = None,
     """
     world = TaobaoWorld(seed, num_users, num_ads)
     return world.sample(num_rows, np.random.default_rng([seed, 1]))
-
-
-def auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve via average ranks (ties count one half).
-
-    Args:
-        labels: Binary labels.
-        scores: Scores, higher means more likely positive.
-
-    Returns:
-        The AUC, or NaN when only one class is present.
-    """
-    labels = np.asarray(labels).astype(bool).ravel()
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    n_pos = int(labels.sum())
-    n_neg = labels.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    # Average 1-based rank of each run of tied scores.
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    ends = np.r_[starts[1:], scores.size]
-    avg = (starts + ends + 1) / 2.0
-    ranks = np.empty(scores.size)
-    ranks[order] = np.repeat(avg, ends - starts)
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0)
-                 / (n_pos * n_neg))
 
 
 def write_csv(path: str, rows: list[list[str]], probs: np.ndarray) -> None:
