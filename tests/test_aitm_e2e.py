@@ -6,11 +6,11 @@ import re
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, SAMPLES
+from test_config import seed_model_config
+
 from easyblocks import api
 from easyblocks.train.loop import Trainer
-from test_config import seed_model_config
 
 pytestmark = pytest.mark.slow
 AITM = os.path.join(SAMPLES, "configs", "aitm_on_taobao.config")

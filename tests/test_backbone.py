@@ -77,7 +77,8 @@ def test_duplicate_block_and_group_names():
 
 
 def test_unknown_class_name_lists_registered_blocks():
-    with pytest.raises(ConfigError, match=r"unknown class_name 'MPL' \(did you mean: [A-Z, ]*MLP[A-Z, ]*\?\); "
+    with pytest.raises(ConfigError, match=r"unknown class_name 'MPL' \(did you mean: "
+                                          r"[A-Z, ]*MLP[A-Z, ]*\?\); "
                                           r"registered blocks: .*MLP"):
         backbone('blocks { name: "x" inputs { feature_group_name: "a" } '
                  'keras_layer { class_name: "MPL" } }')

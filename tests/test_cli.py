@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, SAMPLES
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

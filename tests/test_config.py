@@ -4,8 +4,8 @@ import os
 import re
 
 import pytest
-
 from conftest import SEEDS, tiny_config
+
 from easyblocks.config.loader import load_config, parse_config_text
 from easyblocks.config.validate import validate
 from easyblocks.errors import ConfigError

@@ -10,8 +10,8 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import ROOT, SAMPLES
+
 from easyblocks import api
 from easyblocks.train.loop import Trainer
 

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 from conftest import TINY_DATA
+
+from easyblocks.config.loader import parse_config_text
 from easyblocks.data.csv_input import CSVInput, expand_paths, find_bad_line
 from easyblocks.errors import DataError
 from easyblocks.features.preprocess import Preprocessor
-from easyblocks.config.loader import parse_config_text
 from easyblocks.features.spec import build_feature_specs
 
 

@@ -9,7 +9,6 @@ import time
 
 import pytest
 import tensorflow as tf
-
 from conftest import ROOT, SAMPLES
 
 pytestmark = pytest.mark.slow

@@ -61,7 +61,8 @@ def test_training_step_changes_weights():
 @pytest.mark.parametrize("kwargs, match", [
     ({"hidden_units": [0]}, "positive integers"),
     ({"hidden_units": [2, 2], "dropout_ratio": [0.1, 0.2, 0.3]}, "expected 1 or 2 values"),
-    ({"hidden_units": [2], "activation": "rellu"}, r"unknown activation 'rellu' \(did you mean: relu"),
+    ({"hidden_units": [2], "activation": "rellu"},
+     r"unknown activation 'rellu' \(did you mean: relu"),
 ])
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ConfigError, match=match):

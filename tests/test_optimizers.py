@@ -62,6 +62,7 @@ def test_exponential_decay_with_floor():
 def test_checkpoint_restores_every_model_variable(tmp_path):
     """Tables, BN statistics, dense weights and optimizer slots all come back."""
     from conftest import tiny_config
+
     from easyblocks.config.loader import parse_config_text
     from easyblocks.config.validate import validate
     from easyblocks.train.loop import Trainer

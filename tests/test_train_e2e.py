@@ -6,8 +6,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, SAMPLES, shared_data
+
 from easyblocks import api
 from easyblocks.errors import DataError
 from easyblocks.train.metrics import auc

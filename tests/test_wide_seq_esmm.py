@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import tiny_config
+
 from easyblocks.config.loader import parse_config_text
 from easyblocks.config.validate import validate
 from easyblocks.errors import ConfigError

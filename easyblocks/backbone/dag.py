@@ -8,7 +8,8 @@ one config (packages belong to the Backbone instance, not to a class).
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import networkx as nx
@@ -42,7 +43,7 @@ def _concat(values: list, axis: int, where: str):
 class _Step:
     """One callable step of a block: a layer, a lambda, a repeat or a recurrent layer."""
 
-    def __init__(self, proto: Any, name: str, where: str, owner: "Dag"):
+    def __init__(self, proto: Any, name: str, where: str, owner: Dag):
         self.where = where
         kind = proto.WhichOneof("layer")
         self.kind = kind
@@ -105,7 +106,7 @@ class _Step:
 class _Block:
     """A configured block: where its inputs come from and the steps it runs."""
 
-    def __init__(self, proto: Any, where: str, owner: "Dag"):
+    def __init__(self, proto: Any, where: str, owner: Dag):
         self.proto = proto
         self.name = proto.name
         self.where = where
@@ -130,7 +131,8 @@ class _Block:
             self.steps = [_Step(proto, self.name, where, owner)]
         if self.kind in ("input_layer", "raw_input"):
             if len(self.inputs) != 1 or self.inputs[0][0] != "feature_group_name":
-                raise ConfigError(f"{where}: {self.kind} takes exactly one feature_group_name input")
+                raise ConfigError(f"{where}: {self.kind} takes exactly one feature_group_name "
+                                  "input")
 
     @property
     def class_name(self) -> str:

@@ -121,7 +121,8 @@ class PartitionedNormalization(keras.layers.Layer):
 
     def __init__(self, num_domains: int, momentum: float = 0.99, epsilon: float = 1e-3, **kwargs):
         super().__init__(**kwargs)
-        self.num_domains = _check_num_domains(num_domains, f"PartitionedNormalization {self.name!r}")
+        self.num_domains = _check_num_domains(
+            num_domains, f"PartitionedNormalization {self.name!r}")
         if not 0.0 <= momentum < 1.0:
             raise ConfigError(
                 f"PartitionedNormalization {self.name!r}: expected 0 <= momentum < 1, "

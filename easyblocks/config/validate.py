@@ -8,8 +8,8 @@ from easyblocks.backbone.dag import check_backbone
 from easyblocks.config.loader import LoadedConfig
 from easyblocks.errors import ConfigError, suggest
 from easyblocks.features.spec import FeatureSpec, build_feature_specs
-from easyblocks.protos import feature_pb2
 from easyblocks.models.towers import TowerSpec, build_tower_specs
+from easyblocks.protos import feature_pb2
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ import csv
 import glob
 import itertools
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import tensorflow as tf
 
@@ -84,6 +84,21 @@ def find_bad_line(files: list[str], data_config, max_lines: int | None = None) -
                 rows = itertools.islice(rows, max_lines)
             for lineno, row in rows:
                 check_row(row, fields, f"{path}:{lineno}")
+
+
+def batches(ds, files: list[str], data_config) -> Iterator:
+    """Iterates a dataset; a row TensorFlow cannot parse becomes a DataError naming its
+    file and line (found by re-reading the files with `find_bad_line`)."""
+    it = iter(ds)
+    while True:
+        try:
+            element = next(it)
+        except StopIteration:
+            return
+        except tf.errors.InvalidArgumentError as e:
+            find_bad_line(files, data_config)
+            raise DataError(f"cannot parse {', '.join(files)}: {e.message}") from None
+        yield element
 
 
 class CSVInput:

@@ -71,7 +71,9 @@ def format_table(info: ModelInfo) -> str:
     """The text table `easyblocks validate` prints."""
     rows = [("block", "class", "inputs", "output shape", "params")]
     for g, names in info.groups.items():
-        rows.append((g, "feature group", f"{len(names)} feature{'s' * (len(names) != 1)}", f"(batch, {info.group_dims[g]})",
+        plural = "s" if len(names) != 1 else ""
+        rows.append((g, "feature group", f"{len(names)} feature{plural}",
+                     f"(batch, {info.group_dims[g]})",
                      ""))
     for b in info.blocks:
         rows.append((b.name, b.class_name, ", ".join(n for _, n in b.inputs), b.output_shape,

@@ -86,7 +86,8 @@ class CTRModel(keras.Model):
             elif len(out) != len(self.towers):
                 raise ConfigError(
                     f"backbone: output_blocks give {len(out)} outputs but there are "
-                    f"{len(self.towers)} task towers ({', '.join(t.name for t in self.tower_specs)}); "
+                    f"{len(self.towers)} task towers "
+                    f"({', '.join(t.name for t in self.tower_specs)}); "
                     "give one output per tower, in tower order, or one shared output"
                 )
         outputs = {}

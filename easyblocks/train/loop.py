@@ -19,8 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from easyblocks.config.validate import ResolvedConfig
-from easyblocks.data.csv_input import CSVInput, expand_paths, find_bad_line
-from easyblocks.errors import ConfigError, DataError
+from easyblocks.data.csv_input import CSVInput, batches, expand_paths, find_bad_line
+from easyblocks.errors import ConfigError
 from easyblocks.models.build import build_and_initialize
 from easyblocks.train.metrics import compute_metrics, metrics_by_domain
 from easyblocks.train.optimizers import SparseTableOptimizer, dense_optimizer
@@ -171,15 +171,9 @@ class Trainer:
         steady_t0, steady_steps, steady_examples = None, 0, 0
         log.info("training %s from step %d%s", self.resolved.path, start,
                  f" to {tc.num_steps}" if tc.num_steps else f" for {num_epochs} epoch(s)")
-        it = iter(ds)
-        while not tc.num_steps or step < tc.num_steps:
-            try:
-                features, labels, _ = next(it)
-            except StopIteration:
+        for features, labels, _ in batches(ds, files, data):
+            if tc.num_steps and step >= tc.num_steps:
                 break
-            except tf.errors.InvalidArgumentError as e:
-                find_bad_line(files, data)
-                raise DataError(f"cannot parse {', '.join(files)}: {e.message}") from None
             terms = train_step(features, labels)
             step += 1
             examples += int(next(iter(labels.values())).shape[0])
@@ -226,15 +220,7 @@ class Trainer:
 
         chunks: dict[str, list] = {}
         seen = 0
-        it = iter(ds)
-        while True:
-            try:
-                features, labels, cols = next(it)
-            except StopIteration:
-                break
-            except tf.errors.InvalidArgumentError as e:
-                find_bad_line(files, data)
-                raise DataError(f"cannot parse {', '.join(files)}: {e.message}") from None
+        for features, labels, cols in batches(ds, files, data):
             outputs = predict(features)
             for group in (outputs, labels, cols):
                 for k, v in group.items():

@@ -8,7 +8,7 @@ import time
 
 import tensorflow as tf
 
-from easyblocks.data.csv_input import CSVInput, expand_paths, find_bad_line
+from easyblocks.data.csv_input import CSVInput, batches, expand_paths, find_bad_line
 from easyblocks.errors import ConfigError, DataError
 
 log = logging.getLogger("easyblocks")
@@ -76,15 +76,7 @@ def predict_file(trainer, input_path: str, output_path: str, keep_columns: list[
     with open(output_path, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(list(keep_columns) + [f"probs_{t}" for t in towers])
-        it = iter(ds)
-        while True:
-            try:
-                features, _, columns = next(it)
-            except StopIteration:
-                break
-            except tf.errors.InvalidArgumentError as e:
-                find_bad_line(files, data)
-                raise DataError(f"cannot parse {', '.join(files)}: {e.message}") from None
+        for features, _, columns in batches(ds, files, data):
             outputs = score(columns, features)
             kept = [columns[c].numpy() for c in keep_columns]
             probs = [outputs[f"probs_{t}"].numpy() for t in towers]
