@@ -58,11 +58,15 @@ def evaluate(config_path: str, model_dir: str | None = None, checkpoint: str | N
 
 def export(config_path: str, model_dir: str | None = None, export_dir: str | None = None,
            checkpoint: str | None = None, extra_plugins: list[str] = (),
-           overrides: list[str] = ()) -> str:
-    """Exports the latest (or given) checkpoint as a SavedModel; returns its directory."""
+           overrides: list[str] = (), blocks: list[str] = ()) -> str:
+    """Exports the latest (or given) checkpoint as a SavedModel; returns its directory.
+
+    With `blocks`, the SavedModel returns those backbone blocks' outputs and takes only
+    the columns they need (e.g. one tower of a two-tower model, for retrieval).
+    """
     import os
 
-    from easyblocks.train.export import export_saved_model
+    from easyblocks.train.export import export_blocks, export_saved_model
     from easyblocks.train.loop import Trainer
 
     resolved = resolve(config_path, extra_plugins, overrides=overrides)
@@ -70,6 +74,8 @@ def export(config_path: str, model_dir: str | None = None, export_dir: str | Non
     trainer.restore(checkpoint, required=True)
     export_dir = export_dir or resolved.proto.export_config.export_dir or os.path.join(
         trainer.model_dir, "export")
+    if blocks:
+        return export_blocks(trainer.model, resolved, list(blocks), export_dir)
     return export_saved_model(trainer.model, trainer.preprocessor, resolved, export_dir)
 
 

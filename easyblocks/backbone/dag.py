@@ -304,10 +304,30 @@ class Dag(keras.layers.Layer):
             x = step(x, training)
         return x
 
-    def block_values(self, features: dict, package_input=None, training=None) -> dict:
-        """Runs every block in topological order; returns {block name: output}."""
+    def upstream(self, targets) -> tuple[list[str], set[str]]:
+        """The blocks `targets` depend on (themselves included, in run order) and the
+        feature groups those blocks read."""
+        needed = set(targets)
+        for t in targets:
+            needed |= nx.ancestors(self.graph, t)
+        order = [n for n in self.order if n in needed]
+        groups = {target for n in order for which, target, *_ in self.blocks[n].inputs
+                  if which == "feature_group_name"}
+        for n in order:
+            for which, target, _, _, inp in self.blocks[n].inputs:
+                if which == "package_name":
+                    groups |= {t for b in self.packages[target].blocks.values()
+                               for w, t, *_ in b.inputs if w == "feature_group_name"}
+                    if inp.package_input in self.group_names:
+                        groups.add(inp.package_input)
+        return order, groups
+
+    def block_values(self, features: dict, package_input=None, training=None,
+                     only=None) -> dict:
+        """Runs the blocks in topological order (`only`: just these, in that order);
+        returns {block name: output}."""
         values: dict[str, Any] = {}
-        for name in self.order:
+        for name in only or self.order:
             block = self.blocks[name]
             try:
                 values[name] = self._run_block(block, values, features, package_input, training)

@@ -105,10 +105,11 @@ class FeatureGroups(keras.layers.Layer):
             pooled = pooled / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
         return pooled
 
-    def call(self, features: dict[str, tf.Tensor]) -> dict:
+    def call(self, features: dict[str, tf.Tensor], groups=None) -> dict:
+        """`groups`: only these groups (e.g. for exporting one tower); default all."""
+        selected = {g: n for g, n in self.group_features.items() if groups is None or g in groups}
         embedded, l2 = {}, []
-        deep = {f for g, names in self.group_features.items() if g not in self.wide_groups
-                for f in names}
+        deep = {f for g, names in selected.items() if g not in self.wide_groups for f in names}
         for name in sorted(deep):
             spec = self.specs[name]
             embedded[name], rows = self._embed(spec, features[name])
@@ -116,7 +117,7 @@ class FeatureGroups(keras.layers.Layer):
                 l2.append(tf.reduce_sum(tf.square(rows)))
         batch = tf.cast(tf.shape(next(iter(features.values())))[0], tf.float32)
         out = {"groups": {}, "lists": {}, "raw": {}}
-        for group, names in self.group_features.items():
+        for group, names in selected.items():
             if group in self.wide_groups:
                 tensors = [self._wide(self.specs[n], features[n]) for n in names]
             else:

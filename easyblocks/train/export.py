@@ -18,6 +18,8 @@ import tensorflow as tf
 
 from easyblocks.config.validate import ResolvedConfig
 from easyblocks.data.csv_input import TF_TYPES
+from easyblocks.errors import ConfigError
+from easyblocks.features.preprocess import Preprocessor
 from easyblocks.models.model import CTRModel
 
 log = logging.getLogger("easyblocks")
@@ -64,13 +66,39 @@ class ServingModule(tf.Module):
         self.model_variables = list(concrete.variables)
 
 
-def export_saved_model(model: CTRModel, preprocessor, resolved: ResolvedConfig,
-                       export_dir: str) -> str:
-    """Writes the SavedModel to export_dir (atomically: a temp dir, then renamed)."""
-    merged = merge_for_serving(model)
-    if merged:
-        log.info("export: merged %d over-parameterised block(s) for serving", merged)
-    module = ServingModule(model, preprocessor, serving_fields(resolved))
+class BlockServingModule(tf.Module):
+    """Serves the outputs of chosen backbone blocks from only the columns they need:
+    e.g. DSSM's user tower and item tower exported separately for retrieval."""
+
+    def __init__(self, model: CTRModel, resolved: ResolvedConfig, blocks: list[str]):
+        super().__init__(name="easyblocks_block_serving")
+        dag = model.backbone.dag
+        unknown = [b for b in blocks if b not in dag.blocks]
+        if unknown:
+            raise ConfigError(f"--block: {', '.join(unknown)} is not a backbone block; blocks: "
+                              f"{', '.join(dag.order)}")
+        order, groups = dag.upstream(blocks)
+        features = {f for g in groups for f in resolved.groups[g]}
+        specs = {k: v for k, v in resolved.specs.items() if k in features}
+        self.preprocessor = Preprocessor(specs)
+        columns = {s.column for s in specs.values()}
+        self.fields = [f for f in resolved.proto.data_config.input_fields
+                       if f.input_name in columns]
+        tensor_specs = {f.input_name: tf.TensorSpec([None], TF_TYPES[f.input_type], f.input_name)
+                        for f in self.fields}
+        feature_groups = model.feature_groups
+
+        def serve(cols):
+            fg = feature_groups(self.preprocessor(cols), groups=groups)
+            values = dag.block_values(fg, training=False, only=order)
+            return {b: values[b] for b in blocks}
+
+        self.serve = tf.function(serve, input_signature=[tensor_specs])
+        self.model_variables = list(self.serve.get_concrete_function().variables)
+
+
+def _save(module: tf.Module, export_dir: str) -> None:
+    """tf.saved_model.save into a temp dir next to export_dir, then renamed into place."""
     parent = os.path.dirname(os.path.abspath(export_dir)) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export_", dir=parent)
@@ -83,6 +111,27 @@ def export_saved_model(model: CTRModel, preprocessor, resolved: ResolvedConfig,
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
+
+
+def export_blocks(model: CTRModel, resolved: ResolvedConfig, blocks: list[str],
+                  export_dir: str) -> str:
+    """Writes a SavedModel that returns the named blocks' outputs from their inputs alone."""
+    merge_for_serving(model)
+    module = BlockServingModule(model, resolved, blocks)
+    _save(module, export_dir)
+    log.info("exported blocks %s to %s (serving_default: %s)", ", ".join(blocks), export_dir,
+             ", ".join(f.input_name for f in module.fields))
+    return export_dir
+
+
+def export_saved_model(model: CTRModel, preprocessor, resolved: ResolvedConfig,
+                       export_dir: str) -> str:
+    """Writes the SavedModel to export_dir (atomically: a temp dir, then renamed)."""
+    merged = merge_for_serving(model)
+    if merged:
+        log.info("export: merged %d over-parameterised block(s) for serving", merged)
+    module = ServingModule(model, preprocessor, serving_fields(resolved))
+    _save(module, export_dir)
     log.info("exported SavedModel to %s (serving_default: %s -> %s)", export_dir,
              ", ".join(f.input_name for f in serving_fields(resolved)),
              ", ".join(f"probs_{t.name}, logits_{t.name}" for t in resolved.towers))
