@@ -88,3 +88,22 @@ def test_checkpoint_restores_every_model_variable(tmp_path):
     for i, v in enumerate(second.model.variables):
         np.testing.assert_allclose(v.numpy(), i + 0.5, err_msg=v.path)
     np.testing.assert_allclose(second.table_opt.slots[0][0].numpy(), 7.0)
+
+
+def test_resume_in_the_same_process_with_dropout(tmp_path):
+    """Keras numbers a Dropout's seed generator per process; the checkpoint must not care."""
+    from conftest import tiny_config
+    from easyblocks.config.loader import parse_config_text
+    from easyblocks.config.validate import validate
+    from easyblocks.train.loop import Trainer
+
+    text = tiny_config('backbone { blocks { name: "m" inputs { feature_group_name: "all" } '
+                       'keras_layer { class_name: "MLP" mlp { hidden_units: [4] '
+                       'dropout_ratio: 0.5 } } } concat_blocks: "m" }')
+    first = Trainer(validate(parse_config_text(text, "t.config")), model_dir=str(tmp_path))
+    first.manager.save(checkpoint_number=1)
+    second = Trainer(validate(parse_config_text(text, "t.config")), model_dir=str(tmp_path))
+    assert {v.path for v in first.model.variables} != {v.path for v in second.model.variables}
+    assert second.restore().endswith("ckpt-1")
+    for a, b in zip(first.model.variables, second.model.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import time
-from typing import Any
 
 import keras
 import numpy as np
@@ -40,24 +39,19 @@ def make_strategy(train_config) -> tf.distribute.Strategy:
 
 
 class ModelVariables(tf.Module):
-    """Every variable of a Keras 3 model, keyed by its path, for tf.train.Checkpoint.
+    """Every variable of a Keras 3 model, in the model's own order, for tf.train.Checkpoint.
 
     TensorFlow's checkpoint does not look inside the lists and dicts of layers that
     Keras 3 tracks (a block's sub-layers, the embedding tables), so the model itself
-    would be saved only partly; the variables are listed here explicitly instead.
+    would be saved only partly; the variables are listed here explicitly instead. They
+    are keyed by position, not by path: Keras numbers auto-named objects per process
+    (a Dropout's "seed_generator", then "seed_generator_1"), so paths differ between two
+    builds of one config in one process, while the order is fixed by the config.
     """
 
     def __init__(self, model: keras.Model):
         super().__init__(name="model_variables")
-        by_path: dict[str, Any] = {}
-        for v in model.variables:
-            key = v.path.replace("/", ".")
-            n = 1
-            while key in by_path:
-                n += 1
-                key = f"{v.path.replace('/', '.')}_{n}"
-            by_path[key] = v
-        self.by_path = by_path
+        self.variables_in_order = list(model.variables)
 
 
 def _fmt(value: float) -> str:
