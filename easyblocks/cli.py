@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     common(x)
     x.add_argument("--export_dir", help="default: export_config.export_dir or model_dir/export")
     x.add_argument("--checkpoint", help="a checkpoint path instead of the latest")
+    x.add_argument("--block", action="append", default=[], dest="blocks",
+                   help="export this backbone block's output instead of the towers, from the "
+                   "columns it needs alone (repeatable; e.g. a two-tower model's user tower)")
     p_ = sub.add_parser("predict", help="score a CSV file (labels not required)")
     common(p_)
     p_.add_argument("--input", required=True, help="CSV rows in the config's column layout")
@@ -58,13 +61,10 @@ def _run(args) -> int:
 
     if args.command == "blocks":
         from easyblocks import plugins
-        from easyblocks.blocks.registry import registered_blocks
+        from easyblocks.blocks.registry import format_blocks
 
         plugins.load_plugins(args.plugin)
-        for spec in registered_blocks():
-            params = f"{spec.params_field} {{}} or st_params" if spec.params_field else "st_params"
-            print(f"{spec.name:<26} {spec.source:<40} params: {params}")
-        print("(and every keras.layers class by its name, params: st_params)")
+        print(format_blocks())  # per block: name, source, params form, accepted parameters
         return 0
 
     from easyblocks import api
@@ -75,7 +75,7 @@ def _run(args) -> int:
         api.evaluate(args.config, args.model_dir, args.checkpoint, args.plugin, args.overrides)
     elif args.command == "export":
         api.export(args.config, args.model_dir, args.export_dir, args.checkpoint, args.plugin,
-                   args.overrides)
+                   args.overrides, args.blocks)
     elif args.command == "predict":
         keep = [c.strip() for c in args.keep.split(",") if c.strip()]
         api.predict(args.config, args.input, args.output, keep, args.model_dir, args.export_dir,

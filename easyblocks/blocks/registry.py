@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import logging
+import textwrap
 from typing import Any
 
 import keras
 
 from easyblocks.config.kwargs import check_kwargs, message_to_kwargs, struct_to_kwargs
 from easyblocks.errors import ConfigError, suggest
+
+log = logging.getLogger("easyblocks")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,23 +27,37 @@ class BlockSpec:
 
     name: str
     cls: type
+    # "built-in", "plugin module <module>", "plugin file <path>", "entry point <name> = <value>
+    # (distribution <dist>)" or "keras.layers"
     source: str
     # name of the typed params field in the KerasLayer message (e.g. "mlp"), if any
     params_field: str | None = None
+    # the registration this one replaced with override=True, if any
+    overrides: str | None = None
 
 
 _REGISTRY: dict[str, BlockSpec] = {}
-# set while an entry point is being loaded, so its blocks say where they came from
+# set while a plugin file or an entry point is being loaded, so that its blocks say where
+# they came from (easyblocks.plugins pushes and pops it)
 _loading_source: list[str] = []
 
 
+def _is_builtin(cls: type) -> bool:
+    return cls.__module__ == "easyblocks" or cls.__module__.startswith("easyblocks.")
+
+
 def _source_of(cls: type) -> str:
+    if _is_builtin(cls):
+        return "built-in"
     if _loading_source:
         return _loading_source[-1]
-    module = cls.__module__
-    if module.startswith("easyblocks.") and not module.startswith("easyblocks_plugin"):
-        return "built-in"
-    return f"plugin module {module}"
+    return f"plugin module {cls.__module__}"
+
+
+def _describe(cls: type, source: str) -> str:
+    if cls.__module__.startswith("easyblocks_plugin_"):  # a .py file: the source names it
+        return f"{cls.__qualname__} ({source})"
+    return f"{cls.__module__}.{cls.__qualname__} ({source})"
 
 
 def register_block(
@@ -51,27 +69,60 @@ def register_block(
     """Registers a Keras layer class as a block usable by `class_name` in configs.
 
     Usable as `@register_block`, `@register_block("Name")` or
-    `@register_block("Name", override=True)`.
+    `@register_block("Name", override=True)`. Its constructor's keyword arguments are the
+    block's parameters (given in a config as `st_params { ... }`).
+
+    A name that is already registered (a built-in, another plugin) or that is a
+    keras.layers class is an error naming both, unless override=True: then this class
+    replaces the other one in every config (logged).
 
     Args:
       name_or_cls: the name to register (defaults to the class name), or the class.
       params: built-ins only: the typed params field of the KerasLayer message.
       override: replace an existing registration instead of raising.
     """
+    if name_or_cls is not None and not isinstance(name_or_cls, str) \
+            and not inspect.isclass(name_or_cls):
+        raise TypeError(f"register_block expects a name or a class, got {name_or_cls!r}")
 
     def decorate(cls: type, name: str | None = None) -> type:
         if not (inspect.isclass(cls) and issubclass(cls, keras.layers.Layer)):
             raise TypeError(f"register_block expects a keras.layers.Layer subclass, got {cls!r}")
         name = name or cls.__name__
-        spec = BlockSpec(name=name, cls=cls, source=_source_of(cls), params_field=params)
+        if not name.strip() or name != name.strip():
+            raise ValueError(f"register_block: bad block name {name!r}")
+        source = _source_of(cls)
         old = _REGISTRY.get(name)
-        if old is not None and old.cls is not cls and not override:
-            raise ConfigError(
-                f"block name {name!r} is registered twice: by {old.cls.__module__}."
-                f"{old.cls.__qualname__} ({old.source}) and by {cls.__module__}."
-                f"{cls.__qualname__} ({spec.source}); rename one, or pass override=True"
-            )
-        _REGISTRY[name] = spec
+        replaced = None
+        # the same class again, or its module imported again: not a collision
+        same_class = old is not None and (old.cls is cls or (
+            (old.cls.__module__, old.cls.__qualname__) == (cls.__module__, cls.__qualname__)))
+        if old is not None:
+            if same_class:
+                replaced = old.overrides
+            else:
+                if not override:
+                    raise ConfigError(
+                        f"block name {name!r} is registered twice: by "
+                        f"{_describe(old.cls, old.source)} and by {_describe(cls, source)}; "
+                        f"rename one (@register_block(\"OtherName\")), or pass "
+                        "override=True to the registration that should win"
+                    )
+                replaced = _describe(old.cls, old.source)
+        elif not _is_builtin(cls):
+            shadowed = _keras_layer_spec(name)
+            if shadowed is not None:
+                if not override:
+                    raise ConfigError(
+                        f"block name {name!r} of {_describe(cls, source)} is the name of "
+                        f"keras.layers.{name}, which configs can use by that name; rename it "
+                        f"(@register_block(\"OtherName\")), or pass override=True"
+                    )
+                replaced = f"keras.layers.{name}"
+        _REGISTRY[name] = BlockSpec(name=name, cls=cls, source=source, params_field=params,
+                                    overrides=replaced)
+        if replaced and not same_class:
+            log.info("block %r: %s overrides %s", name, _describe(cls, source), replaced)
         # so that a saved Keras model finds the class by name
         keras.saving.register_keras_serializable(package="easyblocks", name=name)(cls)
         return cls
@@ -96,7 +147,9 @@ def get_block(name: str, where: str = "") -> BlockSpec:
         raise ConfigError(
             f"{prefix}unknown class_name {name!r}{suggest(name, _REGISTRY)}; registered blocks: "
             f"{', '.join(sorted(_REGISTRY))} (and every keras.layers class); "
-            "run `easyblocks blocks` for details"
+            "run `easyblocks blocks` for details (a block from a plugin needs the plugin "
+            "loaded: `plugins: \"module\"` in the config, --plugin, or an installed entry "
+            "point)"
         )
     return spec
 
@@ -104,6 +157,41 @@ def get_block(name: str, where: str = "") -> BlockSpec:
 def registered_blocks() -> list[BlockSpec]:
     """Every registered block (not the keras.layers fallbacks), sorted by name."""
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def block_params(cls: type) -> list[str]:
+    """The keyword arguments cls.__init__ accepts, as "name" (required) or "name=default"
+    (none for a class without its own constructor: the base Layer's are not parameters)."""
+    if cls.__init__ is keras.layers.Layer.__init__:
+        return []
+    try:
+        sig = inspect.signature(cls.__init__)
+    except (TypeError, ValueError):
+        return ["(unknown)"]
+    out = []
+    for name, p in sig.parameters.items():
+        if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
+            continue
+        out.append(name if p.default is inspect.Parameter.empty else f"{name}={p.default!r}")
+    return out
+
+
+def format_blocks(specs: list[BlockSpec] | None = None, width: int = 100) -> str:
+    """What `easyblocks blocks` prints: per block, a line with its name, source and how it
+    takes parameters, then its accepted parameters, indented."""
+    specs = registered_blocks() if specs is None else specs
+    lines = []
+    for spec in specs:
+        how = f"{spec.params_field} {{}} or st_params" if spec.params_field else "st_params"
+        source = spec.source + (f", overrides {spec.overrides}" if spec.overrides else "")
+        lines.append(f"{spec.name:<26} {source}  [{how}]")
+        params = ", ".join(block_params(spec.cls)) or "(no parameters)"
+        lines.extend(textwrap.wrap(params, width=width, initial_indent="    ",
+                                   subsequent_indent="      ", break_long_words=False,
+                                   break_on_hyphens=False))
+    lines.append("(and every keras.layers class by its name, with st_params; a parameter "
+                 "without =default is required)")
+    return "\n".join(lines)
 
 
 def _params_message_type(spec: BlockSpec) -> type | None:
@@ -135,6 +223,9 @@ def layer_kwargs(keras_layer_proto: Any, spec: BlockSpec, where: str) -> dict[st
                 f"{spec.name!r}; use {expected}"
             )
         kwargs = message_to_kwargs(getattr(keras_layer_proto, which))
+    if spec.name != spec.cls.__name__:  # so that the error names the class_name too
+        where = f"{where}: class_name {spec.name!r} ({spec.cls.__module__}." \
+            f"{spec.cls.__qualname__})"
     check_kwargs(spec.cls, kwargs, where)
     return kwargs
 
@@ -149,5 +240,11 @@ def create_layer(keras_layer_proto: Any, name: str, where: str) -> keras.layers.
         raise
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: cannot create {spec.name}: {e}") from None
+    except Exception as e:  # a plugin's constructor failing is the plugin's error, not ours
+        if spec.source in ("built-in", "keras.layers"):
+            raise
+        raise ConfigError(f"{where}: cannot create {spec.name} "
+                          f"({_describe(spec.cls, spec.source)}): {type(e).__name__}: {e}"
+                          ) from e
 
 
