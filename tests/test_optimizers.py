@@ -93,6 +93,7 @@ def test_checkpoint_restores_every_model_variable(tmp_path):
 def test_resume_in_the_same_process_with_dropout(tmp_path):
     """Keras numbers a Dropout's seed generator per process; the checkpoint must not care."""
     from conftest import tiny_config
+
     from easyblocks.config.loader import parse_config_text
     from easyblocks.config.validate import validate
     from easyblocks.train.loop import Trainer

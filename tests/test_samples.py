@@ -4,8 +4,8 @@ import glob
 import os
 
 import pytest
-
 from conftest import ROOT, SAMPLES
+
 from easyblocks import api
 from easyblocks.models.describe import describe
 
