@@ -48,6 +48,9 @@ def validate(loaded: LoadedConfig) -> ResolvedConfig:
                               f"{label!r} is not an input field{suggest(label, names)}")
     if data.batch_size <= 0:
         raise ConfigError(f"{loaded.path}: data_config.batch_size must be positive")
+    if data.num_epochs == 0 and config.train_config.num_steps == 0:
+        raise ConfigError(f"{loaded.locate('num_epochs')}: data_config.num_epochs 0 repeats the "
+                          "data forever; set train_config.num_steps or num_epochs > 0")
     domain = config.eval_config.domain_field
     if domain and domain not in names:
         raise ConfigError(f"{loaded.locate('domain_field')}: eval_config.domain_field {domain!r} "

@@ -162,7 +162,7 @@ class Trainer:
         save_every = tc.save_checkpoints_steps
         t0, examples, step = time.perf_counter(), 0, start
         # throughput after the first log window (which includes tracing the step)
-        steady_t0, steady_steps, steady_examples = None, 0, 0
+        steady_t0, steady_examples = None, 0
         log.info("training %s from step %d%s", self.resolved.path, start,
                  f" to {tc.num_steps}" if tc.num_steps else f" for {num_epochs} epoch(s)")
         for features, labels, _ in batches(ds, files, data):
@@ -170,10 +170,10 @@ class Trainer:
                 break
             terms = train_step(features, labels)
             step += 1
-            examples += int(next(iter(labels.values())).shape[0])
+            batch = int(next(iter(labels.values())).shape[0])
+            examples += batch
             if steady_t0 is not None:
-                steady_steps += 1
-                steady_examples += int(next(iter(labels.values())).shape[0])
+                steady_examples += batch
             if step % every == 0:
                 values = {k: float(v) for k, v in terms.items()}
                 elapsed = time.perf_counter() - t0
@@ -195,7 +195,7 @@ class Trainer:
                 not self.manager.latest_checkpoint.endswith(f"-{step}"):
             self.manager.save(checkpoint_number=step)
         writer.flush()
-        if steady_t0 is not None and steady_steps:
+        if steady_t0 is not None and steady_examples:
             self.train_examples_per_sec = steady_examples / (time.perf_counter() - steady_t0)
         log.info("training done at step %d; checkpoint %s", step, self.manager.latest_checkpoint)
 
