@@ -80,7 +80,7 @@ class _Interpreter:
     def fail(self, what: str) -> ConfigError:
         return ConfigError(f"{self.where}: {what} is not allowed in expression {self.source!r}")
 
-    def eval(self, node: ast.AST, env: dict[str, Any]) -> Any:
+    def evaluate(self, node: ast.AST, env: dict[str, Any]) -> Any:
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, type(None),
                                                                         bool)):
             return node.value
@@ -97,23 +97,23 @@ class _Interpreter:
             raise self.fail(f"{dotted or 'attribute access'!r}" +
                             suggest(dotted or "", ALLOWED_FUNCTIONS))
         if isinstance(node, (ast.List, ast.Tuple)):
-            items = [self.eval(e, env) for e in node.elts]
+            items = [self.evaluate(e, env) for e in node.elts]
             return items if isinstance(node, ast.List) else tuple(items)
         if isinstance(node, ast.Subscript):
-            return self.eval(node.value, env)[self.eval(node.slice, env)]
+            return self.evaluate(node.value, env)[self.evaluate(node.slice, env)]
         if isinstance(node, ast.Slice):
-            return slice(*[None if p is None else self.eval(p, env)
+            return slice(*[None if p is None else self.evaluate(p, env)
                            for p in (node.lower, node.upper, node.step)])
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            return _BINOPS[type(node.op)](self.eval(node.left, env), self.eval(node.right, env))
+            return _BINOPS[type(node.op)](self.evaluate(node.left, env), self.evaluate(node.right, env))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return -self.eval(node.operand, env)
+            return -self.evaluate(node.operand, env)
         if isinstance(node, ast.Call):
-            func = self.eval(node.func, env)
+            func = self.evaluate(node.func, env)
             if func not in ALLOWED_FUNCTIONS.values():
                 raise self.fail("this call")
-            args = [self.eval(a, env) for a in node.args]
-            kwargs = {k.arg: self.eval(k.value, env) for k in node.keywords if k.arg}
+            args = [self.evaluate(a, env) for a in node.args]
+            kwargs = {k.arg: self.evaluate(k.value, env) for k in node.keywords if k.arg}
             if len(kwargs) != len(node.keywords):
                 raise self.fail("**kwargs")
             return func(*args, **kwargs)
@@ -148,4 +148,4 @@ def compile_expression(source: str, where: str) -> Callable[[Any], Any]:
         if isinstance(node, ast.Name) and id(node) not in bases and node.id != arg \
                 and node.id not in ALLOWED_FUNCTIONS:
             raise interp.fail(f"name {node.id!r}")
-    return lambda x: interp.eval(fn.body, {arg: x})
+    return lambda x: interp.evaluate(fn.body, {arg: x})
