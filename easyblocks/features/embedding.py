@@ -66,12 +66,17 @@ class FeatureGroups(keras.layers.Layer):
         """Embedding tables (deep and wide): updated row-wise by the table optimizer."""
         return list(self.tables.values()) + list(self.wide_tables.values())
 
-    def group_dims(self) -> dict[str, int]:
-        return {
-            g: len(names) if g in self.wide_groups else
-            sum(self.specs[f].output_dim for f in names)
-            for g, names in self.group_features.items()
-        }
+    def group_dims(self) -> dict[str, int | str]:
+        """The last dimension of each group's tensor ("length, dim" for a sequence group)."""
+        dims: dict[str, int | str] = {}
+        for g, names in self.group_features.items():
+            if g in self.wide_groups:
+                dims[g] = len(names)
+            elif self.specs[names[0]].kind == "seq":
+                dims[g] = f"length, {self.specs[names[0]].embedding_dim}"
+            else:
+                dims[g] = sum(self.specs[f].output_dim for f in names)
+        return dims
 
     def _embed(self, spec: FeatureSpec, value: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
         """Returns the feature's tensor (batch, width) and its looked-up rows for the L2 term."""

@@ -91,6 +91,10 @@ def format_table(info: ModelInfo) -> str:
             extra += f"; relation towers: {', '.join(t.relation_tower_names)}"
         if t.add_to_logit:
             extra += f"; logit + {', '.join(t.add_to_logit)}"
+        if t.prob_product_of:
+            extra += f"; probability x {' x '.join(t.prob_product_of)} (losses on the product)"
+        if t.logit_from_backbone:
+            extra += "; logit = backbone output"
         lines.append(f"{t.name:<16} {t.label:<16} {losses} (tower weight {t.weight:g}){extra}")
     lines.append(f"total parameters: {info.total_params:,} (embedding tables included)")
     return "\n".join(lines)

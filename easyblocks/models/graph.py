@@ -36,6 +36,8 @@ def _edges(info: ModelInfo) -> list[tuple[str, str, str, str]]:
             edges.append((f"block:{b}", f"tower:{t.name}", "+ logit", "dashed"))
         for r in t.relation_tower_names:
             edges.append((f"tower:{r}", f"tower:{t.name}", "calibrates", "dotted"))
+        for r in t.prob_product_of:
+            edges.append((f"tower:{r}", f"tower:{t.name}", "x probability", "dashed"))
     return edges
 
 
