@@ -105,7 +105,8 @@ class _Interpreter:
             return slice(*[None if p is None else self.evaluate(p, env)
                            for p in (node.lower, node.upper, node.step)])
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            return _BINOPS[type(node.op)](self.evaluate(node.left, env), self.evaluate(node.right, env))
+            left, right = self.evaluate(node.left, env), self.evaluate(node.right, env)
+            return _BINOPS[type(node.op)](left, right)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -self.evaluate(node.operand, env)
         if isinstance(node, ast.Call):
