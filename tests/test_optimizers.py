@@ -108,17 +108,3 @@ def test_resume_in_the_same_process_with_dropout(tmp_path):
     assert second.restore().endswith("ckpt-1")
     for a, b in zip(first.model.variables, second.model.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-
-
-def test_rows_with_zero_gradient_are_not_moved_by_lazy_adam():
-    """Padding looks up row 0 with a zero gradient; lazy Adam must not move it on momentum."""
-    tc = train_config(CONFIGS["adam"])
-    table = keras.Variable(np.ones((4, 2), np.float32))
-    opt = SparseTableOptimizer(tc, [table])
-    opt.apply([tf.IndexedSlices(tf.ones((1, 2)), tf.constant([0]))], [table])  # real update
-    after_first = table.numpy().copy()
-    # row 0 again, but with zero gradient (a padded position), row 2 with a real one
-    opt.apply([tf.IndexedSlices(tf.constant([[0.0, 0.0], [1.0, 1.0]]), tf.constant([0, 2]))],
-              [table])
-    np.testing.assert_array_equal(table.numpy()[0], after_first[0])
-    assert (table.numpy()[2] < 1.0).all()

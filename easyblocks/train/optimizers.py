@@ -111,10 +111,6 @@ class SparseTableOptimizer(tf.Module):
             if isinstance(grad, tf.IndexedSlices):
                 rows, pos = tf.unique(grad.indices)
                 g = tf.math.unsorted_segment_sum(grad.values, pos, tf.shape(rows)[0])
-                # padded positions of tag/sequence features look up row 0 with a zero
-                # gradient: such rows were not really looked up, so they are left alone
-                looked_up = tf.reduce_any(tf.not_equal(g, 0.0), axis=1)
-                rows, g = tf.boolean_mask(rows, looked_up), tf.boolean_mask(g, looked_up)
             else:
                 rows, g = tf.range(tf.shape(grad)[0]), grad
             if self.kind == "adam_optimizer":
