@@ -83,3 +83,16 @@ def test_embedding_l2_is_batch_mean_of_squared_rows():
     table = layer.tables["user_vocab"].numpy()
     expected = (table[0] ** 2).sum() + (table[1] ** 2).sum() + (table[2] ** 2).sum()
     np.testing.assert_allclose(out["embedding_l2"].numpy(), expected / 3, rtol=1e-5)
+
+
+def test_padding_adds_no_row_to_the_table_gradient():
+    r = resolved()
+    layer = FeatureGroups(r.specs, {"g": ["tags"]})
+    features = Preprocessor(r.specs)(COLUMNS)  # row 2 has no tags, row 1 one tag + padding
+    layer(features)
+    with tf.GradientTape() as tape:
+        out = tf.reduce_sum(layer(features)["groups"]["g"])
+    grad = tape.gradient(out, layer.tables["tags"])
+    assert isinstance(grad, tf.IndexedSlices)
+    real = features["tags"].numpy()
+    assert sorted(grad.indices.numpy().tolist()) == sorted(real[real >= 0].tolist())

@@ -7,7 +7,27 @@ import math
 import keras
 import tensorflow as tf
 
+from easyblocks.features.preprocess import PAD_ID
 from easyblocks.features.spec import FeatureSpec
+
+
+def _lookup_padded(table, ids: tf.Tensor) -> tf.RaggedTensor:
+    """Rows of `table` for a (batch, len) id matrix padded at the end with PAD_ID (< 0).
+
+    Only the real ids are gathered, so padding adds no row to the table's gradient (a
+    padded position looking up row 0 would make the row-wise optimizer touch row 0).
+    """
+    ragged = tf.RaggedTensor.from_tensor(ids, padding=PAD_ID)
+    return ragged.with_flat_values(tf.gather(table, ragged.flat_values))
+
+
+def _pool(rows: tf.RaggedTensor, combiner: str) -> tf.Tensor:
+    """Sum or mean over each row's values; zeros for a row without values."""
+    pooled = tf.reduce_sum(rows, axis=1)
+    if combiner == "mean":
+        count = tf.cast(rows.row_lengths(), pooled.dtype)[:, None]
+        pooled = pooled / tf.maximum(count, 1.0)
+    return pooled
 
 
 class FeatureGroups(keras.layers.Layer):
@@ -84,14 +104,10 @@ class FeatureGroups(keras.layers.Layer):
             emb = tf.gather(self.tables[spec.table], value)
             return emb, emb
         if spec.kind in ("tag", "seq"):
-            mask = tf.cast(value >= 0, tf.float32)[..., None]  # (batch, len, 1)
-            rows = tf.gather(self.tables[spec.table], tf.maximum(value, 0)) * mask
+            rows = _lookup_padded(self.tables[spec.table], value)  # ragged (batch, (len), dim)
             if spec.kind == "seq":
-                return rows, rows
-            pooled = tf.reduce_sum(rows, axis=1)
-            if spec.combiner == "mean":
-                pooled = pooled / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
-            return pooled, rows
+                return rows.to_tensor(shape=[None, tf.shape(value)[1], None]), rows.flat_values
+            return _pool(rows, spec.combiner), rows.flat_values
         if spec.name in self.projections:
             return self.projections[spec.name](value), None
         return value, None
@@ -103,12 +119,7 @@ class FeatureGroups(keras.layers.Layer):
         table = self.wide_tables[spec.table]
         if spec.kind in ("id", "bucketized"):
             return tf.gather(table, value)
-        mask = tf.cast(value >= 0, tf.float32)[..., None]
-        rows = tf.gather(table, tf.maximum(value, 0)) * mask
-        pooled = tf.reduce_sum(rows, axis=1)
-        if spec.combiner == "mean" and spec.kind == "tag":
-            pooled = pooled / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
-        return pooled
+        return _pool(_lookup_padded(table, value), spec.combiner)
 
     def call(self, features: dict[str, tf.Tensor], groups=None) -> dict:
         """`groups`: only these groups (e.g. for exporting one tower); default all."""
