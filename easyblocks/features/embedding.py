@@ -106,7 +106,8 @@ class FeatureGroups(keras.layers.Layer):
         if spec.kind in ("tag", "seq"):
             rows = _lookup_padded(self.tables[spec.table], value)  # ragged (batch, (len), dim)
             if spec.kind == "seq":
-                return rows.to_tensor(shape=[None, tf.shape(value)[1], None]), rows.flat_values
+                # the longest row has no padding, so this keeps the id matrix's length
+                return rows.to_tensor(), rows.flat_values
             return _pool(rows, spec.combiner), rows.flat_values
         if spec.name in self.projections:
             return self.projections[spec.name](value), None
