@@ -183,7 +183,6 @@ class APGDense(keras.layers.Layer):
         return config
 
 
-@keras.saving.register_keras_serializable(package="easyblocks")
 @register_block("APG", params="apg")
 class APG(keras.layers.Layer):
     """A stack of APG layers: APGDense -> [BatchNorm] -> activation -> [dropout] per layer.

@@ -57,7 +57,6 @@ def _check_list(inputs, n: int, what: str, expected: str):
     return list(inputs)
 
 
-@keras.saving.register_keras_serializable(package="easyblocks")
 @register_block("GateNU", params="gate_nu")
 class GateNU(keras.layers.Layer):
     """PEPNet's gate neural unit: gamma * sigmoid(W2 act(W1 x + b1) + b2).
@@ -156,7 +155,6 @@ class GateNU(keras.layers.Layer):
         return config
 
 
-@keras.saving.register_keras_serializable(package="easyblocks")
 @register_block("EPNet", params="epnet")
 class EPNet(keras.layers.Layer):
     """Embedding personalization network (PEPNet): E' = GateNU([c, stop_gradient(E)]) * E.
@@ -251,7 +249,6 @@ def _layer_mlp(mlp: dict[str, Any], i: int, name: str) -> MLP:
     )
 
 
-@keras.saving.register_keras_serializable(package="easyblocks")
 @register_block("PPNet", params="ppnet")
 class PPNet(keras.layers.Layer):
     """Parameter personalization network (PEPNet), in EasyRec's form or the paper's.
@@ -424,7 +421,6 @@ class PPNet(keras.layers.Layer):
         return config
 
 
-@keras.saving.register_keras_serializable(package="easyblocks")
 @register_block("PEPNet", params="pepnet")
 class PEPNet(keras.layers.Layer):
     """PEPNet: EPNet on the embeddings, then the paper's multi-task PPNet.

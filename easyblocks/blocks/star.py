@@ -85,7 +85,6 @@ def _check_pair_shapes(input_shape, what: str) -> None:
         )
 
 
-@keras.saving.register_keras_serializable(package="easyblocks")
 @register_block("PartitionedNormalization")
 class PartitionedNormalization(keras.layers.Layer):
     """Partitioned normalization (STAR): batch norm with per-domain parameters.
@@ -246,7 +245,6 @@ class StarDense(keras.layers.Layer):
         return config
 
 
-@keras.saving.register_keras_serializable(package="easyblocks")
 @register_block("STAR", params="star")
 class STAR(keras.layers.Layer):
     """STAR's star-topology fully connected network with partitioned normalization.
