@@ -16,6 +16,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from easyblocks.blocks.inputs import expect_list
 from easyblocks.blocks.mlp import MLP
 from easyblocks.blocks.registry import register_block
 from easyblocks.errors import ConfigError
@@ -112,13 +113,9 @@ class DIN(keras.layers.Layer):
         what = f"DIN {self.name!r}"
         expected = (
             "a list [sequence embeddings (batch, L, d), sequence ids (batch, L) with -1 at "
-            "padding, candidate embedding (batch, d)] (set `merge_inputs_into_list: true`)"
+            "padding, candidate embedding (batch, d)]"
         )
-        if not isinstance(inputs, (list, tuple)) or len(inputs) != 3:
-            got = f"a list of {len(inputs)} inputs" if isinstance(inputs, (list, tuple)) else \
-                f"one tensor of shape {tuple(tf.convert_to_tensor(inputs).shape)}"
-            raise ConfigError(f"{what}: expected {expected}, received: {got}")
-        seq, ids, cand = (tf.convert_to_tensor(t) for t in inputs)
+        seq, ids, cand = (tf.convert_to_tensor(t) for t in expect_list(inputs, 3, what, expected))
         if ids.shape.rank == 3 and ids.shape[-1] == 1:
             ids = ids[..., 0]
         if cand.shape.rank == 3 and cand.shape[1] == 1:

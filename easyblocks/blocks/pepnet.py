@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 
 from easyblocks.blocks.activations import get_activation
+from easyblocks.blocks.inputs import expect_list
 from easyblocks.blocks.mlp import MLP, per_layer
 from easyblocks.blocks.registry import register_block
 from easyblocks.errors import ConfigError
@@ -45,16 +46,6 @@ def _check_shapes(input_shape, n: int, what: str, expected: str) -> None:
             f"{what}: expected inputs {expected} (set `merge_inputs_into_list: true`), "
             f"received shape(s): {input_shape}"
         )
-
-
-def _check_list(inputs, n: int, what: str, expected: str):
-    if not isinstance(inputs, (list, tuple)) or len(inputs) != n:
-        got = len(inputs) if isinstance(inputs, (list, tuple)) else 1
-        raise ConfigError(
-            f"{what}: expected inputs {expected} (set `merge_inputs_into_list: true`), "
-            f"received {got} tensor(s)"
-        )
-    return list(inputs)
 
 
 @register_block("GateNU", params="gate_nu")
@@ -188,7 +179,7 @@ class EPNet(keras.layers.Layer):
         self.gate.build((None, int(input_shape[0][-1]) + int(input_shape[1][-1])))
 
     def call(self, inputs, training=None):
-        cond, emb = _check_list(inputs, 2, f"EPNet {self.name!r}", "[condition, E]")
+        cond, emb = expect_list(inputs, 2, f"EPNet {self.name!r}", "[condition, E]")
         gate = self.gate(tf.concat([cond, tf.stop_gradient(emb)], axis=-1), training=training)
         return gate * emb
 
@@ -374,7 +365,7 @@ class PPNet(keras.layers.Layer):
                 layer(keras.KerasTensor((None, width)))  # a symbolic call builds the MLP
 
     def call(self, inputs, training=None):
-        main, persona = _check_list(inputs, 2, f"PPNet {self.name!r}", "[main, persona]")
+        main, persona = expect_list(inputs, 2, f"PPNet {self.name!r}", "[main, persona]")
         if self.num_task == 0:
             gate_in = (
                 tf.concat([tf.stop_gradient(main), persona], axis=-1)
@@ -478,7 +469,7 @@ class PEPNet(keras.layers.Layer):
         self.ppnet.build([e_shape, persona_shape])
 
     def call(self, inputs, training=None):
-        emb, domain, persona = _check_list(
+        emb, domain, persona = expect_list(
             inputs, 3, f"PEPNet {self.name!r}", "[E, domain embedding, persona embedding]"
         )
         personalised = self.epnet([domain, emb], training=training)

@@ -7,6 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from easyblocks.blocks.inputs import expect_list
 from easyblocks.blocks.registry import register_block
 from easyblocks.errors import ConfigError
 
@@ -54,19 +55,12 @@ class Cosine(keras.layers.Layer):
 
     def _split(self, inputs: Any) -> tuple[tf.Tensor, tf.Tensor]:
         what = f"Cosine {self.name!r}"
-        expected = (
-            "a list [user vector (batch, d), item vector (batch, d)] with the same d "
-            "(set `merge_inputs_into_list: true`)"
-        )
-        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
-            got = f"a list of {len(inputs)} inputs" if isinstance(inputs, (list, tuple)) else \
-                f"one tensor of shape {tuple(tf.convert_to_tensor(inputs).shape)}"
-            raise ConfigError(f"{what}: expected {expected}, received: {got}")
-        u, v = (tf.convert_to_tensor(t) for t in inputs)
+        expected = "a list [user vector (batch, d), item vector (batch, d)] with the same d"
+        u, v = (tf.convert_to_tensor(t) for t in expect_list(inputs, 2, what, expected))
         if u.shape.rank != 2 or v.shape.rank != 2 or u.shape[-1] != v.shape[-1]:
             raise ConfigError(
-                f"{what}: expected {expected}, received shapes {tuple(u.shape)} and "
-                f"{tuple(v.shape)}"
+                f"{what}: expected {expected} (set `merge_inputs_into_list: true`), received "
+                f"shapes {tuple(u.shape)} and {tuple(v.shape)}"
             )
         return u, v
 

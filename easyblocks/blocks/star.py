@@ -25,6 +25,7 @@ import keras
 import tensorflow as tf
 
 from easyblocks.blocks.activations import get_activation
+from easyblocks.blocks.inputs import expect_list
 from easyblocks.blocks.mlp import per_layer
 from easyblocks.blocks.registry import register_block
 from easyblocks.errors import ConfigError
@@ -63,13 +64,7 @@ def _check_num_domains(num_domains, what: str) -> int:
 
 
 def _split_inputs(inputs, what: str):
-    if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
-        raise ConfigError(
-            f"{what}: expected inputs [x (batch, d), domain ids (batch,) or (batch, 1)] "
-            "(set `merge_inputs_into_list: true`), received: "
-            f"{type(inputs).__name__} of {len(inputs) if isinstance(inputs, (list, tuple)) else 1}"
-        )
-    return inputs[0], inputs[1]
+    return expect_list(inputs, 2, what, "inputs [x (batch, d), domain ids (batch,) or (batch, 1)]")
 
 
 def _check_pair_shapes(input_shape, what: str) -> None:
