@@ -1,34 +1,39 @@
-"""Python entry points mirroring the CLI: train and evaluate a config."""
+"""Python entry points mirroring the CLI: train, evaluate, export, predict, validate, graph."""
 
 from __future__ import annotations
 
+import os
+
 from google.protobuf import text_format
 
-from easyblocks import plugins
 from easyblocks.config.loader import load_config
-from easyblocks.config.validate import ResolvedConfig, validate
+from easyblocks.config.resolve import resolve as resolve_config
+from easyblocks.config.specs import PipelineSpec
 from easyblocks.errors import ConfigError
 
 
 def resolve(config_path: str, extra_plugins: list[str] = (), num_steps: int | None = None,
-            overrides: list[str] = ()) -> ResolvedConfig:
-    """Loads a config, applies overrides, loads its plugins and validates it.
+            overrides: list[str] = ()) -> PipelineSpec:
+    """Loads a config, applies overrides, resolves it into specs and loads its plugins.
 
     Each override is config text merged into the file's config, e.g.
     'train_config { seed: 3 }' (repeated fields are appended, scalars replaced).
+    Every error of the config itself is found before TensorFlow is imported (by the
+    plugins, which register Keras layers).
     """
-    import easyblocks.blocks  # noqa: F401  (registers the built-in blocks)
-
     loaded = load_config(config_path)
     for text in overrides:
         try:
             text_format.Merge(text, loaded.proto)
         except text_format.ParseError as e:
             raise ConfigError(f"--set {text!r}: {e}") from None
-    plugins.load_plugins(list(loaded.proto.plugins) + list(extra_plugins))
     if num_steps is not None:
         loaded.proto.train_config.num_steps = num_steps
-    return validate(loaded)
+    spec = resolve_config(loaded)
+    from easyblocks.blocks import plugins  # registers the built-in blocks too
+
+    plugins.load_plugins(spec.plugins + list(extra_plugins))
+    return spec
 
 
 def train(config_path: str, model_dir: str | None = None, extra_plugins: list[str] = (),
@@ -45,15 +50,21 @@ def train(config_path: str, model_dir: str | None = None, extra_plugins: list[st
     return trainer.train()
 
 
+def _restored_state(spec: PipelineSpec, model_dir: str | None, checkpoint: str | None):
+    from easyblocks.models.state import ModelState
+
+    state = ModelState(spec, model_dir)
+    state.restore(checkpoint, required=True)
+    return state
+
+
 def evaluate(config_path: str, model_dir: str | None = None, checkpoint: str | None = None,
              extra_plugins: list[str] = (), overrides: list[str] = ()) -> dict:
     """Evaluates the latest (or given) checkpoint in model_dir."""
-    from easyblocks.train.loop import Trainer
+    from easyblocks.eval.evaluator import Evaluator
 
-    trainer = Trainer(resolve(config_path, extra_plugins, overrides=overrides),
-                      model_dir=model_dir)
-    trainer.restore(checkpoint, required=True)
-    return trainer.evaluate()
+    spec = resolve(config_path, extra_plugins, overrides=overrides)
+    return Evaluator(_restored_state(spec, model_dir, checkpoint)).evaluate()
 
 
 def export(config_path: str, model_dir: str | None = None, export_dir: str | None = None,
@@ -64,39 +75,34 @@ def export(config_path: str, model_dir: str | None = None, export_dir: str | Non
     With `blocks`, the SavedModel returns those backbone blocks' outputs and takes only
     the columns they need (e.g. one tower of a two-tower model, for retrieval).
     """
-    import os
+    from easyblocks.serving.export import export_blocks, export_saved_model
 
-    from easyblocks.train.export import export_blocks, export_saved_model
-    from easyblocks.train.loop import Trainer
-
-    resolved = resolve(config_path, extra_plugins, overrides=overrides)
-    trainer = Trainer(resolved, model_dir=model_dir)
-    trainer.restore(checkpoint, required=True)
-    export_dir = export_dir or resolved.proto.export_config.export_dir or os.path.join(
-        trainer.model_dir, "export")
+    spec = resolve(config_path, extra_plugins, overrides=overrides)
+    state = _restored_state(spec, model_dir, checkpoint)
+    export_dir = export_dir or spec.export.export_dir or os.path.join(state.model_dir, "export")
     if blocks:
-        return export_blocks(trainer.model, resolved, list(blocks), export_dir)
-    return export_saved_model(trainer.model, trainer.preprocessor, resolved, export_dir)
+        return export_blocks(state, list(blocks), export_dir)
+    return export_saved_model(state, export_dir)
 
 
 def predict(config_path: str, input_path: str, output_path: str, keep_columns: list[str] = (),
             model_dir: str | None = None, export_dir: str | None = None,
             extra_plugins: list[str] = (), overrides: list[str] = ()) -> int:
     """Scores a CSV file into output_path; returns the number of rows."""
-    from easyblocks.train.loop import Trainer
-    from easyblocks.train.predict import predict_file
+    from easyblocks.models.state import ModelState
+    from easyblocks.serving.predict import predict_file
 
-    trainer = Trainer(resolve(config_path, extra_plugins, overrides=overrides),
-                      model_dir=model_dir)
+    spec = resolve(config_path, extra_plugins, overrides=overrides)
+    state = ModelState(spec, model_dir)
     if not export_dir:
-        trainer.restore(None, required=True)
-    return predict_file(trainer, input_path, output_path, list(keep_columns), export_dir)
+        state.restore(None, required=True)
+    return predict_file(state, input_path, output_path, list(keep_columns), export_dir)
 
 
 def validate_config(config_path: str, extra_plugins: list[str] = (),
                     overrides: list[str] = ()) -> str:
     """Validates and builds the model on a synthetic batch; returns the blocks/towers table."""
-    from easyblocks.models.describe import describe, format_table
+    from easyblocks.tools.describe import describe, format_table
 
     return format_table(describe(resolve(config_path, extra_plugins, overrides=overrides)))
 
@@ -104,7 +110,7 @@ def validate_config(config_path: str, extra_plugins: list[str] = (),
 def graph(config_path: str, output_path: str, extra_plugins: list[str] = (),
           overrides: list[str] = ()) -> None:
     """Writes a picture of the model (.dot, .mmd, or .svg/.png/.pdf with Graphviz)."""
-    from easyblocks.models.describe import describe
-    from easyblocks.models.graph import write_graph
+    from easyblocks.tools.describe import describe
+    from easyblocks.tools.graph import write_graph
 
     write_graph(describe(resolve(config_path, extra_plugins, overrides=overrides)), output_path)

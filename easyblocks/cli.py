@@ -60,7 +60,7 @@ def _run(args) -> int:
     import easyblocks.blocks  # noqa: F401  (registers the built-in blocks)
 
     if args.command == "blocks":
-        from easyblocks import plugins
+        from easyblocks.blocks import plugins
         from easyblocks.blocks.registry import format_blocks
 
         plugins.load_plugins(args.plugin)

@@ -62,3 +62,20 @@ def shared_data(name: str) -> str:
     if not os.path.isdir(path):
         pytest.skip(f"shared data folder {path} is missing (only CI and dev machines have it)")
     return path
+
+
+def create_layer(proto, name: str, where: str):
+    """Builds the layer a KerasLayer message describes (through its LayerSpec, as the
+    backbone does)."""
+    from easyblocks.blocks.registry import create_layer as create
+    from easyblocks.config.dag import layer_spec
+
+    return create(layer_spec(proto, where), name, where)
+
+
+def layer_kwargs(proto, registered, where: str) -> dict:
+    """The constructor kwargs a KerasLayer message gives the registered block."""
+    from easyblocks.blocks.registry import layer_kwargs as kwargs
+    from easyblocks.config.dag import layer_spec
+
+    return kwargs(layer_spec(proto, where), registered, where)

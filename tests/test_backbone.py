@@ -7,8 +7,9 @@ from google.protobuf import text_format
 
 import easyblocks.blocks  # noqa: F401
 from easyblocks.backbone.dag import Backbone
-from easyblocks.backbone.slicing import parse_slice
 from easyblocks.backbone.transforms import compile_expression
+from easyblocks.config.dag import backbone_spec
+from easyblocks.config.slicing import parse_slice
 from easyblocks.errors import ConfigError
 from easyblocks.protos import backbone_pb2
 
@@ -23,7 +24,8 @@ def features(batch=2):
 
 
 def backbone(text):
-    return Backbone(text_format.Parse(text, backbone_pb2.BackboneTower()), GROUPS)
+    spec = backbone_spec(text_format.Parse(text, backbone_pb2.BackboneTower()), GROUPS)
+    return Backbone(spec)
 
 
 def test_identity_concat_and_order():

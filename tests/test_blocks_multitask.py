@@ -8,10 +8,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import create_layer
 from google.protobuf import text_format
 
 from easyblocks.blocks.multitask import AITMTower, MMoE
-from easyblocks.blocks.registry import create_layer
 from easyblocks.errors import ConfigError
 from easyblocks.protos import backbone_pb2
 

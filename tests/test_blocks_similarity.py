@@ -7,8 +7,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import create_layer
 
-from easyblocks.blocks.registry import create_layer
 from easyblocks.blocks.similarity import Cosine
 from easyblocks.errors import ConfigError
 from easyblocks.protos import backbone_pb2

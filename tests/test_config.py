@@ -7,7 +7,7 @@ import pytest
 from conftest import SEEDS, tiny_config
 
 from easyblocks.config.loader import load_config, parse_config_text
-from easyblocks.config.validate import validate
+from easyblocks.config.resolve import resolve
 from easyblocks.errors import ConfigError
 
 SEED_004 = os.path.join(SEEDS, "004_4cd2d19f9128db1a.txt")
@@ -67,13 +67,14 @@ def test_missing_file():
 
 
 def _validate(text):
-    return validate(parse_config_text(text, "t.config"))
+    return resolve(parse_config_text(text, "t.config"))
 
 
 def test_valid_tiny_config():
     resolved = _validate(tiny_config('backbone { blocks { name: "b" inputs { feature_group_name: '
                                      '"all" } } }'))
-    assert resolved.groups == {"all": ["user", "tags", "price"], "user": ["user"]}
+    assert {g: list(s.features) for g, s in resolved.groups.items()} == \
+        {"all": ["user", "tags", "price"], "user": ["user"]}
     assert [t.name for t in resolved.towers] == ["clk"]
 
 

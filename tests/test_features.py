@@ -5,7 +5,8 @@ import tensorflow as tf
 from conftest import tiny_config
 
 from easyblocks.config.loader import parse_config_text
-from easyblocks.config.validate import validate
+from easyblocks.config.resolve import resolve
+from easyblocks.config.specs import FeatureGroupSpec
 from easyblocks.features.embedding import FeatureGroups
 from easyblocks.features.preprocess import PAD_ID, Preprocessor
 
@@ -19,13 +20,17 @@ feature_configs { input_names: "tags" feature_name: "tags_sum" feature_type: Tag
 """
 
 
+def groups(**features) -> dict:
+    return {name: FeatureGroupSpec(name, tuple(names)) for name, names in features.items()}
+
+
 def resolved():
     text = tiny_config('backbone { blocks { name: "b" inputs { feature_group_name: "all" } } }',
                        extra=EXTRA_FEATURES)
     text = text.replace('feature_groups { group_name: "user" feature_names: "user" }',
                         'feature_groups { group_name: "more" feature_names: ["user_vocab", '
                         '"price_bucket", "tags_sum"] }')
-    return validate(parse_config_text(text, "t.config"))
+    return resolve(parse_config_text(text, "t.config"))
 
 
 COLUMNS = {
@@ -36,7 +41,7 @@ COLUMNS = {
 
 
 def test_preprocessor_shapes_and_values():
-    pre = Preprocessor(resolved().specs)
+    pre = Preprocessor(resolved().features)
     out = pre(COLUMNS)
     assert out["user"].dtype == tf.int64 and out["user"].shape == (3,)
     assert np.all((out["user"].numpy() >= 0) & (out["user"].numpy() < 100))
@@ -52,8 +57,8 @@ def test_preprocessor_shapes_and_values():
 
 def test_groups_concatenate_and_pool_tags_by_hand():
     r = resolved()
-    layer = FeatureGroups(r.specs, r.groups)
-    features = Preprocessor(r.specs)(COLUMNS)
+    layer = FeatureGroups(r.features, r.groups)
+    features = Preprocessor(r.features)(COLUMNS)
     out = layer(features)
     assert out["groups"]["all"].shape == (3, 4 + 4 + 1)
     assert out["groups"]["more"].shape == (3, 2 + 3 + 4)
@@ -71,15 +76,15 @@ def test_groups_concatenate_and_pool_tags_by_hand():
 
 def test_raw_group_gives_bucket_ids():
     r = resolved()
-    layer = FeatureGroups(r.specs, {"ids": ["user_vocab", "price_bucket"]})
-    out = layer(Preprocessor(r.specs)(COLUMNS))
+    layer = FeatureGroups(r.features, groups(ids=["user_vocab", "price_bucket"]))
+    out = layer(Preprocessor(r.features)(COLUMNS))
     np.testing.assert_array_equal(out["raw"]["ids"].numpy(), [[0, 0], [1, 1], [2, 2]])
 
 
 def test_embedding_l2_is_batch_mean_of_squared_rows():
     r = resolved()
-    layer = FeatureGroups(r.specs, {"g": ["user_vocab"]})
-    out = layer(Preprocessor(r.specs)(COLUMNS))
+    layer = FeatureGroups(r.features, groups(g=["user_vocab"]))
+    out = layer(Preprocessor(r.features)(COLUMNS))
     table = layer.tables["user_vocab"].numpy()
     expected = (table[0] ** 2).sum() + (table[1] ** 2).sum() + (table[2] ** 2).sum()
     np.testing.assert_allclose(out["embedding_l2"].numpy(), expected / 3, rtol=1e-5)
@@ -87,8 +92,8 @@ def test_embedding_l2_is_batch_mean_of_squared_rows():
 
 def test_padding_adds_no_row_to_the_table_gradient():
     r = resolved()
-    layer = FeatureGroups(r.specs, {"g": ["tags"]})
-    features = Preprocessor(r.specs)(COLUMNS)  # row 2 has no tags, row 1 one tag + padding
+    layer = FeatureGroups(r.features, groups(g=["tags"]))
+    features = Preprocessor(r.features)(COLUMNS)  # row 2 has no tags, row 1 one tag + padding
     layer(features)
     with tf.GradientTape() as tape:
         out = tf.reduce_sum(layer(features)["groups"]["g"])

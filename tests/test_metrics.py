@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from easyblocks.train.metrics import auc, gauc, logloss, metrics_by_domain
+from easyblocks.eval.metrics import auc, gauc, logloss, metrics_by_domain
 
 
 def test_auc_by_hand_with_ties():

@@ -6,7 +6,7 @@ import tensorflow as tf
 from conftest import tiny_config
 
 from easyblocks.config.loader import parse_config_text
-from easyblocks.config.validate import validate
+from easyblocks.config.resolve import resolve
 from easyblocks.models import losses as L
 from easyblocks.models.build import build_and_initialize, dummy_columns
 
@@ -38,7 +38,7 @@ def bce(y, logit):
 
 def build(model_text=MULTI):
     text = tiny_config(model_text).replace('"RankModel"', '"MultiTaskModel"')
-    resolved = validate(parse_config_text(text, "t.config"))
+    resolved = resolve(parse_config_text(text, "t.config"))
     model, pre = build_and_initialize(resolved)
     return resolved, model, pre
 
@@ -87,7 +87,7 @@ def test_calibration_default_weight_is_paper_alpha():
 def test_rank_model_outputs_are_named_by_label():
     text = tiny_config('backbone { blocks { name: "b" inputs { feature_group_name: "all" } } '
                        'concat_blocks: "b" }')
-    resolved = validate(parse_config_text(text, "t.config"))
+    resolved = resolve(parse_config_text(text, "t.config"))
     model, pre = build_and_initialize(resolved)
     out = model(pre(dummy_columns(resolved)))
     assert set(out) == {"logits_clk", "probs_clk"}
@@ -104,7 +104,7 @@ def test_add_to_logit_adds_a_block_output_to_the_tower_logit():
           class_name: "Dense" st_params { fields { key: "units" value { number_value: 1 } } } } }
         concat_blocks: "main"
       }""")
-    resolved = validate(parse_config_text(text, "t.config"))
+    resolved = resolve(parse_config_text(text, "t.config"))
     model, pre = build_and_initialize(resolved)
     features = pre(dummy_columns(resolved))
     logits = model(features)["logits_clk"].numpy()
@@ -123,8 +123,38 @@ def test_add_to_logit_errors():
       }"""
     with pytest.raises(Exception, match=r"add_to_logit names 'mian', which is not a backbone "
                                         r"block \(did you mean: main\?\)"):
-        validate(parse_config_text(tiny_config(base % "mian"), "t.config"))
-    resolved = validate(parse_config_text(tiny_config(base % "main"), "t.config"))
+        resolve(parse_config_text(tiny_config(base % "mian"), "t.config"))
+    resolved = resolve(parse_config_text(tiny_config(base % "main"), "t.config"))
     with pytest.raises(Exception, match=r"add_to_logit block 'main' must output shape "
                                         r"\(batch, 1\)"):
         build_and_initialize(resolved)
+
+
+STAR_MODEL = """
+  feature_groups { group_name: "domain" feature_names: "price_bucket" }
+  backbone {
+    blocks { name: "domain_id" inputs { feature_group_name: "domain" } raw_input {} }
+    blocks { name: "star" inputs { feature_group_name: "all" } inputs { block_name: "domain_id" }
+             merge_inputs_into_list: true
+             keras_layer { class_name: "STAR" star { num_domains: 4 hidden_units: [3] } } }
+    blocks { name: "mlp" inputs { block_name: "star" }
+             keras_layer { class_name: "MLP" mlp { hidden_units: [2] } } }
+    concat_blocks: "mlp"
+  }
+"""
+
+
+def test_l2_applies_to_the_weights_blocks_declare():
+    """Dense kernels (MLP, tower) are regularized; STAR declares only its shared kernels W,
+    not the domain kernels W_p that start at ones (nor biases or embedding tables)."""
+    extra = ('feature_configs { input_names: "price" feature_name: "price_bucket" '
+             'feature_type: RawFeature boundaries: [1, 2, 3] embedding_dim: 2 }\n')
+    text = tiny_config(STAR_MODEL, extra=extra)
+    resolved = resolve(parse_config_text(text, "t.config"))
+    model, _ = build_and_initialize(resolved)
+    names = sorted(v.path for v in model.dense_kernels())
+    assert any("star" in n and n.endswith("/kernel") for n in names), names
+    assert not any("domain_kernel" in n for n in names), names
+    assert any("mlp/dense_0/kernel" in n for n in names), names
+    assert any(n.endswith("logits/kernel") for n in names), names
+    assert not any("embedding" in n or n.endswith("bias") for n in names), names

@@ -4,14 +4,18 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from google.protobuf import text_format
+from conftest import tiny_config
 
-from easyblocks.protos import train_pb2
+from easyblocks.config.loader import parse_config_text
+from easyblocks.config.resolve import resolve
 from easyblocks.train.optimizers import SparseTableOptimizer, dense_optimizer
 
 
 def train_config(text):
-    return text_format.Parse(text, train_pb2.TrainConfig())
+    """The OptimizerSpec of a config whose train_config is `text`."""
+    config = tiny_config('backbone { blocks { name: "b" inputs { feature_group_name: "all" } } }',
+                         extra=f"train_config {{ {text} }}\n")
+    return resolve(parse_config_text(config, "t.config")).train.optimizer
 
 
 CONFIGS = {
@@ -64,7 +68,7 @@ def test_checkpoint_restores_every_model_variable(tmp_path):
     from conftest import tiny_config
 
     from easyblocks.config.loader import parse_config_text
-    from easyblocks.config.validate import validate
+    from easyblocks.config.resolve import resolve
     from easyblocks.train.loop import Trainer
 
     text = tiny_config('backbone { blocks { name: "m" inputs { feature_group_name: "all" } '
@@ -72,7 +76,7 @@ def test_checkpoint_restores_every_model_variable(tmp_path):
                        'concat_blocks: "m" }')
 
     def trainer():
-        return Trainer(validate(parse_config_text(text, "t.config")), model_dir=str(tmp_path))
+        return Trainer(resolve(parse_config_text(text, "t.config")), model_dir=str(tmp_path))
 
     first = trainer()
     for i, v in enumerate(first.model.variables):
@@ -95,15 +99,15 @@ def test_resume_in_the_same_process_with_dropout(tmp_path):
     from conftest import tiny_config
 
     from easyblocks.config.loader import parse_config_text
-    from easyblocks.config.validate import validate
+    from easyblocks.config.resolve import resolve
     from easyblocks.train.loop import Trainer
 
     text = tiny_config('backbone { blocks { name: "m" inputs { feature_group_name: "all" } '
                        'keras_layer { class_name: "MLP" mlp { hidden_units: [4] '
                        'dropout_ratio: 0.5 } } } concat_blocks: "m" }')
-    first = Trainer(validate(parse_config_text(text, "t.config")), model_dir=str(tmp_path))
+    first = Trainer(resolve(parse_config_text(text, "t.config")), model_dir=str(tmp_path))
     first.manager.save(checkpoint_number=1)
-    second = Trainer(validate(parse_config_text(text, "t.config")), model_dir=str(tmp_path))
+    second = Trainer(resolve(parse_config_text(text, "t.config")), model_dir=str(tmp_path))
     assert {v.path for v in first.model.variables} != {v.path for v in second.model.variables}
     assert second.restore().endswith("ckpt-1")
     for a, b in zip(first.model.variables, second.model.variables):

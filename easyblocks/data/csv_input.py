@@ -16,13 +16,12 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
+from easyblocks.config.specs import DataSpec, FieldSpec
 from easyblocks.errors import DataError
 from easyblocks.features.preprocess import Preprocessor
-from easyblocks.protos import data_pb2
 
-T = data_pb2.DatasetConfig.FieldType
-TF_TYPES = {T.INT32: tf.int32, T.INT64: tf.int64, T.STRING: tf.string, T.FLOAT: tf.float32,
-             T.DOUBLE: tf.float64, T.BOOL: tf.int32}
+TF_TYPES = {"INT32": tf.int32, "INT64": tf.int64, "STRING": tf.string, "FLOAT": tf.float32,
+            "DOUBLE": tf.float64, "BOOL": tf.int32}
 
 
 def expand_paths(spec: str, what: str = "input") -> list[str]:
@@ -41,44 +40,40 @@ def expand_paths(spec: str, what: str = "input") -> list[str]:
     return files
 
 
-def _record_default(field) -> tf.Tensor:
-    dtype = TF_TYPES[field.input_type]
-    if field.HasField("default_val"):
-        text = field.default_val
-        try:
-            value = text if dtype == tf.string else (
-                float(text) if dtype in (tf.float32, tf.float64) else int(float(text)))
-        except ValueError:
-            raise DataError(f"input field {field.input_name!r}: default_val {text!r} is not a "
-                            f"{T.Name(field.input_type)}") from None
+def _record_default(field: FieldSpec) -> tf.Tensor:
+    dtype = TF_TYPES[field.type]
+    if field.default is not None:  # checked when the config was resolved
+        text = field.default
+        value = text if field.is_string else (
+            float(text) if field.is_float else int(float(text)))
     else:
-        value = "" if dtype == tf.string else 0
+        value = "" if field.is_string else 0
     return tf.constant([value], dtype=dtype)
 
 
-def check_row(row: list[str], fields, where: str) -> None:
+def check_row(row: list[str], fields: list[FieldSpec], where: str) -> None:
     """Raises DataError for a row with the wrong column count or a bad number."""
     if len(row) != len(fields):
         raise DataError(f"{where}: expected {len(fields)} columns "
-                        f"({', '.join(f.input_name for f in fields[:4])}, ...), found {len(row)}")
+                        f"({', '.join(f.name for f in fields[:4])}, ...), found {len(row)}")
     for value, f in zip(row, fields):
-        if value == "" or f.input_type == T.STRING:
+        if value == "" or f.is_string:
             continue
         try:
-            float(value) if f.input_type in (T.FLOAT, T.DOUBLE) else int(value)
+            float(value) if f.is_float else int(value)
         except ValueError:
-            raise DataError(f"{where}: column {f.input_name!r} ({T.Name(f.input_type)}) has "
+            raise DataError(f"{where}: column {f.name!r} ({f.type}) has "
                             f"{value!r}, not a number") from None
 
 
-def find_bad_line(files: list[str], data_config, max_lines: int | None = None) -> None:
+def find_bad_line(files: list[str], data: DataSpec, max_lines: int | None = None) -> None:
     """Scans rows in Python and raises DataError at the first malformed one."""
-    fields = list(data_config.input_fields)
+    fields = list(data.fields)
     for path in files:
         with open(path, newline="", encoding="utf-8", errors="replace") as f:
-            reader = csv.reader(f, delimiter=data_config.separator, quoting=csv.QUOTE_NONE)
+            reader = csv.reader(f, delimiter=data.separator, quoting=csv.QUOTE_NONE)
             rows: Iterator = enumerate(reader, start=1)
-            if data_config.with_header:
+            if data.with_header:
                 next(rows, None)
             if max_lines is not None:
                 rows = itertools.islice(rows, max_lines)
@@ -86,7 +81,7 @@ def find_bad_line(files: list[str], data_config, max_lines: int | None = None) -
                 check_row(row, fields, f"{path}:{lineno}")
 
 
-def batches(ds, files: list[str], data_config) -> Iterator:
+def batches(ds, files: list[str], data: DataSpec) -> Iterator:
     """Iterates a dataset; a row TensorFlow cannot parse becomes a DataError naming its
     file and line (found by re-reading the files with `find_bad_line`)."""
     it = iter(ds)
@@ -96,7 +91,7 @@ def batches(ds, files: list[str], data_config) -> Iterator:
         except StopIteration:
             return
         except tf.errors.InvalidArgumentError as e:
-            find_bad_line(files, data_config)
+            find_bad_line(files, data)
             raise DataError(f"cannot parse {', '.join(files)}: {e.message}") from None
         yield element
 
@@ -109,11 +104,11 @@ class CSVInput:
     (e.g. the domain field), as read from the file.
     """
 
-    def __init__(self, data_config, preprocessor: Preprocessor, label_fields: list[str],
+    def __init__(self, data: DataSpec, preprocessor: Preprocessor, label_fields: list[str],
                  keep_columns: list[str] = ()):
-        self.config = data_config
+        self.config = data
         self.pre = preprocessor
-        self.fields = list(data_config.input_fields)
+        self.fields = list(data.fields)
         self.label_fields = list(label_fields)
         self.keep_columns = list(keep_columns)
         self.defaults = [_record_default(f) for f in self.fields]
@@ -124,7 +119,7 @@ class CSVInput:
                                   use_quote_delim=False)
         cols = {}
         for f, v in zip(self.fields, values):
-            cols[f.input_name] = v
+            cols[f.name] = v
         return cols
 
     def _map(self, lines):
@@ -141,7 +136,7 @@ class CSVInput:
         skip = 1 if self.config.with_header else 0
         ds = ds.interleave(lambda f: tf.data.TextLineDataset(f).skip(skip), cycle_length=1)
         if training and self.config.shuffle:
-            ds = ds.shuffle(max(self.config.shuffle_buffer_size, 1), seed=seed,
+            ds = ds.shuffle(self.config.shuffle_buffer_size, seed=seed,
                             reshuffle_each_iteration=True)
         if num_epochs != 1:
             ds = ds.repeat(None if num_epochs == 0 else num_epochs)

@@ -7,8 +7,8 @@ import math
 import keras
 import tensorflow as tf
 
+from easyblocks.config.specs import FeatureGroupSpec, FeatureSpec
 from easyblocks.features.preprocess import PAD_ID
-from easyblocks.features.spec import FeatureSpec
 
 
 def _lookup_padded(table, ids: tf.Tensor) -> tf.RaggedTensor:
@@ -44,12 +44,13 @@ class FeatureGroups(keras.layers.Layer):
       "embedding_l2": mean over the batch of the squared norm of the looked-up embeddings
     """
 
-    def __init__(self, specs: dict[str, FeatureSpec], groups: dict[str, list[str]],
-                 wide_groups=(), **kwargs):
+    def __init__(self, specs: dict[str, FeatureSpec], groups: dict[str, FeatureGroupSpec],
+                 **kwargs):
         super().__init__(**kwargs)
         self.specs = specs
-        self.group_features = groups
-        self.wide_groups = set(wide_groups)
+        self.group_features = {g.name: list(g.features) for g in groups.values()}
+        self.wide_groups = {g.name for g in groups.values() if g.wide}
+        groups = self.group_features
         wide_features = {f for g in self.wide_groups for f in groups[g]}
         deep_features = {f for g, names in groups.items() if g not in self.wide_groups
                          for f in names}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from easyblocks.features.spec import FeatureSpec
+from easyblocks.config.specs import FeatureSpec
 
 PAD_ID = -1  # padding in tag features' id matrices
 

@@ -10,11 +10,11 @@ import tensorflow as tf
 
 from easyblocks.backbone.dag import Backbone
 from easyblocks.blocks.mlp import MLP
+from easyblocks.blocks.weights import l2_weights
+from easyblocks.config.specs import FeatureSpec, ModelSpec, TowerSpec
 from easyblocks.errors import ConfigError
 from easyblocks.features.embedding import FeatureGroups
-from easyblocks.features.spec import FeatureSpec
 from easyblocks.models import losses as L
-from easyblocks.models.towers import TowerSpec
 
 
 class TaskTower(keras.layers.Layer):
@@ -27,12 +27,8 @@ class TaskTower(keras.layers.Layer):
         self.logits = None
         if spec.logit_from_backbone:
             return
-        if spec.dnn and spec.dnn.get("hidden_units"):
-            dnn = dict(spec.dnn)
-            dnn.setdefault("use_bn", True)
-            dnn["use_final_bn"] = dnn["use_bn"]
-            dnn["final_activation"] = dnn.get("activation", "relu")
-            self.dnn = MLP(name="dnn", **dnn)
+        if spec.dnn:
+            self.dnn = MLP(name="dnn", **spec.dnn)
         self.logits = keras.layers.Dense(spec.num_class, name="logits")
 
     def call(self, x, training=None):
@@ -55,19 +51,16 @@ class CTRModel(keras.Model):
     prob_product_of (ESMM) also returns "cond_probs_<tower>", its own factor (e.g. pCVR).
     """
 
-    def __init__(self, specs: dict[str, FeatureSpec], groups: dict[str, list[str]],
-                 backbone_config, towers: list[TowerSpec], l2_regularization: float = 0.0,
-                 embedding_regularization: float = 0.0, locate=None, wide_groups=(), **kwargs):
+    def __init__(self, features: dict[str, FeatureSpec], spec: ModelSpec, **kwargs):
         super().__init__(**kwargs)
-        self.tower_specs = towers
-        self.l2_regularization = l2_regularization
-        self.embedding_regularization = embedding_regularization
-        self.feature_groups = FeatureGroups(specs, groups, wide_groups, name="features")
-        kw = {"locate": locate} if locate else {}
-        self.logit_blocks = sorted({b for t in towers for b in t.add_to_logit})
-        self.backbone = Backbone(backbone_config, list(groups), name="backbone",
-                                 extra_outputs=self.logit_blocks, **kw)
-        self.towers = [TaskTower(t, name=f"tower_{t.name}") for t in towers]
+        self.spec = spec
+        self.tower_specs = spec.towers
+        self.l2_regularization = spec.l2_regularization
+        self.embedding_regularization = spec.embedding_regularization
+        self.feature_groups = FeatureGroups(features, spec.groups, name="features")
+        self.logit_blocks = spec.logit_blocks
+        self.backbone = Backbone(spec.backbone, name="backbone", extra_outputs=self.logit_blocks)
+        self.towers = [TaskTower(t, name=f"tower_{t.name}") for t in spec.towers]
 
     def forward(self, features: dict, training=None) -> tuple[dict, tf.Tensor]:
         """Returns (outputs, embedding_l2); through __call__, so that the losses blocks add
@@ -123,26 +116,26 @@ class CTRModel(keras.Model):
         return value
 
     def dense_kernels(self) -> list:
-        """Kernels that model_params.l2_regularization applies to (not embedding tables)."""
+        """Weights that model_params.l2_regularization applies to: what each block declares
+        (easyblocks.blocks.weights), the kernels of raw-feature projections, of the top MLP
+        and of the towers; never the embedding tables."""
         tables = {id(v) for v in self.feature_groups.table_variables}
-        return [v for v in self.trainable_variables
-                if id(v) not in tables and v.path.endswith("kernel")]
+        layers = [self.feature_groups, self.backbone] + list(self.towers)
+        out, seen = [], set()
+        for layer in layers:
+            for v in l2_weights(layer):
+                if id(v) not in seen and id(v) not in tables:
+                    seen.add(id(v))
+                    out.append(v)
+        return out
 
     def block_losses(self) -> dict:
         """Losses that blocks added with `self.add_loss(value)` in their last call, summed per
         block and named "loss/<block name>" (e.g. a plugin's auxiliary loss)."""
         named = {}
-        dags = [self.backbone.dag, *self.backbone.packages.values()]
-        for dag in dags:
-            for name, block in dag.blocks.items():
-                added = []
-                for step in block.steps:
-                    for layer in step.layers:
-                        for sub in layer._flatten_layers(include_self=True):
-                            added.extend(sub._get_own_losses())
-                if added:
-                    key = f"loss/{name}" if dag is self.backbone.dag else f"loss/{dag.name}/{name}"
-                    named[key] = tf.add_n(added)
+        for prefix, dag in self.backbone.dags():
+            for name, added in dag.block_losses().items():
+                named[f"loss/{prefix}{name}"] = tf.add_n(added)
         return named
 
     def compute_losses(self, labels: dict, outputs: dict, embedding_l2: tf.Tensor) -> dict:

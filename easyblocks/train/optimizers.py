@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from easyblocks.errors import ConfigError
+from easyblocks.config.specs import LearningRateSpec, OptimizerSpec
 
 
 class _FloorDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -31,65 +31,48 @@ class _FloorDecay(keras.optimizers.schedules.LearningRateSchedule):
         return {"decay": self.decay.get_config(), "minimum": self.minimum}
 
 
-def learning_rate(lr_config):
-    which = lr_config.WhichOneof("learning_rate")
-    if which is None:
-        return 0.001
-    if which == "constant_learning_rate":
-        return lr_config.constant_learning_rate.learning_rate
-    c = lr_config.exponential_decay_learning_rate
+def learning_rate(spec: LearningRateSpec):
+    """A float, or a schedule of the optimizer's iterations."""
+    if spec.kind == "constant":
+        return spec.learning_rate
     decay = keras.optimizers.schedules.ExponentialDecay(
-        c.initial_learning_rate, c.decay_steps, c.decay_factor, staircase=c.staircase
+        spec.learning_rate, spec.decay_steps, spec.decay_factor, staircase=spec.staircase
     )
-    return _FloorDecay(decay, c.min_learning_rate) if c.min_learning_rate else decay
+    return _FloorDecay(decay, spec.min_learning_rate) if spec.min_learning_rate else decay
 
 
-def _optimizer_config(train_config):
-    if not train_config.optimizer_config:
-        return "adam_optimizer", None
-    opt = train_config.optimizer_config[0]
-    which = opt.WhichOneof("optimizer")
-    if which is None:
-        raise ConfigError("train_config.optimizer_config names no optimizer "
-                          "(adam_optimizer, adagrad_optimizer or sgd_optimizer)")
-    return which, getattr(opt, which)
-
-
-def dense_optimizer(train_config) -> keras.optimizers.Optimizer:
-    which, c = _optimizer_config(train_config)
-    lr = learning_rate(c.learning_rate) if c is not None else 0.001
-    clip = train_config.gradient_clipping_by_norm or None
-    if which == "adam_optimizer":
-        kw = {} if c is None else {"beta_1": c.beta1, "beta_2": c.beta2, "epsilon": c.epsilon}
-        return keras.optimizers.Adam(learning_rate=lr, global_clipnorm=clip, **kw)
-    if which == "adagrad_optimizer":
+def dense_optimizer(spec: OptimizerSpec) -> keras.optimizers.Optimizer:
+    """The Keras optimizer for every weight but the embedding tables."""
+    lr = learning_rate(spec.learning_rate)
+    clip = spec.clip_norm or None
+    if spec.kind == "adam":
+        return keras.optimizers.Adam(learning_rate=lr, beta_1=spec.beta1, beta_2=spec.beta2,
+                                     epsilon=spec.epsilon, global_clipnorm=clip)
+    if spec.kind == "adagrad":
         return keras.optimizers.Adagrad(
-            learning_rate=lr, initial_accumulator_value=c.initial_accumulator_value,
+            learning_rate=lr, initial_accumulator_value=spec.initial_accumulator_value,
             global_clipnorm=clip)
-    return keras.optimizers.SGD(learning_rate=lr, momentum=c.momentum, global_clipnorm=clip)
+    return keras.optimizers.SGD(learning_rate=lr, momentum=spec.momentum, global_clipnorm=clip)
 
 
 class SparseTableOptimizer(tf.Module):
     """Row-wise Adam (lazy), Adagrad or SGD for embedding tables (see module docstring)."""
 
-    def __init__(self, train_config, tables: list):
+    def __init__(self, spec: OptimizerSpec, tables: list):
         super().__init__(name="table_optimizer")
-        which, c = _optimizer_config(train_config)
-        self.kind = which
-        self.lr = learning_rate(c.learning_rate) if c is not None else 0.001
-        self.beta1 = c.beta1 if which == "adam_optimizer" and c is not None else 0.9
-        self.beta2 = c.beta2 if which == "adam_optimizer" and c is not None else 0.999
-        self.epsilon = c.epsilon if which == "adam_optimizer" and c is not None else 1e-7
-        self.momentum = c.momentum if which == "sgd_optimizer" else 0.0
+        self.kind = spec.kind
+        self.lr = learning_rate(spec.learning_rate)
+        self.beta1, self.beta2, self.epsilon = spec.beta1, spec.beta2, spec.epsilon
+        self.momentum = spec.momentum if spec.kind == "sgd" else 0.0
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
         self.slots = []
         for t in tables:
             shape, name = t.shape, t.path.replace("/", "_")
-            if which == "adam_optimizer":
+            if spec.kind == "adam":
                 self.slots.append([tf.Variable(tf.zeros(shape), name=f"{name}_m"),
                                    tf.Variable(tf.zeros(shape), name=f"{name}_v")])
-            elif which == "adagrad_optimizer":
-                self.slots.append([tf.Variable(tf.fill(shape, c.initial_accumulator_value),
+            elif spec.kind == "adagrad":
+                self.slots.append([tf.Variable(tf.fill(shape, spec.initial_accumulator_value),
                                                name=f"{name}_accumulator")])
             elif self.momentum:
                 self.slots.append([tf.Variable(tf.zeros(shape), name=f"{name}_momentum")])
@@ -113,7 +96,7 @@ class SparseTableOptimizer(tf.Module):
                 g = tf.math.unsorted_segment_sum(grad.values, pos, tf.shape(rows)[0])
             else:
                 rows, g = tf.range(tf.shape(grad)[0]), grad
-            if self.kind == "adam_optimizer":
+            if self.kind == "adam":
                 m, v = slots
                 m_rows = self.beta1 * tf.gather(m, rows) + (1 - self.beta1) * g
                 v_rows = self.beta2 * tf.gather(v, rows) + (1 - self.beta2) * tf.square(g)
@@ -121,7 +104,7 @@ class SparseTableOptimizer(tf.Module):
                 v.scatter_update(tf.IndexedSlices(v_rows, rows))
                 step = lr * tf.sqrt(1 - self.beta2**t) / (1 - self.beta1**t)
                 update = step * m_rows / (tf.sqrt(v_rows) + self.epsilon)
-            elif self.kind == "adagrad_optimizer":
+            elif self.kind == "adagrad":
                 (acc,) = slots
                 acc_rows = tf.gather(acc, rows) + tf.square(g)
                 acc.scatter_update(tf.IndexedSlices(acc_rows, rows))

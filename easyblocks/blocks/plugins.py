@@ -87,14 +87,12 @@ def _load_file(path: str) -> None:
         raise ConfigError(f"plugin file {path} is not a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module
-    registry._loading_source.append(f"plugin file {path}")
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[mod_name]
-        raise
-    finally:
-        registry._loading_source.pop()
+    with registry.loading_source(f"plugin file {path}"):
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[mod_name]
+            raise
 
 
 def load_plugin(name: str) -> None:
@@ -134,20 +132,18 @@ def load_entry_points() -> None:
         if key in _loaded_entry_points:
             continue
         source = f"entry point {ep.name} = {ep.value} (distribution {dist_name})"
-        registry._loading_source.append(source)
-        try:
-            obj = ep.load()
-            if inspect.isclass(obj) and not any(s.cls is obj for s in registry._REGISTRY.values()):
-                registry.register_block(ep.name)(obj)
-        except ConfigError:
-            raise
-        except Exception as e:
-            raise _error(
-                f"plugin entry point {ep.name!r} = {ep.value!r} (group {ENTRY_POINT_GROUP}, "
-                f"distribution {dist_name})", "load", e, _package_root(ep.module),
-                "; fix or uninstall that distribution") from e
-        finally:
-            registry._loading_source.pop()
+        with registry.loading_source(source):
+            try:
+                obj = ep.load()
+                if inspect.isclass(obj) and not registry.is_registered_class(obj):
+                    registry.register_block(ep.name)(obj)
+            except ConfigError:
+                raise
+            except Exception as e:
+                raise _error(
+                    f"plugin entry point {ep.name!r} = {ep.value!r} (group "
+                    f"{ENTRY_POINT_GROUP}, distribution {dist_name})", "load", e,
+                    _package_root(ep.module), "; fix or uninstall that distribution") from e
         _loaded_entry_points.add(key)
 
 

@@ -16,33 +16,25 @@ import tempfile
 
 import tensorflow as tf
 
-from easyblocks.config.validate import ResolvedConfig
+from easyblocks.config.specs import PipelineSpec
 from easyblocks.data.csv_input import TF_TYPES
 from easyblocks.errors import ConfigError
 from easyblocks.features.preprocess import Preprocessor
 from easyblocks.models.model import CTRModel
+from easyblocks.models.state import ModelState
 
 log = logging.getLogger("easyblocks")
-
-
-def serving_fields(resolved: ResolvedConfig) -> list:
-    """Input fields the serving signature takes: those the features read, in input order."""
-    used = {s.column for s in resolved.specs.values()}
-    return [f for f in resolved.proto.data_config.input_fields if f.input_name in used]
 
 
 def merge_for_serving(model: CTRModel) -> int:
     """Replaces blocks that have a cheaper equivalent for serving (APG with P > K) in place;
     returns how many were replaced."""
     replaced = 0
-    dags = [model.backbone.dag, *model.backbone.packages.values()]
-    for dag in dags:
-        for block in dag.blocks.values():
-            for step in block.steps:
-                for i, layer in enumerate(step.layers):
-                    if getattr(layer, "overparam_p", 0) and hasattr(layer, "merged_layer"):
-                        step.layers[i] = layer.merged_layer()
-                        replaced += 1
+    for _, dag in model.backbone.dags():
+        for _, step, i, layer in list(dag.block_layers()):
+            if getattr(layer, "overparam_p", 0) and hasattr(layer, "merged_layer"):
+                dag.replace_layer(step, i, layer.merged_layer())
+                replaced += 1
     return replaced
 
 
@@ -52,8 +44,7 @@ class ServingModule(tf.Module):
     def __init__(self, model: CTRModel, preprocessor, fields: list):
         super().__init__(name="easyblocks_serving")
         self.preprocessor = preprocessor
-        specs = {f.input_name: tf.TensorSpec([None], TF_TYPES[f.input_type], f.input_name)
-                 for f in fields}
+        specs = {f.name: tf.TensorSpec([None], TF_TYPES[f.type], f.name) for f in fields}
         keras_model = model  # not an attribute: only its variables are saved
 
         def serve(columns):
@@ -70,7 +61,7 @@ class BlockServingModule(tf.Module):
     """Serves the outputs of chosen backbone blocks from only the columns they need:
     e.g. DSSM's user tower and item tower exported separately for retrieval."""
 
-    def __init__(self, model: CTRModel, resolved: ResolvedConfig, blocks: list[str]):
+    def __init__(self, model: CTRModel, spec: PipelineSpec, blocks: list[str]):
         super().__init__(name="easyblocks_block_serving")
         dag = model.backbone.dag
         unknown = [b for b in blocks if b not in dag.blocks]
@@ -78,13 +69,12 @@ class BlockServingModule(tf.Module):
             raise ConfigError(f"--block: {', '.join(unknown)} is not a backbone block; blocks: "
                               f"{', '.join(dag.order)}")
         order, groups = dag.upstream(blocks)
-        features = {f for g in groups for f in resolved.groups[g]}
-        specs = {k: v for k, v in resolved.specs.items() if k in features}
+        features = {f for g in groups for f in spec.groups[g].features}
+        specs = {k: v for k, v in spec.features.items() if k in features}
         self.preprocessor = Preprocessor(specs)
         columns = {s.column for s in specs.values()}
-        self.fields = [f for f in resolved.proto.data_config.input_fields
-                       if f.input_name in columns]
-        tensor_specs = {f.input_name: tf.TensorSpec([None], TF_TYPES[f.input_type], f.input_name)
+        self.fields = [f for f in spec.data.fields if f.name in columns]
+        tensor_specs = {f.name: tf.TensorSpec([None], TF_TYPES[f.type], f.name)
                         for f in self.fields}
         feature_groups = model.feature_groups
 
@@ -113,28 +103,27 @@ def _save(module: tf.Module, export_dir: str) -> None:
             shutil.rmtree(tmp)
 
 
-def export_blocks(model: CTRModel, resolved: ResolvedConfig, blocks: list[str],
-                  export_dir: str) -> str:
+def export_blocks(state: ModelState, blocks: list[str], export_dir: str) -> str:
     """Writes a SavedModel that returns the named blocks' outputs from their inputs alone."""
-    merge_for_serving(model)
-    module = BlockServingModule(model, resolved, blocks)
+    merge_for_serving(state.model)
+    module = BlockServingModule(state.model, state.spec, blocks)
     _save(module, export_dir)
     log.info("exported blocks %s to %s (serving_default: %s)", ", ".join(blocks), export_dir,
-             ", ".join(f.input_name for f in module.fields))
+             ", ".join(f.name for f in module.fields))
     return export_dir
 
 
-def export_saved_model(model: CTRModel, preprocessor, resolved: ResolvedConfig,
-                       export_dir: str) -> str:
+def export_saved_model(state: ModelState, export_dir: str) -> str:
     """Writes the SavedModel to export_dir (atomically: a temp dir, then renamed)."""
-    merged = merge_for_serving(model)
+    merged = merge_for_serving(state.model)
     if merged:
         log.info("export: merged %d over-parameterised block(s) for serving", merged)
-    module = ServingModule(model, preprocessor, serving_fields(resolved))
+    fields = state.spec.serving_fields()
+    module = ServingModule(state.model, state.preprocessor, fields)
     _save(module, export_dir)
     log.info("exported SavedModel to %s (serving_default: %s -> %s)", export_dir,
-             ", ".join(f.input_name for f in serving_fields(resolved)),
-             ", ".join(f"probs_{t.name}, logits_{t.name}" for t in resolved.towers))
+             ", ".join(f.name for f in fields),
+             ", ".join(f"probs_{t.name}, logits_{t.name}" for t in state.spec.towers))
     return export_dir
 
 

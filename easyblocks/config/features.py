@@ -1,61 +1,17 @@
-"""Feature specs: what each configured feature reads and how it is embedded."""
+"""Features: each feature_config entry checked and resolved into a FeatureSpec, and the
+feature groups into FeatureGroupSpecs."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from easyblocks.config.loader import LoadedConfig
+from easyblocks.config.specs import FeatureGroupSpec, FeatureSpec
 from easyblocks.errors import ConfigError, suggest
 from easyblocks.protos import data_pb2, feature_pb2
 
 FC = feature_pb2.FeatureConfig
 FIELD_TYPES = data_pb2.DatasetConfig.FieldType
-NUMERIC_TYPES = {FIELD_TYPES.INT32, FIELD_TYPES.INT64, FIELD_TYPES.FLOAT, FIELD_TYPES.DOUBLE,
-                 FIELD_TYPES.BOOL}
-INT_TYPES = {FIELD_TYPES.INT32, FIELD_TYPES.INT64, FIELD_TYPES.BOOL}
-
-
-@dataclasses.dataclass
-class FeatureSpec:
-    """One feature: its input column, kind and embedding table.
-
-    kind: "id" (one id per row), "tag" (several ids per row, pooled),
-    "seq" (an ordered list of ids, kept as a sequence), "raw" (numbers, used as they
-    are or through a projection), or "bucketized" (a number turned into an id by
-    `boundaries`).
-    """
-
-    name: str
-    column: str
-    column_type: int
-    kind: str
-    embedding_dim: int = 0
-    num_ids: int = 0  # rows of the embedding table
-    hash_bucket_size: int = 0
-    num_buckets: int = 0
-    vocab_list: tuple[str, ...] = ()
-    boundaries: tuple[float, ...] = ()
-    separator: str = "|"
-    combiner: str = "mean"
-    table: str = ""  # embedding table name (shared through embedding_name)
-    raw_dim: int = 1
-    max_seq_len: int = 0  # seq: keep the first max_seq_len values (0: all)
-    log_transform: bool = False
-    normalizer_mean: float = 0.0
-    normalizer_std: float = 1.0
-
-    @property
-    def uses_table(self) -> bool:
-        return self.kind in ("id", "tag", "seq", "bucketized") or (
-            self.kind == "raw" and self.embedding_dim > 0
-        )
-
-    @property
-    def output_dim(self) -> int:
-        """Width of this feature in its group's concatenated tensor."""
-        if self.kind == "raw" and self.embedding_dim == 0:
-            return self.raw_dim
-        return self.embedding_dim
+NUMERIC_TYPES = {"INT32", "INT64", "FLOAT", "DOUBLE", "BOOL"}
+INT_TYPES = {"INT32", "INT64", "BOOL"}
 
 
 def all_feature_configs(config) -> list:
@@ -86,7 +42,7 @@ def build_feature_specs(loaded: LoadedConfig) -> dict[str, FeatureSpec]:
                 f"{where}: input {column!r} is not in data_config.input_fields"
                 f"{suggest(column, fields)}"
             )
-        ctype = fields[column].input_type
+        ctype = FIELD_TYPES.Name(fields[column].input_type)
         spec = FeatureSpec(name=name, column=column, column_type=ctype, kind="",
                            embedding_dim=fc.embedding_dim, separator=fc.separator,
                            combiner=fc.combiner, raw_dim=fc.raw_input_dim or 1,
@@ -96,7 +52,7 @@ def build_feature_specs(loaded: LoadedConfig) -> dict[str, FeatureSpec]:
         if ftype in (FC.IdFeature, FC.TagFeature, FC.SequenceFeature):
             spec.kind = {FC.IdFeature: "id", FC.TagFeature: "tag", FC.SequenceFeature: "seq"}[ftype]
             spec.max_seq_len = fc.max_seq_len
-            if ftype != FC.IdFeature and ctype != FIELD_TYPES.STRING:
+            if ftype != FC.IdFeature and ctype != "STRING":
                 raise ConfigError(f"{where}: a {FC.FeatureType.Name(ftype)} needs a STRING "
                                   "input field (values joined by `separator`)")
             ways = [bool(fc.hash_bucket_size), bool(fc.num_buckets), bool(fc.vocab_list)]
@@ -159,3 +115,31 @@ def _check_shared_tables(loaded: LoadedConfig, specs: dict[str, FeatureSpec]) ->
                 f"shapes ({first.num_ids}x{first.embedding_dim} vs "
                 f"{spec.num_ids}x{spec.embedding_dim})"
             )
+
+
+def build_group_specs(loaded: LoadedConfig,
+                      specs: dict[str, FeatureSpec]) -> dict[str, FeatureGroupSpec]:
+    """Validates model_config.feature_groups; returns the group specs by name, in order."""
+    groups: dict[str, FeatureGroupSpec] = {}
+    for g in loaded.proto.model_config.feature_groups:
+        where = f"{loaded.locate_name('group_name', g.group_name)}: feature group {g.group_name!r}"
+        if g.group_name in groups:
+            raise ConfigError(f"{where}: duplicate group_name")
+        if not g.feature_names:
+            raise ConfigError(f"{where}: no feature_names")
+        for f in g.feature_names:
+            if f not in specs:
+                raise ConfigError(f"{where}: unknown feature {f!r}{suggest(f, specs)}")
+        mode = feature_pb2.WideOrDeep.Name(g.wide_deep)
+        if mode == "WIDE_AND_DEEP":
+            raise ConfigError(f"{where}: wide_deep WIDE_AND_DEEP is not supported; declare a "
+                              "WIDE group and a DEEP group with the same features")
+        kinds = [specs[f].kind for f in g.feature_names]
+        if "seq" in kinds and (len(kinds) > 1 or mode == "WIDE"):
+            raise ConfigError(f"{where}: a SequenceFeature must be alone in a DEEP group (the "
+                              "group gives its (batch, length, dim) sequence)")
+        groups[g.group_name] = FeatureGroupSpec(g.group_name, tuple(g.feature_names),
+                                                wide=mode == "WIDE")
+    if not groups:
+        raise ConfigError(f"{loaded.path}: model_config has no feature_groups")
+    return groups

@@ -8,51 +8,48 @@ import time
 
 import tensorflow as tf
 
+from easyblocks.config.specs import DataSpec
 from easyblocks.data.csv_input import CSVInput, batches, expand_paths, find_bad_line
 from easyblocks.errors import ConfigError, DataError
+from easyblocks.models.state import ModelState
 
 log = logging.getLogger("easyblocks")
 
 
-def _fields_of_file(path: str, data_config) -> object:
-    """The data_config for the file's rows: with labels, or without the label columns."""
+def _fields_of_file(path: str, data: DataSpec) -> DataSpec:
+    """The data spec for the file's rows: with labels, or without the label columns."""
     with open(path, encoding="utf-8", errors="replace") as f:
         first = f.readline().rstrip("\n")
-        if data_config.with_header:
+        if data.with_header:
             first = f.readline().rstrip("\n")
-    n = len(first.split(data_config.separator)) if first else 0
-    all_fields = list(data_config.input_fields)
-    labels = set(data_config.label_fields)
-    without = [fld for fld in all_fields if fld.input_name not in labels]
-    config = type(data_config)()
-    config.CopyFrom(data_config)
+    n = len(first.split(data.separator)) if first else 0
+    labels = set(data.label_fields)
+    all_fields = data.fields
+    without = [fld for fld in all_fields if fld.name not in labels]
     if n == len(all_fields):
-        return config
+        return data
     if n == len(without):
-        del config.input_fields[:]
-        config.input_fields.extend(without)
-        del config.label_fields[:]
-        return config
+        return data.without(labels)
     raise DataError(f"{path}:1: expected {len(all_fields)} columns (with labels) or "
                     f"{len(without)} (without {', '.join(sorted(labels))}), found {n}")
 
 
-def predict_file(trainer, input_path: str, output_path: str, keep_columns: list[str],
+def predict_file(state: ModelState, input_path: str, output_path: str, keep_columns: list[str],
                  export_dir: str | None = None, batch_size: int = 4096) -> int:
     """Writes one row per input row: the kept columns, then probs_<tower> for every tower.
 
-    Scores come from the trainer's model (restored from a checkpoint), or from the
+    Scores come from the state's model (restored from a checkpoint), or from the
     SavedModel in export_dir when given. Returns the number of rows written.
     """
     files = expand_paths(input_path, "--input")
-    data = _fields_of_file(files[0], trainer.config.data_config)
-    names = [f.input_name for f in data.input_fields]
+    data = _fields_of_file(files[0], state.spec.data)
+    names = data.field_names
     for c in keep_columns:
         if c not in names:
             raise ConfigError(f"--keep: {c!r} is not a column of {files[0]}; columns: "
                               f"{', '.join(names)}")
     find_bad_line(files, data, max_lines=1000)
-    towers = [t.name for t in trainer.resolved.towers]
+    towers = [t.name for t in state.spec.towers]
     if export_dir:
         serve = tf.saved_model.load(export_dir).signatures["serving_default"]
         inputs = list(serve.structured_input_signature[1])
@@ -64,13 +61,13 @@ def predict_file(trainer, input_path: str, output_path: str, keep_columns: list[
         def score(columns, features):
             return serve(**{k: columns[k] for k in inputs})
     else:
-        model = trainer.model
+        model = state.model
 
         @tf.function(reduce_retracing=True)
         def score(columns, features):
             return model(features, training=False)
 
-    reader = CSVInput(data, trainer.preprocessor, [], names)
+    reader = CSVInput(data, state.preprocessor, [], names)
     ds = reader.dataset(files, batch_size, training=False)
     rows, t0, last = 0, time.perf_counter(), time.perf_counter()
     with open(output_path, "w", newline="", encoding="utf-8") as out:

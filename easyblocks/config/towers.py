@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from easyblocks.config.kwargs import message_to_kwargs
 from easyblocks.config.loader import LoadedConfig
+from easyblocks.config.specs import LossSpec, TowerSpec
 from easyblocks.errors import ConfigError, suggest
 from easyblocks.protos import loss_pb2
 
@@ -16,32 +16,6 @@ LossType = loss_pb2.LossType
 # AITM's alpha (Xi et al. 2021, section 4.1.4 uses 0.6): the calibration loss weight
 # when the config does not set one.
 DEFAULT_CALIBRATION_WEIGHT = 0.6
-
-
-@dataclasses.dataclass
-class LossSpec:
-    loss_type: str  # LossType name
-    weight: float
-
-    @property
-    def key(self) -> str:
-        return {"CLASSIFICATION": "classification", "L2_LOSS": "l2",
-                "ORDER_CALIBRATE_LOSS": "order_calibrate"}[self.loss_type]
-
-
-@dataclasses.dataclass
-class TowerSpec:
-    name: str
-    label: str
-    losses: list[LossSpec]
-    weight: float = 1.0
-    num_class: int = 1
-    dnn: dict | None = None
-    relation_tower_names: list[str] = dataclasses.field(default_factory=list)
-    add_to_logit: list[str] = dataclasses.field(default_factory=list)
-    logit_from_backbone: bool = False
-    prob_product_of: list[str] = dataclasses.field(default_factory=list)
-    metrics: list[str] = dataclasses.field(default_factory=lambda: ["auc", "logloss"])
 
 
 def _loss_specs(loss_type: int, losses) -> list[LossSpec]:
@@ -55,6 +29,17 @@ def _loss_specs(loss_type: int, losses) -> list[LossSpec]:
             weight = DEFAULT_CALIBRATION_WEIGHT
         specs.append(LossSpec(name, weight))
     return specs
+
+
+def _dnn_kwargs(dnn) -> dict | None:
+    """A tower's `dnn` as MLP kwargs: every layer, the last included, has the same
+    batch norm and activation (EasyRec's DNN); None without hidden_units."""
+    kw = message_to_kwargs(dnn)
+    if not kw.get("hidden_units"):
+        return None
+    kw["use_final_bn"] = kw["use_bn"]
+    kw["final_activation"] = kw["activation"]
+    return kw
 
 
 def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
@@ -88,7 +73,7 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
             towers.append(TowerSpec(
                 name=t.tower_name, label=label, losses=_loss_specs(t.loss_type, t.losses),
                 weight=t.weight, num_class=t.num_class,
-                dnn=message_to_kwargs(t.dnn) if t.HasField("dnn") else None,
+                dnn=_dnn_kwargs(t.dnn) if t.HasField("dnn") else None,
                 relation_tower_names=list(t.relation_tower_names), metrics=metrics,
                 add_to_logit=list(t.add_to_logit), logit_from_backbone=t.logit_from_backbone,
                 prob_product_of=list(t.prob_product_of),

@@ -1,0 +1,95 @@
+"""`lambda`, `input_fn` and `extra_input_fn` expressions: the allowed grammar and names.
+
+EasyRec eval'ed these strings. Here an expression such as
+`lambda x: tf.concat(x, axis=-1)` or `lambda x: x[0]` is parsed with `ast` and
+checked when the config is resolved: only the lambda's own argument,
+numbers/strings/None, lists and tuples, indexing and slicing, + - * / and unary
+minus, keyword arguments, and calls to the allow-listed functions below are
+accepted. `easyblocks.backbone.transforms` then interprets the checked tree with
+the TensorFlow function behind each allowed name; nothing is ever eval'ed.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from easyblocks.errors import ConfigError, suggest
+
+# The names an expression may use (backbone/transforms.py maps each to its function).
+ALLOWED_NAMES: tuple[str, ...] = (
+    "tf.concat", "tf.stack", "tf.unstack", "tf.split", "tf.add_n", "tf.expand_dims",
+    "tf.squeeze", "tf.reshape", "tf.transpose", "tf.stop_gradient", "tf.identity",
+    "tf.reduce_sum", "tf.reduce_mean", "tf.reduce_max", "tf.reduce_min", "tf.multiply",
+    "tf.add", "tf.subtract", "tf.square", "tf.sqrt", "tf.abs", "tf.cast", "tf.float32",
+    "tf.int32", "tf.int64", "tf.gather", "tf.nn.l2_normalize", "tf.nn.relu", "tf.nn.sigmoid",
+    "tf.sigmoid", "tf.nn.softmax", "tf.nn.tanh", "tf.tanh", "tf.math.log1p",
+    "tf.math.l2_normalize", "len",
+)
+# an expression longer than this is refused before it is parsed (a config is data)
+MAX_EXPRESSION_LENGTH = 10_000
+
+_NODES = (ast.Expression, ast.Lambda, ast.arguments, ast.arg, ast.Constant, ast.Name,
+          ast.Attribute, ast.List, ast.Tuple, ast.Subscript, ast.Slice, ast.BinOp, ast.UnaryOp,
+          ast.Call, ast.keyword, ast.Load, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.USub)
+
+
+def dotted_name(node: ast.AST) -> str | None:
+    """'tf.nn.relu' for the attribute chain tf.nn.relu; None for anything else."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = dotted_name(node.value)
+        return f"{base}.{node.attr}" if base else None
+    return None
+
+
+def fail(where: str, source: str, what: str) -> ConfigError:
+    return ConfigError(f"{where}: {what} is not allowed in expression {source!r}")
+
+
+def parse_expression(source: str, where: str) -> ast.Lambda:
+    """Parses and checks 'lambda x: <expression>'; ConfigError naming what is not allowed."""
+    if len(source) > MAX_EXPRESSION_LENGTH:
+        raise ConfigError(f"{where}: expression of {len(source)} characters; at most "
+                          f"{MAX_EXPRESSION_LENGTH} are accepted")
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except (SyntaxError, RecursionError, MemoryError) as e:
+        why = e.msg if isinstance(e, SyntaxError) else "too deeply nested"
+        raise ConfigError(f"{where}: cannot parse expression {source!r}: {why}") from None
+    fn = tree.body
+    if not isinstance(fn, ast.Lambda) or len(fn.args.args) != 1 or fn.args.vararg \
+            or fn.args.kwarg or fn.args.kwonlyargs or fn.args.defaults:
+        raise ConfigError(f"{where}: expected 'lambda x: <expression>', got {source!r}")
+    arg = fn.args.args[0].arg
+    bases = set()
+    for node in ast.walk(fn.body):
+        if not isinstance(node, _NODES) or isinstance(node, ast.Lambda):
+            raise fail(where, source, type(node).__name__)
+        if isinstance(node, ast.Constant) and not isinstance(
+                node.value, (int, float, str, type(None), bool)):
+            raise fail(where, source, f"constant {node.value!r}")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and len(node.value) > 100:
+            raise fail(where, source, "a string longer than 100 characters")
+        if isinstance(node, ast.keyword) and node.arg is None:
+            raise fail(where, source, "**kwargs")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult) and any(
+                isinstance(s, ast.Constant) and isinstance(s.value, str)
+                for s in (node.left, node.right)):
+            raise fail(where, source, "repeating a string")
+        if isinstance(node, ast.Attribute):
+            dotted = dotted_name(node)
+            if dotted is None or not any(f == dotted or f.startswith(dotted + ".")
+                                         for f in ALLOWED_NAMES):
+                raise fail(where, source, repr(dotted or "attribute access")
+                           + suggest(dotted or "", ALLOWED_NAMES))
+            inner = node.value
+            while isinstance(inner, ast.Attribute):
+                inner = inner.value
+            bases.add(id(inner))
+    for node in ast.walk(fn.body):
+        if isinstance(node, ast.Name) and id(node) not in bases and node.id != arg \
+                and node.id not in ALLOWED_NAMES:
+            raise fail(where, source, f"name {node.id!r}")
+    return fn

@@ -1,0 +1,388 @@
+"""Plain, typed specs of a whole config: what every runtime package reads.
+
+`easyblocks.config.resolve` turns the protobuf message of a .config file into a
+`PipelineSpec`, applying every default and every check in one place. Nothing here
+imports TensorFlow or Keras, and nothing outside `easyblocks.config` reads the
+protobuf messages of a config: features, the backbone, the model, training,
+evaluation and serving all take these dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+# ---- data ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+    """One input column: its name, type ("INT32", "INT64", "STRING", "FLOAT", "DOUBLE",
+    "BOOL") and the value used when a row leaves it empty (None: 0 or "")."""
+
+    name: str
+    type: str
+    default: str | None = None
+
+    @property
+    def is_string(self) -> bool:
+        return self.type == "STRING"
+
+    @property
+    def is_float(self) -> bool:
+        return self.type in ("FLOAT", "DOUBLE")
+
+
+@dataclasses.dataclass
+class DataSpec:
+    """How input files are read (data_config)."""
+
+    fields: list[FieldSpec]
+    label_fields: list[str]
+    batch_size: int
+    eval_batch_size: int
+    separator: str = ","
+    with_header: bool = False
+    shuffle: bool = True
+    shuffle_buffer_size: int = 32
+    prefetch_size: int = 32
+    input_type: str = "CSVInput"
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    def without(self, names) -> DataSpec:
+        """The same spec without the given columns (e.g. a file without its labels)."""
+        names = set(names)
+        return dataclasses.replace(
+            self, fields=[f for f in self.fields if f.name not in names],
+            label_fields=[n for n in self.label_fields if n not in names])
+
+
+# ---- features -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class FeatureSpec:
+    """One feature: its input column, kind and embedding table.
+
+    kind: "id" (one id per row), "tag" (several ids per row, pooled),
+    "seq" (an ordered list of ids, kept as a sequence), "raw" (numbers, used as they
+    are or through a projection), or "bucketized" (a number turned into an id by
+    `boundaries`).
+    """
+
+    name: str
+    column: str
+    column_type: str  # FieldSpec.type of the column
+    kind: str
+    embedding_dim: int = 0
+    num_ids: int = 0  # rows of the embedding table
+    hash_bucket_size: int = 0
+    num_buckets: int = 0
+    vocab_list: tuple[str, ...] = ()
+    boundaries: tuple[float, ...] = ()
+    separator: str = "|"
+    combiner: str = "mean"
+    table: str = ""  # embedding table name (shared through embedding_name)
+    raw_dim: int = 1
+    max_seq_len: int = 0  # seq: keep the first max_seq_len values (0: all)
+    log_transform: bool = False
+    normalizer_mean: float = 0.0
+    normalizer_std: float = 1.0
+
+    @property
+    def uses_table(self) -> bool:
+        return self.kind in ("id", "tag", "seq", "bucketized") or (
+            self.kind == "raw" and self.embedding_dim > 0
+        )
+
+    @property
+    def output_dim(self) -> int:
+        """Width of this feature in its group's concatenated tensor."""
+        if self.kind == "raw" and self.embedding_dim == 0:
+            return self.raw_dim
+        return self.embedding_dim
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureGroupSpec:
+    """A named bundle of features. `wide`: each feature gives its 1-dimensional weight
+    (the linear part) instead of its embedding."""
+
+    name: str
+    features: tuple[str, ...]
+    wide: bool = False
+
+
+# ---- backbone -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """Where one input of a block comes from.
+
+    kind: "group" (a feature group), "block", "package" (a package called on
+    `package_input`, a block or group name, or on nothing) or "package_input" (inside a
+    package: what the package was called with). `index` is the parsed `input_slice`
+    (an index usable as x[index]) and `fn` the `input_fn` expression, both optional.
+    """
+
+    kind: str
+    name: str
+    index: Any = None
+    fn: str | None = None
+    ignore: bool = False
+    package_input: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSpec:
+    """One registered layer: its class_name and parameters.
+
+    params_field: the params field that was set: a typed message such as "mlp",
+    "st_params", or None (no parameters). params: that message as constructor kwargs
+    (typed), or the Struct as a dict (st_params). The registry turns them into the
+    class's kwargs (`easyblocks.blocks.registry.layer_kwargs`).
+    """
+
+    class_name: str
+    params_field: str | None = None
+    params: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+    """One step of a block: "keras_layer", "lambda", "repeat" or "recurrent"."""
+
+    kind: str
+    layer: LayerSpec | None = None
+    expression: str | None = None  # lambda
+    num: int = 1  # repeat: num_repeat; recurrent: num_steps
+    output_concat_axis: int | None = None  # repeat: None outputs the list
+    repeat_indices: tuple = ()  # repeat: parsed input_slice per copy (None: no slice)
+    repeat_input_fn: str | None = None
+    fixed_input_index: int = -1  # recurrent
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockSpec:
+    """A configured backbone block.
+
+    kind: "layers" (steps run in order), "input_layer" (a group's embeddings),
+    "raw_input" (a group's un-embedded values) or "identity". `where` is
+    "file:line: block 'name'", for errors raised while the block is built or run.
+    """
+
+    name: str
+    where: str
+    kind: str
+    inputs: tuple[InputSpec, ...]
+    steps: tuple[StepSpec, ...] = ()
+    input_concat_axis: int = -1
+    merge_inputs_into_list: bool = False
+    extra_input_fn: str | None = None
+    only_output_feature_list: bool = False  # input_layer
+    only_output_3d_tensor: bool = False  # input_layer
+
+    @property
+    def class_name(self) -> str:
+        if self.kind == "layers" and len(self.steps) == 1 and self.steps[0].kind == "keras_layer":
+            return self.steps[0].layer.class_name
+        if self.kind == "layers":
+            return "Sequential" if len(self.steps) > 1 else self.steps[0].kind
+        return {"identity": "Identity"}.get(self.kind, self.kind)
+
+    @property
+    def group_inputs(self) -> list[str]:
+        return [i.name for i in self.inputs if i.kind == "group"]
+
+
+@dataclasses.dataclass
+class DagSpec:
+    """One DAG of blocks: the backbone's main DAG or a package.
+
+    `order` is the topological order (ties broken by config order), `edges` the
+    (from, to) pairs between blocks, and `outputs` the blocks whose values make the
+    DAG's output: a list (`output_kind` "output_blocks": one per task tower) or
+    concatenated ("concat_blocks").
+    """
+
+    name: str  # "backbone" or "package 'name'"
+    blocks: dict[str, BlockSpec]
+    order: list[str]
+    edges: list[tuple[str, str]]
+    outputs: list[str]
+    output_kind: str
+
+    def ancestors(self, name: str) -> set[str]:
+        """Every block `name` depends on (not itself)."""
+        parents: dict[str, list[str]] = {}
+        for a, b in self.edges:
+            parents.setdefault(b, []).append(a)
+        seen: set[str] = set()
+        todo = list(parents.get(name, []))
+        while todo:
+            n = todo.pop()
+            if n not in seen:
+                seen.add(n)
+                todo.extend(parents.get(n, []))
+        return seen
+
+    def leaves(self) -> list[str]:
+        has_child = {a for a, _ in self.edges}
+        return [n for n in self.order if n not in has_child]
+
+
+@dataclasses.dataclass
+class BackboneSpec:
+    dag: DagSpec
+    packages: dict[str, DagSpec]
+    top_mlp: dict | None = None  # MLP kwargs
+
+
+# ---- towers and losses --------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class LossSpec:
+    loss_type: str  # LossType name
+    weight: float
+
+    @property
+    def key(self) -> str:
+        return {"CLASSIFICATION": "classification", "L2_LOSS": "l2",
+                "ORDER_CALIBRATE_LOSS": "order_calibrate"}[self.loss_type]
+
+
+@dataclasses.dataclass
+class TowerSpec:
+    """One task tower: the label it predicts, its losses and its head.
+
+    dnn: MLP kwargs of the tower's hidden layers (defaults applied), or None.
+    """
+
+    name: str
+    label: str
+    losses: list[LossSpec]
+    weight: float = 1.0
+    num_class: int = 1
+    dnn: dict | None = None
+    relation_tower_names: list[str] = dataclasses.field(default_factory=list)
+    add_to_logit: list[str] = dataclasses.field(default_factory=list)
+    logit_from_backbone: bool = False
+    prob_product_of: list[str] = dataclasses.field(default_factory=list)
+    metrics: list[str] = dataclasses.field(default_factory=lambda: ["auc", "logloss"])
+
+
+@dataclasses.dataclass
+class ModelSpec:
+    model_class: str
+    groups: dict[str, FeatureGroupSpec]
+    backbone: BackboneSpec
+    towers: list[TowerSpec]
+    l2_regularization: float = 0.0
+    embedding_regularization: float = 0.0
+
+    @property
+    def logit_blocks(self) -> list[str]:
+        """Blocks whose outputs some tower adds to its logit."""
+        return sorted({b for t in self.towers for b in t.add_to_logit})
+
+
+# ---- training, evaluation, export ---------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LearningRateSpec:
+    """kind "constant" (learning_rate) or "exponential_decay" (initial_learning_rate *
+    decay_factor ** (step / decay_steps), floored at min_learning_rate)."""
+
+    kind: str = "constant"
+    learning_rate: float = 0.001
+    decay_steps: int = 10000
+    decay_factor: float = 0.95
+    staircase: bool = True
+    min_learning_rate: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+    """kind: "adam", "adagrad" or "sgd", with that optimizer's settings."""
+
+    kind: str = "adam"
+    learning_rate: LearningRateSpec = LearningRateSpec()
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-7
+    initial_accumulator_value: float = 0.1
+    momentum: float = 0.0
+    clip_norm: float = 0.0  # global gradient clipping by norm (0: off)
+
+
+@dataclasses.dataclass
+class TrainSpec:
+    optimizer: OptimizerSpec
+    num_steps: int = 0  # 0: until num_epochs passes end
+    num_epochs: int = 1  # 0: repeat forever (only with num_steps)
+    save_checkpoints_steps: int = 1000
+    log_step_count_steps: int = 100
+    keep_checkpoint_max: int = 5  # 0: keep all
+    strategy: str = "NoStrategy"
+    seed: int = 2024
+
+
+@dataclasses.dataclass
+class EvalSpec:
+    """Evaluation: gauc groups by uid_field; every metric also per value of domain_field;
+    num_examples 0 evaluates the whole input."""
+
+    uid_field: str | None = None
+    domain_field: str | None = None
+    num_examples: int = 0
+
+    @property
+    def keep_columns(self) -> list[str]:
+        """Raw columns the evaluation reads beside the labels."""
+        return sorted({c for c in (self.uid_field, self.domain_field) if c})
+
+
+@dataclasses.dataclass
+class ExportSpec:
+    export_dir: str = ""
+
+
+@dataclasses.dataclass
+class PipelineSpec:
+    """A validated config: everything the runtime needs, resolved."""
+
+    path: str
+    train_input_path: str
+    eval_input_path: str
+    model_dir: str
+    data: DataSpec
+    features: dict[str, FeatureSpec]
+    model: ModelSpec
+    train: TrainSpec
+    eval: EvalSpec
+    export: ExportSpec
+    plugins: list[str]
+
+    @property
+    def towers(self) -> list[TowerSpec]:
+        return self.model.towers
+
+    @property
+    def groups(self) -> dict[str, FeatureGroupSpec]:
+        return self.model.groups
+
+    @property
+    def labels(self) -> list[str]:
+        """The label columns the towers read, sorted."""
+        return sorted({t.label for t in self.model.towers})
+
+    def serving_fields(self) -> list[FieldSpec]:
+        """Input fields that features read (what a served model takes), in input order."""
+        used = {s.column for s in self.features.values()}
+        return [f for f in self.data.fields if f.name in used]
