@@ -295,7 +295,8 @@ def test_easyrec_dlrm_with_numeric_embeddings_config_validates_and_builds(layer_
           inputs {{ block_name: 'num_emb' input_slice: '[1]' }}
           inputs {{ block_name: 'sparse_list' }}
           keras_layer {{ class_name: 'DotInteraction' }} }}
-        blocks {{ name: 'num_emb_2d' inputs {{ block_name: 'num_emb' input_fn: 'lambda x: x[0]' }} }}
+        blocks {{ name: 'num_emb_2d'
+          inputs {{ block_name: 'num_emb' input_fn: 'lambda x: x[0]' }} }}
         concat_blocks: ['num_emb_2d', 'dot']
         top_mlp {{ hidden_units: [8] }}
       }}
