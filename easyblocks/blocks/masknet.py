@@ -200,7 +200,8 @@ class MaskNet(keras.layers.Layer):
         return widths
 
     def build(self, input_shape):
-        if len(input_shape) != 2 or input_shape[-1] is None:
+        if isinstance(input_shape[0], (list, tuple)) or len(input_shape) != 2 \
+                or input_shape[-1] is None:
             return  # call() reports the bad input
         d = int(input_shape[-1])
         if self.input_ln is not None:
