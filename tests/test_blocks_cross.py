@@ -156,3 +156,20 @@ def test_easyrec_dcn_config_recurrent_cross_is_a_stack_of_layers():
         x = x0 * (x @ c.dense.kernel.numpy() + c.dense.bias.numpy()) + x
     values = model.backbone.dag.block_values(fg)
     np.testing.assert_allclose(values["cross"].numpy(), x, rtol=1e-4, atol=1e-5)
+
+
+def test_dcn_v1_cross_tower_as_a_recurrent_block():
+    # what EasyRec's DCN model class builds: `cross_tower { cross_num: 2 }` on group "all"
+    text = tiny_config("""
+      backbone {
+        blocks { name: "cross"
+          inputs { feature_group_name: "all" input_fn: "lambda x: [x, x]" }
+          recurrent { num_steps: 2 fixed_input_index: 0
+                      keras_layer { class_name: "CrossV1" cross_v1 { } } } }
+        concat_blocks: 'cross'
+      }
+    """)
+    model, pre = build_and_initialize(validate(parse_config_text(text, "t.config")))
+    layers = model.backbone.dag.blocks["cross"].steps[0].layers
+    assert [type(c) for c in layers] == [CrossV1, CrossV1]
+    assert layers[0].kernel.shape == (9, 1)  # group "all": 4 + 4 + 1 wide

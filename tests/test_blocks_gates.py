@@ -149,3 +149,23 @@ def test_easyrec_cdn_config_mask_blocks_and_gate_validate_and_build():
     want = sum(w[:, j:j + 1] * mixed[j].numpy() for j in range(4))
     np.testing.assert_allclose(values["gate"].numpy(), want, rtol=1e-5, atol=1e-6)
     assert model(pre(columns))["probs_clk"].shape == (3,)
+
+
+def test_easyrec_highway_config_validates_and_builds():
+    # EasyRec's highway_on_movielens.config: Highway without parameters on one group, then an
+    # MLP on [another group, the highway's output]
+    text = tiny_config("""
+      backbone {
+        blocks { name: 'highway' inputs { feature_group_name: 'user' }
+          keras_layer { class_name: 'Highway' } }
+        blocks { name: 'top_mlp' inputs { feature_group_name: 'all' }
+          inputs { block_name: 'highway' }
+          keras_layer { class_name: 'MLP' mlp { hidden_units: [8, 4] } } }
+      }
+    """)
+    model, pre = build_and_initialize(validate(parse_config_text(text, "t.config")))
+    highway = model.backbone.dag.blocks["highway"].steps[0].layers[0]
+    assert isinstance(highway, Highway) and highway.project is None
+    assert highway.gates[0].kernel.shape == (4, 4)  # the user embedding's width
+    top = model.backbone.dag.blocks["top_mlp"].steps[0].layers[0]
+    assert top.dense_layers[0].kernel.shape == (9 + 4, 8)
