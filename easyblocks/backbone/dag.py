@@ -22,13 +22,22 @@ from easyblocks.config.specs import BackboneSpec, BlockSpec, DagSpec, InputSpec,
 from easyblocks.errors import ConfigError
 
 
-def _concat(values: list, axis: int, where: str):
+def _concat(values: list, axis: int, where: str, join_lists: bool = False):
+    """Concatenates tensors on `axis`. With join_lists (a block's inputs), when an input is a
+    list (e.g. the field embeddings of an `input_layer { only_output_feature_list: true }`
+    block) the inputs are joined into one flat list instead, tensors as items, as EasyRec's
+    merge_inputs does."""
+    if len(values) == 1:
+        return values[0]
     if any(isinstance(v, (list, tuple)) for v in values):
+        if join_lists:
+            return [item for v in values
+                    for item in (v if isinstance(v, (list, tuple)) else [v])]
         raise ConfigError(
             f"{where}: an input is a list of tensors; set merge_inputs_into_list: true "
             "or pick one with input_slice"
         )
-    return values[0] if len(values) == 1 else tf.concat(values, axis=axis)
+    return tf.concat(values, axis=axis)
 
 
 class _Step:
@@ -217,7 +226,7 @@ class Dag(keras.layers.Layer):
         if spec.merge_inputs_into_list:
             x = vals
         else:
-            x = _concat(vals, spec.input_concat_axis, spec.where)
+            x = _concat(vals, spec.input_concat_axis, spec.where, join_lists=True)
         if block.extra_fn is not None:
             x = block.extra_fn(x)
         for step in block.steps:
