@@ -21,6 +21,16 @@ def resolve(config_path: str, extra_plugins: list[str] = (), num_steps: int | No
     Every error of the config itself is found before TensorFlow is imported (by the
     plugins, which register Keras layers).
     """
+    spec = resolve_without_plugins(config_path, num_steps, overrides)
+    from easyblocks.blocks import plugins  # registers the built-in blocks too
+
+    plugins.load_plugins(spec.plugins + list(extra_plugins))
+    return spec
+
+
+def resolve_without_plugins(config_path: str, num_steps: int | None = None,
+                            overrides: list[str] = ()) -> PipelineSpec:
+    """The config's specs, with overrides, without importing TensorFlow (no plugins)."""
     loaded = load_config(config_path)
     for text in overrides:
         try:
@@ -29,11 +39,17 @@ def resolve(config_path: str, extra_plugins: list[str] = (), num_steps: int | No
             raise ConfigError(f"--set {text!r}: {e}") from None
     if num_steps is not None:
         loaded.proto.train_config.num_steps = num_steps
-    spec = resolve_config(loaded)
-    from easyblocks.blocks import plugins  # registers the built-in blocks too
+    return resolve_config(loaded)
 
-    plugins.load_plugins(spec.plugins + list(extra_plugins))
-    return spec
+
+def cluster_local(config_path: str, workers: int, ps: int, train_args: list[str],
+                  num_steps: int | None = None, overrides: list[str] = ()) -> int:
+    """Runs `easyblocks train train_args` as a cluster of local processes (TF_CONFIG on
+    127.0.0.1); returns the job's exit status."""
+    from easyblocks.tools import cluster_local as local
+
+    spec = resolve_without_plugins(config_path, num_steps, overrides)
+    return local.run(train_args, spec.train.strategy, workers, ps)
 
 
 def train(config_path: str, model_dir: str | None = None, extra_plugins: list[str] = (),
@@ -42,12 +58,15 @@ def train(config_path: str, model_dir: str | None = None, extra_plugins: list[st
 
     The results hold "towers" -> tower -> {"overall": {...}, "domains": {...}}, and
     "train_examples_per_sec" (after the first logging window, which includes tracing).
+    On a cluster (TF_CONFIG) only the chief evaluates; other workers return {}, and the
+    worker and ps tasks of PSStrategy serve the chief until they are stopped.
     """
+    from easyblocks.train.distribute import serve_if_server_task
     from easyblocks.train.loop import Trainer
 
-    trainer = Trainer(resolve(config_path, extra_plugins, num_steps, overrides),
-                      model_dir=model_dir)
-    return trainer.train()
+    spec = resolve(config_path, extra_plugins, num_steps, overrides)
+    serve_if_server_task(spec.train.strategy)
+    return Trainer(spec, model_dir=model_dir).train()
 
 
 def _restored_state(spec: PipelineSpec, model_dir: str | None, checkpoint: str | None):

@@ -30,6 +30,14 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train (resuming from model_dir), then evaluate")
     common(t)
     t.add_argument("--num_steps", type=int, help="overrides train_config.num_steps")
+    c = sub.add_parser("cluster-local", help="train on a cluster of processes on this machine "
+                       "(127.0.0.1, free ports; for trying and testing)")
+    common(c)
+    c.add_argument("--num_steps", type=int, help="overrides train_config.num_steps")
+    c.add_argument("--workers", type=int, required=True,
+                   help="processes that compute steps (without --ps the first is the chief)")
+    c.add_argument("--ps", type=int, default=0,
+                   help="parameter server tasks (PSStrategy; the chief then coordinates)")
     e = sub.add_parser("evaluate", help="evaluate the latest checkpoint in model_dir")
     common(e)
     e.add_argument("--checkpoint", help="a checkpoint path instead of the latest")
@@ -57,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
+    if args.command == "cluster-local":  # the launcher itself needs no TensorFlow
+        from easyblocks import api
+
+        return api.cluster_local(args.config, args.workers, args.ps, _train_args(args),
+                                 args.num_steps, args.overrides)
     import easyblocks.blocks  # noqa: F401  (registers the built-in blocks)
 
     if args.command == "blocks":
@@ -89,6 +102,20 @@ def _run(args) -> int:
     return 0
 
 
+def _train_args(args) -> list[str]:
+    """The `easyblocks train` arguments of a cluster-local command."""
+    out = ["--config", args.config]
+    if args.model_dir:
+        out += ["--model_dir", args.model_dir]
+    if args.num_steps is not None:
+        out += ["--num_steps", str(args.num_steps)]
+    for plugin in args.plugin:
+        out += ["--plugin", plugin]
+    for text in args.overrides:
+        out += ["--set", text]
+    return out + (["--debug"] if args.debug else [])
+
+
 def _import_tensorflow_quietly() -> None:
     """TensorFlow's C++ runtime prints start-up notices (oneDNN, CUDA) on fd 2 before
     its log level applies; hide them so that an error stays one line."""
@@ -108,7 +135,7 @@ def _import_tensorflow_quietly() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if not args.debug:
+    if not args.debug and args.command != "cluster-local":
         _import_tensorflow_quietly()
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))

@@ -26,7 +26,18 @@ from easyblocks.errors import ConfigError, suggest
 from easyblocks.protos import data_pb2, train_pb2
 
 FIELD_TYPES = data_pb2.DatasetConfig.FieldType
-SUPPORTED_STRATEGIES = ("NoStrategy",)
+SUPPORTED_STRATEGIES = ("NoStrategy", "MirroredStrategy", "MultiWorkerMirroredStrategy",
+                        "PSStrategy")
+# why each other EasyRec strategy is refused, and what to use instead
+REFUSED_STRATEGIES = {
+    "CollectiveAllReduceStrategy": "deprecated in EasyRec and TensorFlow; use "
+                                   "MultiWorkerMirroredStrategy",
+    "ExascaleStrategy": "exists only on Alibaba's PAI-TF; use PSStrategy for large tables",
+    "HorovodStrategy": "needs Horovod; use MultiWorkerMirroredStrategy (tf.distribute's "
+                       "all-reduce)",
+    "SokStrategy": "needs NVIDIA SOK and GPUs; use PSStrategy to shard large tables",
+    "EmbeddingParallelStrategy": "needs Horovod; use PSStrategy to shard large tables",
+}
 DEFAULT_LEARNING_RATE = 0.001
 
 
@@ -140,7 +151,8 @@ def _train_spec(loaded: LoadedConfig) -> TrainSpec:
     strategy = train_pb2.DistributionStrategy.Name(tc.train_distribute)
     if strategy not in SUPPORTED_STRATEGIES:
         raise ConfigError(f"{loaded.locate('train_distribute')}: train_config.train_distribute: "
-                          f"{strategy} is not supported yet; use NoStrategy")
+                          f"{strategy} is not supported: {REFUSED_STRATEGIES[strategy]} "
+                          f"(supported: {', '.join(SUPPORTED_STRATEGIES)})")
     # num_epochs 0 with num_steps: repeat until num_steps
     num_epochs = data.num_epochs if data.num_epochs or not tc.num_steps else 0
     return TrainSpec(optimizer=_optimizer_spec(loaded), num_steps=tc.num_steps,

@@ -130,17 +130,25 @@ class CSVInput:
         return features, labels, kept
 
     def dataset(self, files: list[str], batch_size: int, training: bool, num_epochs: int = 1,
-                skip_batches: int = 0, seed: int | None = None) -> tf.data.Dataset:
-        """Lines -> shuffled (training) -> batches -> parsed in parallel -> prefetched."""
+                skip_batches: int = 0, seed: int | None = None,
+                row_shard: tuple[int, int] | None = None,
+                drop_remainder: bool = False) -> tf.data.Dataset:
+        """Lines -> shuffled (training) -> batches -> parsed in parallel -> prefetched.
+
+        row_shard (count, index): only every count-th line from the index-th (0-based), for
+        one of `count` processes reading the same files. drop_remainder: no partial batch.
+        """
         ds = tf.data.Dataset.from_tensor_slices(files)
         skip = 1 if self.config.with_header else 0
         ds = ds.interleave(lambda f: tf.data.TextLineDataset(f).skip(skip), cycle_length=1)
+        if row_shard is not None:
+            ds = ds.shard(*row_shard)
         if training and self.config.shuffle:
             ds = ds.shuffle(self.config.shuffle_buffer_size, seed=seed,
                             reshuffle_each_iteration=True)
         if num_epochs != 1:
             ds = ds.repeat(None if num_epochs == 0 else num_epochs)
-        ds = ds.batch(batch_size, drop_remainder=False)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         if skip_batches:
             ds = ds.skip(skip_batches)
         ds = ds.map(self._map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 
 import keras
@@ -9,6 +11,40 @@ import tensorflow as tf
 
 from easyblocks.config.specs import FeatureGroupSpec, FeatureSpec
 from easyblocks.features.preprocess import PAD_ID
+
+_CREATING_TABLE = contextvars.ContextVar("easyblocks_creating_table", default=False)
+
+
+def creating_table() -> bool:
+    """True while FeatureGroups creates an embedding table: a distribution strategy's
+    variable partitioner shards these and nothing else."""
+    return _CREATING_TABLE.get()
+
+
+@contextlib.contextmanager
+def _table_creation():
+    token = _CREATING_TABLE.set(True)
+    try:
+        yield
+    finally:
+        _CREATING_TABLE.reset(token)
+
+
+def table_shards(table) -> list | None:
+    """The shards of a table sharded across parameter servers (a Keras variable whose
+    value is a ShardedVariable), else None."""
+    value = table.value if isinstance(table, keras.Variable) else table
+    if isinstance(value, tf.__internal__.distribute.ShardedVariable):
+        return list(value.variables)
+    return None
+
+
+def gather_rows(table, ids: tf.Tensor) -> tf.Tensor:
+    """Rows `ids` of a table; a sharded table is read shard by shard, only the rows asked
+    for (converting it to one tensor would copy every shard to the caller)."""
+    if table_shards(table) is not None:
+        return tf.nn.embedding_lookup(table.value, ids)
+    return tf.gather(table, ids)
 
 
 def _lookup_padded(table, ids: tf.Tensor) -> tf.RaggedTensor:
@@ -18,7 +54,7 @@ def _lookup_padded(table, ids: tf.Tensor) -> tf.RaggedTensor:
     padded position looking up row 0 would make the row-wise optimizer touch row 0).
     """
     ragged = tf.RaggedTensor.from_tensor(ids, padding=PAD_ID)
-    return ragged.with_flat_values(tf.gather(table, ragged.flat_values))
+    return ragged.with_flat_values(gather_rows(table, ragged.flat_values))
 
 
 def _pool(rows: tf.RaggedTensor, combiner: str) -> tf.Tensor:
@@ -59,18 +95,20 @@ class FeatureGroups(keras.layers.Layer):
         for spec in specs.values():
             if spec.name in wide_features and spec.kind != "raw" and \
                     spec.table not in self.wide_tables:
-                self.wide_tables[spec.table] = self.add_weight(
-                    shape=(spec.num_ids, 1), initializer="zeros", name=f"wide_{spec.table}")
+                with _table_creation():
+                    self.wide_tables[spec.table] = self.add_weight(
+                        shape=(spec.num_ids, 1), initializer="zeros", name=f"wide_{spec.table}")
             if spec.name not in deep_features:
                 continue
             if spec.uses_table and spec.kind != "raw" and spec.table not in self.tables:
-                self.tables[spec.table] = self.add_weight(
-                    shape=(spec.num_ids, spec.embedding_dim),
-                    initializer=keras.initializers.TruncatedNormal(
-                        stddev=1.0 / math.sqrt(spec.embedding_dim)
-                    ),
-                    name=f"embedding_{spec.table}",
-                )
+                with _table_creation():
+                    self.tables[spec.table] = self.add_weight(
+                        shape=(spec.num_ids, spec.embedding_dim),
+                        initializer=keras.initializers.TruncatedNormal(
+                            stddev=1.0 / math.sqrt(spec.embedding_dim)
+                        ),
+                        name=f"embedding_{spec.table}",
+                    )
         self.projections = {
             spec.name: keras.layers.Dense(spec.embedding_dim, name=f"projection_{spec.name}")
             for spec in specs.values()
@@ -102,7 +140,7 @@ class FeatureGroups(keras.layers.Layer):
     def _embed(self, spec: FeatureSpec, value: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
         """Returns the feature's tensor (batch, width) and its looked-up rows for the L2 term."""
         if spec.kind in ("id", "bucketized"):
-            emb = tf.gather(self.tables[spec.table], value)
+            emb = gather_rows(self.tables[spec.table], value)
             return emb, emb
         if spec.kind in ("tag", "seq"):
             rows = _lookup_padded(self.tables[spec.table], value)  # ragged (batch, (len), dim)
@@ -120,7 +158,7 @@ class FeatureGroups(keras.layers.Layer):
             return self.wide_raw[spec.name](value)
         table = self.wide_tables[spec.table]
         if spec.kind in ("id", "bucketized"):
-            return tf.gather(table, value)
+            return gather_rows(table, value)
         return _pool(_lookup_padded(table, value), spec.combiner)
 
     def call(self, features: dict[str, tf.Tensor], groups=None) -> dict:

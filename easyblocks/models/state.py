@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from easyblocks.config.specs import PipelineSpec
 from easyblocks.errors import ConfigError
+from easyblocks.features.embedding import table_shards
 from easyblocks.models.build import build_and_initialize
 
 
@@ -28,7 +29,11 @@ class ModelVariables(tf.Module):
 
     def __init__(self, model: keras.Model):
         super().__init__(name="model_variables")
-        self.variables_in_order = list(model.variables)
+        # a table sharded across parameter servers is saved through its ShardedVariable
+        # (one full tensor, written in slices by the ps): the Keras variable around it
+        # cannot be saved, and the file then restores into an unsharded table too
+        self.variables_in_order = [v.value if table_shards(v) is not None else v
+                                   for v in model.variables]
 
 
 class ModelState:
