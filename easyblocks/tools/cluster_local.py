@@ -97,6 +97,8 @@ class LocalCluster:
                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                     bufsize=1, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
                 self.procs[name] = proc
+                print(f"cluster-local: {name} at {addresses[index]}, pid {proc.pid}",
+                      file=self.out, flush=True)
                 reader = threading.Thread(target=self._read, args=(name, proc), daemon=True)
                 reader.start()
                 self.readers.append(reader)
@@ -163,8 +165,6 @@ def run(train_args: list[str], strategy: str, workers: int, ps: int, out=None) -
     check_strategy(strategy, workers, ps)
     jobs = cluster_jobs(workers, ps)
     out = out or sys.stdout
-    print("cluster-local: " + ", ".join(f"{job} {' '.join(a)}" for job, a in jobs.items()),
-          file=out, flush=True)
     cluster = LocalCluster(train_args, jobs, out)
     try:
         cluster.start()

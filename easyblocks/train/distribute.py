@@ -22,6 +22,7 @@ step trains batch_size examples on one worker.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import math
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from easyblocks.errors import ConfigError
-from easyblocks.features.embedding import creating_table
+from easyblocks.features.embedding import creating_table, table_shards
 
 log = logging.getLogger("easyblocks")
 
@@ -312,6 +313,56 @@ class Distribution:
         every count-th line from the index-th."""
         return shard_input(files, self.num_input_pipelines, self.input_pipeline_id)
 
+    def log_placement(self, tables: list) -> None:
+        """Logs where each embedding table lives (its shards under PSStrategy)."""
+        if not self.parameter_servers:
+            return
+        for table in tables:
+            shards = table_shards(table)
+            where = [v.device for v in shards] if shards else [table.value.device]
+            log.info("table %s %s: %s", table.path, tuple(table.shape),
+                     f"{len(where)} shards on {', '.join(where)}" if shards
+                     else f"one variable on {where[0]}")
+
+    def log_checksum(self, variables: list) -> None:
+        """Logs a checksum of the variables' values on a worker of a multi-worker synchronous
+        cluster: every worker's must be the same."""
+        if self.parameter_servers or self.num_input_pipelines == 1:
+            return
+        digest = hashlib.sha256()
+        for v in variables:
+            digest.update(v.numpy().tobytes())
+        log.info("%s: variables checksum %s", self.cluster.name, digest.hexdigest()[:16])
+
+    def replica_batches(self, dataset: tf.data.Dataset):
+        """Batches of this process's `dataset` for its local replicas: the batch itself with
+        one local replica (each worker of MultiWorkerMirroredStrategy feeds its own), else
+        one batch per local replica, as distributed values.
+
+        TensorFlow's distributed datasets are not used: their iterator, released at the end
+        of training, waited 10 to 100 s for tf.data's autotuning thread on a worker here,
+        while this process's own pipeline runs without that thread (`input_options`).
+        """
+        local = self.strategy.num_replicas_in_sync // self.num_input_pipelines
+        it = iter(dataset)
+        while True:
+            try:
+                elements = [next(it) for _ in range(local)]
+            except StopIteration:
+                return
+            if local == 1:
+                yield elements[0]
+            else:
+                yield self.strategy.experimental_distribute_values_from_function(
+                    lambda ctx, e=elements: e[ctx.replica_id_in_sync_group])
+
+    def barrier(self) -> None:
+        """Returns once every worker of a multi-worker synchronous cluster has called it (the
+        chief after its evaluation, the others after training): a worker that exits earlier
+        is reported by TensorFlow on the chief as a crashed task."""
+        if not self.parameter_servers and self.num_input_pipelines > 1:
+            self.agree_on_min(0)
+
     def agree_on_min(self, value: int) -> int:
         """The smallest of every replica's `value` (a collective: every worker calls it)."""
         if self.strategy.num_replicas_in_sync == 1 or self.parameter_servers:
@@ -319,6 +370,16 @@ class Distribution:
         per_replica = self.strategy.experimental_distribute_values_from_function(
             lambda _: tf.constant([value], tf.int64))
         return int(tf.reduce_min(self.strategy.gather(per_replica, axis=0)))
+
+
+def input_options() -> tf.data.Options:
+    """tf.data options of an endless per-worker input. tf.data's autotuning thread is off:
+    when the iterator of an endless input is released, TensorFlow waits for that thread's
+    current sleep, which grows to a minute (measured: 10 to 100 s at the end of training
+    under MultiWorkerMirroredStrategy); parallel parsing then uses every core."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
 
 
 def shard_input(files: list[str], num_pipelines: int,
@@ -352,6 +413,33 @@ def steps_for_epochs(rows: int, num_epochs: int, batch_size: int, local_replicas
     """Synchronous steps that `num_epochs` passes over `rows` give when each of
     `local_replicas` takes full batches of `batch_size` (the last partial batch is left)."""
     return math.floor(rows * num_epochs / (batch_size * local_replicas))
+
+
+def synchronize_batch_norm(model) -> int:
+    """Makes every Keras BatchNormalization of `model` use the statistics of the whole
+    synchronous step's batch (all-reduced moments), as one process training the global
+    batch would; returns how many there are. Without this each replica normalises by its
+    own batch and updates only its own copy of the moving statistics."""
+    import keras
+
+    layers = [la for la in model._flatten_layers()  # Keras' recursive walk of sub-layers
+              if isinstance(la, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.synchronized = True  # read at call time (Keras' TensorFlow backend)
+    return len(layers)
+
+
+def average_over_replicas(variables: list) -> None:
+    """Sets each replica's copy of `variables` to their mean over replicas (in replica
+    context). Non-trainable state that a layer updates in its call (moving statistics of
+    a block's own normalisation) is updated on the local copy only; this keeps the copies
+    identical, as one step's result."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1 or not variables:
+        return
+    means = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, [tf.identity(v) for v in variables])
+    for v, mean in zip(variables, means):
+        v.assign(mean)
 
 
 def sum_over_replicas(values: list) -> list:

@@ -64,6 +64,17 @@ class Trainer:
                 dataclasses.replace(spec.train.optimizer, clip_norm=0.0))
             self.dense_opt.build(self.dense_vars)
             self.table_opt = SparseTableOptimizer(spec.train.optimizer, self.tables)
+        self.dist.log_placement(self.tables)
+        # synchronous replicas: one step's math whatever the number of replicas
+        self.replica_state = []
+        if self.dist.num_replicas > 1:
+            n_bn = distribute.synchronize_batch_norm(self.model)
+            trainable = {id(v) for v in self.model.trainable_variables}
+            self.replica_state = [v for v in self.model.variables if id(v) not in trainable and
+                                  v.dtype in ("float16", "bfloat16", "float32", "float64")]
+            log.info("%d replicas: batch norm over the global batch (%d layers), %d state "
+                     "variables averaged over replicas each step", self.dist.num_replicas, n_bn,
+                     len(self.replica_state))
         self.checkpoint = self.state.checkpoint(optimizer=self.dense_opt,
                                                 table_optimizer=self.table_opt)
         # only the chief writes to model_dir (distribute.Distribution.checkpoint_dir)
@@ -123,6 +134,7 @@ class Trainer:
                      for g, v in zip(dense, dense_vars) if g is not None]
             self.dense_opt.apply_gradients(pairs)
             self.table_opt.apply(grads[n:], self.tables)
+            distribute.average_over_replicas(self.replica_state)
             return {k: v / replicas for k, v in terms.items()}
 
         def train_step(features, labels):
@@ -155,9 +167,12 @@ class Trainer:
         if not self.dist.is_chief:  # only the chief evaluates and writes the results
             log.info("%s: training done at step %d; the chief evaluates",
                      self.dist.cluster.name, int(self.step.numpy()))
+            self.dist.barrier()
             return {}
-        return Evaluator(self.state).evaluate(
+        results = Evaluator(self.state).evaluate(
             {"train_examples_per_sec": self.train_examples_per_sec})
+        self.dist.barrier()
+        return results
 
     def _input(self, files: list[str], start: int):
         """(distributed batches, step function, last step (0: until the data ends),
@@ -187,12 +202,10 @@ class Trainer:
                      f"one row in {row_shard[0]}, from row {row_shard[1] + 1}" if row_shard
                      else f"{len(own_files)} of {len(files)} files")
 
-        def dataset_fn(_):
-            return self.input.dataset(own_files, data.batch_size, training=True, num_epochs=0,
-                                      skip_batches=start * local, seed=tc.seed,
-                                      row_shard=row_shard, drop_remainder=True)
-
-        ds = self.strategy.distribute_datasets_from_function(dataset_fn)
+        ds = self.input.dataset(own_files, data.batch_size, training=True, num_epochs=0,
+                                skip_batches=start * local, seed=tc.seed, row_shard=row_shard,
+                                drop_remainder=True)
+        ds = dist.replica_batches(ds.with_options(distribute.input_options()))
         return ds, self._train_step_fn(), last, data.batch_size * dist.num_replicas
 
     def _train_loop(self, files: list[str], start: int) -> None:
@@ -260,6 +273,7 @@ class Trainer:
         if steady_t0 is not None and steady_examples:
             self.train_examples_per_sec = steady_examples / (time.perf_counter() - steady_t0)
         log.info("training done at step %d; checkpoint %s", step, self.manager.latest_checkpoint)
+        self.dist.log_checksum(self.model.variables)
 
     def _save(self, step: int) -> None:
         if self.dist.coordinator is not None:  # every scheduled step applied, none in flight
