@@ -12,18 +12,34 @@ import tensorflow as tf
 from easyblocks.config.specs import FeatureGroupSpec, FeatureSpec
 from easyblocks.features.preprocess import PAD_ID
 
-_CREATING_TABLE = contextvars.ContextVar("easyblocks_creating_table", default=False)
+# (name, shape, initial rows function) while FeatureGroups creates a table
+_CREATING_TABLE = contextvars.ContextVar("easyblocks_creating_table", default=None)
 
 
 def creating_table() -> bool:
     """True while FeatureGroups creates an embedding table: a distribution strategy's
     variable partitioner shards these and nothing else."""
+    return _CREATING_TABLE.get() is not None
+
+
+def table_initializer():
+    """While FeatureGroups creates a table: (its variable name, its shape, rows) where
+    rows(shape, dtype, row_offset) gives initial values for the rows of a shard starting at
+    row_offset, so that each shard of a sharded table is initialised where it lives (Keras
+    would compute the whole table first). None otherwise."""
     return _CREATING_TABLE.get()
 
 
 @contextlib.contextmanager
-def _table_creation():
-    token = _CREATING_TABLE.set(True)
+def _table_creation(name: str = "", shape: tuple = (), initializer=None):
+    def rows(shape, dtype, row_offset: int):
+        init = keras.initializers.get(initializer)
+        if row_offset and isinstance(getattr(init, "seed", None), int):
+            # another seed per shard: a seeded draw of the same shape repeats itself
+            init = type(init).from_config({**init.get_config(), "seed": init.seed + row_offset})
+        return init(shape, dtype=dtype)
+
+    token = _CREATING_TABLE.set((name, tuple(shape), rows))
     try:
         yield
     finally:
@@ -40,10 +56,13 @@ def table_shards(table) -> list | None:
 
 
 def gather_rows(table, ids: tf.Tensor) -> tf.Tensor:
-    """Rows `ids` of a table; a sharded table is read shard by shard, only the rows asked
-    for (converting it to one tensor would copy every shard to the caller)."""
-    if table_shards(table) is not None:
-        return tf.nn.embedding_lookup(table.value, ids)
+    """Rows `ids` of a table, read from the variable itself (a sharded table shard by
+    shard): `tf.gather` on the Keras variable reads the whole table into a tensor first,
+    which the same step's row-wise update then copies whole (measured: 87 ms a step for
+    10^7 x 16 floats, against 12 ms for 10^6)."""
+    value = table.value if isinstance(table, keras.Variable) else table
+    if isinstance(value, (tf.Variable, tf.__internal__.distribute.ShardedVariable)):
+        return tf.nn.embedding_lookup(value, ids)
     return tf.gather(table, ids)
 
 
@@ -95,18 +114,18 @@ class FeatureGroups(keras.layers.Layer):
         for spec in specs.values():
             if spec.name in wide_features and spec.kind != "raw" and \
                     spec.table not in self.wide_tables:
-                with _table_creation():
+                with _table_creation(f"wide_{spec.table}", (spec.num_ids, 1), "zeros"):
                     self.wide_tables[spec.table] = self.add_weight(
                         shape=(spec.num_ids, 1), initializer="zeros", name=f"wide_{spec.table}")
             if spec.name not in deep_features:
                 continue
             if spec.uses_table and spec.kind != "raw" and spec.table not in self.tables:
-                with _table_creation():
+                initializer = keras.initializers.TruncatedNormal(
+                    stddev=1.0 / math.sqrt(spec.embedding_dim))
+                with _table_creation(f"embedding_{spec.table}",
+                                     (spec.num_ids, spec.embedding_dim), initializer):
                     self.tables[spec.table] = self.add_weight(
-                        shape=(spec.num_ids, spec.embedding_dim),
-                        initializer=keras.initializers.TruncatedNormal(
-                            stddev=1.0 / math.sqrt(spec.embedding_dim)
-                        ),
+                        shape=(spec.num_ids, spec.embedding_dim), initializer=initializer,
                         name=f"embedding_{spec.table}",
                     )
         self.projections = {

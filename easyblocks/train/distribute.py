@@ -21,6 +21,7 @@ step trains batch_size examples on one worker.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from easyblocks.errors import ConfigError
-from easyblocks.features.embedding import creating_table, table_shards
+from easyblocks.features.embedding import creating_table, table_initializer, table_shards
 
 log = logging.getLogger("easyblocks")
 
@@ -185,6 +186,26 @@ class TablePartitioner:
         return self.partitioner(shape, dtype, axis)
 
 
+def _create_table_in_place(next_creator, **kwargs):
+    """A variable creator: an embedding table gets an initial value computed shard by shard,
+    on the ps holding the shard. Keras passes a function of nothing that computes the whole
+    table on the chief, which ParameterServerStrategy then slices and sends: memory of the
+    whole table on the chief, and a failure above 2 GB (a protobuf's limit)."""
+    table = table_initializer()
+    if table is None or kwargs.get("name") != table[0]:
+        return next_creator(**kwargs)
+    _, shape, rows = table
+    shape = tf.TensorShape(shape)
+    dtype = tf.as_dtype(kwargs.get("dtype") or tf.float32)
+
+    def initial_value(partition_shape=None, partition_offset=None):
+        offset = partition_offset[0] if partition_offset else 0
+        return rows(partition_shape or shape, dtype, offset)
+
+    return next_creator(**{**kwargs, "initial_value": initial_value, "shape": shape,
+                           "dtype": dtype})
+
+
 def serve_if_server_task(strategy: str, environ=os.environ) -> bool:
     """Under PSStrategy, a `worker` or `ps` task runs TensorFlow's server for the chief
     until it is stopped (never returns). Returns False for every other process."""
@@ -252,6 +273,16 @@ class Distribution:
             log.info("%s (cluster: %s): %s%s", self.cluster.name,
                      ", ".join(f"{len(a)} {j}" for j, a in self.cluster.jobs.items()),
                      strategy, ", writes checkpoints and results" if self.is_chief else "")
+
+    def scope(self):
+        """The strategy's scope for building the model and its optimizers; with parameter
+        servers, tables are also initialised shard by shard where they live."""
+        if not self.parameter_servers:
+            return self.strategy.scope()
+        stack = contextlib.ExitStack()
+        stack.enter_context(self.strategy.scope())
+        stack.enter_context(tf.variable_creator_scope(_create_table_in_place))
+        return stack
 
     # ---- roles -------------------------------------------------------------------------------
     @property

@@ -55,7 +55,7 @@ class Trainer:
         # the step's gradient is clipped by its global norm here: Keras' global_clipnorm
         # would clip each replica's part before summing them
         self.clip_norm = spec.train.optimizer.clip_norm
-        with self.strategy.scope():
+        with self.dist.scope():
             self.state = ModelState(spec, model_dir)
             self.tables = self.model.feature_groups.table_variables
             table_ids = {id(t) for t in self.tables}

@@ -77,7 +77,8 @@ def _slot(table, name: str, value: float):
     strategy = tf.distribute.get_strategy()
     parts = []
     for i, shard in enumerate(shards):
-        with strategy.extended.colocate_vars_with(shard):
+        # the initial value is made on the ps that holds the shard, not sent there
+        with strategy.extended.colocate_vars_with(shard), tf.device(shard.device):
             parts.append(tf.Variable(tf.fill(shard.shape, value), name=f"{name}/part_{i}"))
     return tf.__internal__.distribute.ShardedVariable(parts)
 
