@@ -192,7 +192,40 @@ def test_only_tables_are_partitioned():
         assert creating_table()
         assert partitioner(shape, tf.float32) == [2, 1]  # at most one shard per ps
         assert partitioner(tf.TensorShape([10, 2]), tf.float32) == [1, 1]  # below min size
+        # shards above the max size: more of them, a multiple of the ps tasks
+        small_shards = TablePartitioner(num_ps=2, min_shard_bytes=100, max_shard_bytes=1000)
+        assert small_shards(shape, tf.float32) == [32, 1]  # 32000 bytes, 1000 a shard
+        assert small_shards(tf.TensorShape([5, 100]), tf.float32) == [2, 1]
+        assert small_shards(tf.TensorShape([3, 1000]), tf.float32) == [3, 1]  # one row a shard
     assert partitioner(shape, tf.float32) == [1, 1]
+
+
+def test_sharded_table_rows_are_read_shard_by_shard_eagerly(monkeypatch):
+    """A sharded table's rows, looked up eagerly (the model's first call, the chief's
+    evaluation), come from the shards the ids fall in ("div" partitioning, uneven shards as
+    ParameterServerStrategy makes them); the table is never read whole (TensorFlow's own
+    dispatch for a ShardedVariable works in graphs only)."""
+    from tensorflow.python.distribute import sharded_variable
+
+    from easyblocks.features.embedding import gather_rows
+
+    table = np.arange(10 * 2, dtype=np.float32).reshape(10, 2)
+    # 10 rows in 4 shards: 3, 3, 2, 2 rows, as ParameterServerStrategy splits them
+    parts = [tf.Variable(table[a:b]) for a, b in ((0, 3), (3, 6), (6, 8), (8, 10))]
+    sharded = tf.__internal__.distribute.ShardedVariable(parts)
+
+    concat = sharded_variable.array_ops.concat
+
+    def concat_unless_the_shards(values, *args, **kwargs):  # how TensorFlow reads it whole
+        if any(v is p for v in values for p in parts):
+            raise AssertionError("the sharded table was read whole")
+        return concat(values, *args, **kwargs)
+
+    monkeypatch.setattr(sharded_variable.array_ops, "concat", concat_unless_the_shards)
+    with pytest.raises(AssertionError, match="read whole"):
+        tf.convert_to_tensor(sharded)  # the check itself can fail
+    ids = tf.constant([9, 0, 5, 3, 6, 2, 8], tf.int64)
+    np.testing.assert_array_equal(gather_rows(sharded, ids).numpy(), table[ids.numpy()])
 
 
 def test_sum_and_average_are_identity_without_replicas():

@@ -236,8 +236,9 @@ def test_parameter_servers_shard_tables_and_the_checkpoint_evaluates_in_one_proc
     shards = re.search(r"\[chief\] .*table features/embedding_user_id \(50000, 8\): (\d+) shards "
                        r"on (.*)$", out, re.M)
     assert shards and int(shards.group(1)) == 2, out
-    assert shards.group(2).split(", ") == [f"/job:ps/replica:0/task:{i}/device:CPU:0"
-                                           for i in range(2)]
+    # one shard on each ps (which first depends on how many variables were placed before)
+    assert sorted(shards.group(2).split(", ")) == [f"/job:ps/replica:0/task:{i}/device:CPU:0"
+                                                   for i in range(2)]
     assert re.search(r"\[chief\] .*table features/embedding_pid \(10, 8\): one variable on "
                      r"/job:ps/", out)
     trajectory = losses(out, "chief")

@@ -41,9 +41,13 @@ from easyblocks.features.embedding import creating_table, table_initializer, tab
 log = logging.getLogger("easyblocks")
 
 TASK_TYPES = ("chief", "worker", "ps")
-SYNC_STRATEGIES = ("MirroredStrategy", "MultiWorkerMirroredStrategy")
-# a table is split into shards of at least this size, at most one shard per ps task
+# a table is split into shards of at least MIN_SHARD_BYTES, one per ps task, and more (a
+# multiple of the ps tasks) when a shard would exceed MAX_SHARD_BYTES: a shard is one
+# tensor to TensorFlow, and a tensor sent between processes must stay under protobuf's 2 GB
+# (10^7 x 64 floats sent whole failed); smaller shards also spread a table's rows and their
+# updates more evenly over the ps tasks
 MIN_SHARD_BYTES = 256 << 10
+MAX_SHARD_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -172,25 +176,30 @@ def check_port_free(cluster: Cluster) -> None:
 
 
 class TablePartitioner:
-    """Shards embedding tables across the ps tasks (MinSizePartitioner: shards of at least
-    MIN_SHARD_BYTES, at most one per ps); every other variable stays whole, on one ps
-    (a Keras layer cannot differentiate a sharded kernel)."""
+    """Shards embedding tables across the ps tasks (see MIN_SHARD_BYTES); every other
+    variable stays whole, on one ps (a Keras layer cannot differentiate a sharded kernel)."""
 
-    def __init__(self, num_ps: int, min_shard_bytes: int = MIN_SHARD_BYTES):
-        self.partitioner = tf.distribute.experimental.partitioners.MinSizePartitioner(
-            min_shard_bytes=min_shard_bytes, max_shards=num_ps)
+    def __init__(self, num_ps: int, min_shard_bytes: int = MIN_SHARD_BYTES,
+                 max_shard_bytes: int = MAX_SHARD_BYTES):
+        self.num_ps = num_ps
+        self.min_shard_bytes, self.max_shard_bytes = min_shard_bytes, max_shard_bytes
 
     def __call__(self, shape, dtype, axis: int = 0):
+        shape, dtype = tf.TensorShape(shape), tf.as_dtype(dtype)
         if not creating_table():
             return [1] * len(shape)
-        return self.partitioner(shape, dtype, axis)
+        size = shape.num_elements() * dtype.size
+        shards = max(1, min(self.num_ps, size // self.min_shard_bytes))
+        if size > self.max_shard_bytes * shards:  # many shards: a multiple of the ps tasks
+            shards = math.ceil(size / self.max_shard_bytes / self.num_ps) * self.num_ps
+        return [min(shards, shape[0])] + [1] * (len(shape) - 1)
 
 
-def _create_table_in_place(next_creator, **kwargs):
-    """A variable creator: an embedding table gets an initial value computed shard by shard,
-    on the ps holding the shard. Keras passes a function of nothing that computes the whole
-    table on the chief, which ParameterServerStrategy then slices and sends: memory of the
-    whole table on the chief, and a failure above 2 GB (a protobuf's limit)."""
+def _create_table_by_shard(next_creator, **kwargs):
+    """A variable creator: an embedding table gets an initial value computed shard by shard.
+    Keras passes a function of nothing that computes the whole table, which
+    ParameterServerStrategy then slices on the chief and sends: memory of the whole table on
+    the chief, and a failure above 2 GB (protobuf's limit; measured with 10^7 x 64 floats)."""
     table = table_initializer()
     if table is None or kwargs.get("name") != table[0]:
         return next_creator(**kwargs)
@@ -274,15 +283,16 @@ class Distribution:
                      ", ".join(f"{len(a)} {j}" for j, a in self.cluster.jobs.items()),
                      strategy, ", writes checkpoints and results" if self.is_chief else "")
 
+    @contextlib.contextmanager
     def scope(self):
         """The strategy's scope for building the model and its optimizers; with parameter
-        servers, tables are also initialised shard by shard where they live."""
-        if not self.parameter_servers:
-            return self.strategy.scope()
-        stack = contextlib.ExitStack()
-        stack.enter_context(self.strategy.scope())
-        stack.enter_context(tf.variable_creator_scope(_create_table_in_place))
-        return stack
+        servers, tables are also initialised shard by shard."""
+        with self.strategy.scope():
+            if self.parameter_servers:
+                with tf.variable_creator_scope(_create_table_by_shard):
+                    yield
+            else:
+                yield
 
     # ---- roles -------------------------------------------------------------------------------
     @property

@@ -232,8 +232,7 @@ class Trainer:
         log.info("training %s from step %d%s", self.spec.path, start,
                  f" to {last_step}" if last_step else f" for {tc.num_epochs} epoch(s)")
         elements = batches(ds, files, data)
-        # the step is checked before the next batch is asked for: under
-        # MultiWorkerMirroredStrategy asking is a collective every worker must join
+        # the step is checked before the next batch is read: the input may be endless
         while not (last_step and step >= last_step):
             element = next(elements, None)
             if element is None:
@@ -262,9 +261,7 @@ class Trainer:
                     steady_t0 = t0
             if save_every and step % save_every == 0:
                 self._save(step)
-        # the input's iterators are released now, while every worker still runs (a
-        # distributed iterator released after a peer has exited waits for it)
-        elements.close()
+        elements.close()  # the input pipeline stops before the final save
         del ds, elements
         if self.manager.latest_checkpoint is None or \
                 not self.manager.latest_checkpoint.endswith(f"-{step}"):
