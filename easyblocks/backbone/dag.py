@@ -26,6 +26,10 @@ log = logging.getLogger("easyblocks")
 
 Locate = Callable[[str, str], str]  # (field, value) -> "file:line"
 
+# Blocks that read one feature group. Like EasyRec, they may be named after their group;
+# another block's `feature_group_name: X` then takes block X's output (with its options).
+INPUT_KINDS = ("input_layer", "raw_input")
+
 
 def _no_locate(field: str, value: str) -> str:
     return "<config>"
@@ -157,8 +161,9 @@ def order_blocks(blocks, group_names, package_names, locate: Locate = _no_locate
         where = f"{locate('name', proto.name)}: block {proto.name!r}"
         if proto.name in block_names:
             raise ConfigError(f"{where}: duplicate block name in the {what}")
-        if proto.name in group_names:
-            raise ConfigError(f"{where}: a block may not have the name of a feature group")
+        if proto.name in group_names and proto.WhichOneof("layer") not in INPUT_KINDS:
+            raise ConfigError(f"{where}: a block may not have the name of a feature group "
+                              "(only an input_layer / raw_input block may)")
         if proto.name in package_names:
             raise ConfigError(f"{where}: a block may not have the name of a package")
         block_names.append(proto.name)
@@ -178,12 +183,20 @@ def order_blocks(blocks, group_names, package_names, locate: Locate = _no_locate
                     raise ConfigError(f"{locate('block_name', target)}: block {proto.name!r} "
                                       f"takes input {target!r}, which is not a block{hint}")
                 graph.add_edge(target, proto.name)
+            elif which == "feature_group_name" and proto.WhichOneof("layer") in INPUT_KINDS:
+                if target not in group_names:
+                    raise ConfigError(f"{locate('feature_group_name', target)}: block "
+                                      f"{proto.name!r} reads feature group {target!r}, which "
+                                      f"is not defined{suggest(target, group_names)}")
+            elif which == "feature_group_name" and target in known:
+                if target == proto.name:
+                    raise ConfigError(f"{locate('feature_group_name', target)}: block "
+                                      f"{proto.name!r} takes its own output as input")
+                graph.add_edge(target, proto.name)  # EasyRec: block names come first
             elif which == "feature_group_name" and target not in group_names:
-                hint = " (it is a block: use block_name)" if target in known \
-                    else suggest(target, names)
                 raise ConfigError(f"{locate('feature_group_name', target)}: block "
                                   f"{proto.name!r} takes feature group {target!r}, which is "
-                                  f"not defined{hint}")
+                                  f"not defined{suggest(target, names)}")
             elif which == "package_name":
                 if target not in package_names:
                     raise ConfigError(f"{locate('package_name', target)}: block {proto.name!r} "
@@ -257,7 +270,8 @@ class Dag(keras.layers.Layer):
     # ---- running -------------------------------------------------------------------------
     def _input_value(self, which, target, inp, values, features, package_input, training):
         if which == "feature_group_name":
-            return features["groups"][target]
+            # a block named like the group (an input_layer / raw_input block) comes first
+            return values[target] if target in self.blocks else features["groups"][target]
         if which == "block_name":
             return values[target]
         if which == "use_package_input":
@@ -312,7 +326,7 @@ class Dag(keras.layers.Layer):
             needed |= nx.ancestors(self.graph, t)
         order = [n for n in self.order if n in needed]
         groups = {target for n in order for which, target, *_ in self.blocks[n].inputs
-                  if which == "feature_group_name"}
+                  if which == "feature_group_name" and target in self.group_names}
         for n in order:
             for which, target, _, _, inp in self.blocks[n].inputs:
                 if which == "package_name":

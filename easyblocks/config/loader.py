@@ -35,10 +35,14 @@ class LoadedConfig:
 
 
 def parse_config_text(text: str, path: str = "<config>") -> LoadedConfig:
-    """Parses config text; syntax errors become ConfigError('path:line:col: ...')."""
+    """Parses config text; syntax errors become ConfigError('path:line:col: ...').
+
+    Like EasyRec, with protobuf's merge semantics: a scalar field written twice keeps
+    the last value, a message written twice is merged.
+    """
     proto = pipeline_pb2.EasyRecConfig()
     try:
-        text_format.Parse(text, proto)
+        text_format.Merge(text, proto)
     except text_format.ParseError as e:
         msg = str(e)
         line, col = e.GetLine(), e.GetColumn()

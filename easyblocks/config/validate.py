@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from easyblocks.backbone.dag import check_backbone
+from easyblocks.config import easyrec_check
 from easyblocks.config.loader import LoadedConfig
 from easyblocks.errors import ConfigError, suggest
 from easyblocks.features.spec import FeatureSpec, build_feature_specs
@@ -33,6 +34,7 @@ class ResolvedConfig:
 
 def validate(loaded: LoadedConfig) -> ResolvedConfig:
     """Checks names and references across the config; ConfigError names file:line."""
+    easyrec_check.enforce(loaded)  # refused fields: an error; not-applicable ones: a warning
     config = loaded.proto
     data = config.data_config
     if not data.input_fields:

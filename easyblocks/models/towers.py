@@ -42,6 +42,9 @@ class TowerSpec:
     logit_from_backbone: bool = False
     prob_product_of: list[str] = dataclasses.field(default_factory=list)
     metrics: list[str] = dataclasses.field(default_factory=lambda: ["auc", "logloss"])
+    # EasyRec's RankModel: a backbone output that already has num_class units is the
+    # logit (no Dense added)
+    logit_if_num_class: bool = False
 
 
 def _loss_specs(loss_type: int, losses) -> list[LossSpec]:
@@ -66,10 +69,12 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
     if model.model_class == "RankModel":
         if not labels:
             raise ConfigError(f"{loaded.path}: RankModel needs data_config.label_fields")
-        towers = [TowerSpec(name=labels[0], label=labels[0],
+        label = model.label_name or labels[0]
+        towers = [TowerSpec(name=label, label=label,
                             losses=_loss_specs(model.loss_type, model.losses),
                             num_class=model.num_class, add_to_logit=list(model.add_to_logit),
-                            logit_from_backbone=model.logit_from_backbone)]
+                            logit_from_backbone=model.logit_from_backbone,
+                            logit_if_num_class=True)]
     elif model.model_class == "MultiTaskModel":
         protos = model.model_params.task_towers
         if not protos:

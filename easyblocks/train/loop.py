@@ -231,8 +231,10 @@ class Trainer:
         files = expand_paths(path, "eval_input_path")
         find_bad_line(files, self.config.data_config, max_lines=1000)
         arrays = self.predict_arrays(files, ec.num_examples)
-        uid_field = next((m.gauc.uid_field for m in ec.metrics_set
-                          if m.WhichOneof("metric") == "gauc"), None)
+        first_gauc = next((m.gauc for m in ec.metrics_set if m.WhichOneof("metric") == "gauc"),
+                          None)
+        uid_field = first_gauc.uid_field if first_gauc else None
+        reduction = first_gauc.reduction if first_gauc else "mean"
         results: dict = {"step": int(self.step.numpy()), "eval_input_path": path,
                          "train_examples_per_sec": self.train_examples_per_sec, "towers": {}}
         for tower in self.resolved.towers:
@@ -240,10 +242,10 @@ class Trainer:
             labels, probs = arrays[tower.label], arrays[f"probs_{tower.name}"]
             uids = arrays.get(uid_field)
             entry = {"label": tower.label,
-                     "overall": compute_metrics(labels, probs, names, uids)}
+                     "overall": compute_metrics(labels, probs, names, uids, reduction)}
             if ec.domain_field:
                 entry["domains"] = metrics_by_domain(labels, probs, arrays[ec.domain_field],
-                                                     names, uids)
+                                                     names, uids, reduction)
             results["towers"][tower.name] = entry
         self._report(results)
         return results

@@ -51,8 +51,10 @@ def _optimizer_config(train_config):
     which = opt.WhichOneof("optimizer")
     if which is None:
         raise ConfigError("train_config.optimizer_config names no optimizer "
-                          "(adam_optimizer, adagrad_optimizer or sgd_optimizer)")
-    return which, getattr(opt, which)
+                          "(adam_optimizer, lazy_adam_optimizer, adagrad_optimizer or "
+                          "sgd_optimizer)")
+    # EasyRec's LazyAdam (lazy rows, dense Adam elsewhere) is what adam_optimizer does here
+    return ("adam_optimizer" if which == "lazy_adam_optimizer" else which), getattr(opt, which)
 
 
 def dense_optimizer(train_config) -> keras.optimizers.Optimizer:
@@ -60,7 +62,8 @@ def dense_optimizer(train_config) -> keras.optimizers.Optimizer:
     lr = learning_rate(c.learning_rate) if c is not None else 0.001
     clip = train_config.gradient_clipping_by_norm or None
     if which == "adam_optimizer":
-        kw = {} if c is None else {"beta_1": c.beta1, "beta_2": c.beta2, "epsilon": c.epsilon}
+        kw = {} if c is None else {"beta_1": c.beta1, "beta_2": c.beta2,
+                                   "epsilon": getattr(c, "epsilon", 1e-8)}
         return keras.optimizers.Adam(learning_rate=lr, global_clipnorm=clip, **kw)
     if which == "adagrad_optimizer":
         return keras.optimizers.Adagrad(
@@ -79,7 +82,8 @@ class SparseTableOptimizer(tf.Module):
         self.lr = learning_rate(c.learning_rate) if c is not None else 0.001
         self.beta1 = c.beta1 if which == "adam_optimizer" and c is not None else 0.9
         self.beta2 = c.beta2 if which == "adam_optimizer" and c is not None else 0.999
-        self.epsilon = c.epsilon if which == "adam_optimizer" and c is not None else 1e-7
+        self.epsilon = getattr(c, "epsilon", 1e-8) if which == "adam_optimizer" and c is not None \
+            else 1e-7
         self.momentum = c.momentum if which == "sgd_optimizer" else 0.0
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
         self.slots = []
