@@ -214,6 +214,109 @@ def test_only_input_blocks_may_take_a_group_name(write_config):
         validate(load_config(write_config(text)))
 
 
+DEEPFM_BACKBONE = """
+  feature_groups: {
+    group_name: "wide"
+    feature_names: "user_id"
+    feature_names: "price"
+    wide_deep: WIDE
+  }
+  backbone {
+    blocks {
+      name: "wide"
+      inputs {
+        feature_group_name: "wide"
+      }
+      input_layer {
+        wide_output_dim: 1
+      }
+    }
+    blocks {
+      name: "wide_logit"
+      inputs {
+        feature_group_name: "wide"
+      }
+      lambda {
+        expression: "lambda x: tf.reduce_sum(x, axis=1, keepdims=True)"
+      }
+    }
+    blocks {
+      name: "deep_features"
+      inputs {
+        feature_group_name: "all"
+      }
+      input_layer {
+        output_2d_tensor_and_feature_list: true
+      }
+    }
+    blocks {
+      name: "fm"
+      inputs {
+        block_name: "deep_features"
+        input_slice: "[1]"
+      }
+      keras_layer {
+        class_name: "FM"
+        st_params {
+          fields {
+            key: "use_variant"
+            value { bool_value: true }
+          }
+        }
+      }
+    }
+    blocks {
+      name: "deep"
+      inputs {
+        block_name: "deep_features"
+        input_slice: "[0]"
+      }
+      keras_layer {
+        class_name: "MLP"
+        mlp {
+          hidden_units: [8, 4]
+        }
+      }
+    }
+    concat_blocks: ["wide_logit", "fm", "deep"]
+  }
+"""
+
+
+def test_deepfm_style_backbone_with_input_layer_output_options(write_config):
+    from easyblocks.models.build import build_and_initialize, dummy_columns
+
+    backbone = EASYREC_STYLE[EASYREC_STYLE.index("  backbone {"):
+                             EASYREC_STYLE.index("  model_params {")]
+    text = EASYREC_STYLE.replace(backbone, DEEPFM_BACKBONE)
+    resolved = validate(load_config(write_config(text)))
+    model, pre = build_and_initialize(resolved)
+    features = model.feature_groups(pre(dummy_columns(resolved)))
+    values = model.backbone.dag.block_values(features, training=False)
+    concat, fields = values["deep_features"]  # [the 2-d concatenation, the feature list]
+    assert tuple(concat.shape) == (4, 8) and [tuple(f.shape) for f in fields] == [(4, 4)] * 2
+    np.testing.assert_allclose(concat.numpy(), np.concatenate([f.numpy() for f in fields], -1))
+    v1, v2 = (f.numpy() for f in fields)
+    np.testing.assert_allclose(values["fm"].numpy(), v1 * v2, rtol=1e-5, atol=1e-7)  # 2 fields
+    wide = features["groups"]["wide"].numpy()  # one 1-d weight per feature (wide_output_dim 1)
+    assert wide.shape == (4, 2)
+    np.testing.assert_allclose(values["wide_logit"].numpy(), wide.sum(1, keepdims=True))
+    assert tuple(model.backbone(features, training=False).shape) == (4, 1 + 4 + 4)
+
+
+def test_wide_output_dim_other_than_1_is_refused(write_config):
+    backbone = EASYREC_STYLE[EASYREC_STYLE.index("  backbone {"):
+                             EASYREC_STYLE.index("  model_params {")]
+    text = EASYREC_STYLE.replace(backbone, DEEPFM_BACKBONE.replace("wide_output_dim: 1",
+                                                                   "wide_output_dim: 16"))
+    config = write_config(text)
+    with pytest.raises(ConfigError) as e:
+        validate(load_config(config))
+    assert str(e.value).startswith(
+        f"{config}:{_line_of(text, 'wide_output_dim')}: model_config.backbone.blocks[0]."
+        "input_layer.wide_output_dim: wide_output_dim other than 1 is not implemented yet")
+
+
 # ---- refused fields: one error line each -----------------------------------------------------
 
 def _honoured_paths() -> dict[str, tuple]:

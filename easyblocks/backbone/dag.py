@@ -36,12 +36,14 @@ def _no_locate(field: str, value: str) -> str:
 
 
 def _concat(values: list, axis: int, where: str):
+    if len(values) == 1:
+        return values[0]  # as EasyRec: one input is passed as it is, a list too
     if any(isinstance(v, (list, tuple)) for v in values):
         raise ConfigError(
             f"{where}: an input is a list of tensors; set merge_inputs_into_list: true "
             "or pick one with input_slice"
         )
-    return values[0] if len(values) == 1 else tf.concat(values, axis=axis)
+    return tf.concat(values, axis=axis)
 
 
 class _Step:
@@ -286,11 +288,13 @@ class Dag(keras.layers.Layer):
     def _run_block(self, block: _Block, values, features, package_input, training):
         if block.kind == "input_layer":
             group = block.inputs[0][1]
-            opts = block.proto.input_layer
-            if opts.only_output_3d_tensor:
-                return tf.stack(features["lists"][group], axis=1)
+            opts = block.proto.input_layer  # EasyRec's precedence of the output options
             if opts.only_output_feature_list:
                 return list(features["lists"][group])
+            if opts.only_output_3d_tensor:
+                return tf.stack(features["lists"][group], axis=1)
+            if opts.output_2d_tensor_and_feature_list:
+                return [features["groups"][group], list(features["lists"][group])]
             return features["groups"][group]
         if block.kind == "raw_input":
             group = block.inputs[0][1]

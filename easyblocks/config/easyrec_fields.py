@@ -174,7 +174,9 @@ FIELDS: dict[str, FieldState] = {
     "FeatureConfig.input_names": H(),
     "FeatureConfig.feature_type": H(),
     "FeatureConfig.embedding_name": H(),
-    "FeatureConfig.embedding_dim": H(),
+    "FeatureConfig.embedding_dim": H(
+        "a RawFeature without boundaries is projected by a Dense layer with a bias; EasyRec: "
+        "the sum of value x embedding row, no bias"),
     "FeatureConfig.hash_bucket_size": H(),
     "FeatureConfig.num_buckets": H(
         "integer ids outside [0, num_buckets) wrap around (modulo); EasyRec maps them to 0"),
@@ -265,7 +267,8 @@ FIELDS: dict[str, FieldState] = {
     "Optimizer.adamw_optimizer": R(_optimizer_todo("adamw_optimizer")),
     "Optimizer.adam_async_optimizer": R("AdamAsync (PAI-TF) is not available here; use "
                                         "adam_optimizer"),
-    "Optimizer.adagrad_optimizer": H(),
+    "Optimizer.adagrad_optimizer": H("Keras' Adagrad adds 1e-7 to the denominator; TF1's "
+                                     "had no epsilon"),
     "Optimizer.ftrl_optimizer": R(_optimizer_todo("ftrl_optimizer")),
     "Optimizer.adam_asyncw_optimizer": R("AdamAsyncW (PAI-TF) is not available here"),
     "Optimizer.lazy_adam_optimizer": H(),
@@ -415,7 +418,8 @@ FIELDS: dict[str, FieldState] = {
     "DNN.activation": H(),
     "DNN.use_bn": H(),
     "Loss.loss_type": H(),
-    "Loss.weight": H(),
+    "Loss.weight": H("each loss of a tower keeps its own weight, times the tower's weight "
+                     "(EasyRec gave every loss of a tower the first loss's weight, a defect)"),
     "Loss.loss_name": NA("losses are reported as loss/<tower>/<loss type>"),
     "Loss.learn_loss_weight": R("learned loss weights are not implemented yet", (False,)),
     # ---- backbone -------------------------------------------------------------------
@@ -429,7 +433,8 @@ FIELDS: dict[str, FieldState] = {
     "BlockPackage.concat_blocks": H(),
     "BlockPackage.output_blocks": H(),
     "Block.name": H(),
-    "Block.inputs": H(),
+    "Block.inputs": H("several inputs of which one is a list are an error (set "
+                      "merge_inputs_into_list); EasyRec merged them into one list"),
     "Block.input_concat_axis": H(),
     "Block.merge_inputs_into_list": H(),
     "Block.extra_input_fn": H("a safe expression, interpreted, never eval'ed"),
@@ -460,11 +465,12 @@ FIELDS: dict[str, FieldState] = {
                                          "yet", (0.0,)),
     "InputLayer.only_output_feature_list": H(),
     "InputLayer.only_output_3d_tensor": H(),
-    "InputLayer.output_2d_tensor_and_feature_list": R(
-        "input_layer output_2d_tensor_and_feature_list is not implemented yet", (False,)),
+    "InputLayer.output_2d_tensor_and_feature_list": H(),
     "InputLayer.output_seq_and_normal_feature": R(
         "input_layer output_seq_and_normal_feature is not implemented yet", (False,)),
-    "InputLayer.wide_output_dim": R("input_layer wide_output_dim is not implemented yet"),
+    "InputLayer.wide_output_dim": R("wide_output_dim other than 1 is not implemented yet (a "
+                                    "WIDE group gives each feature's 1-dimensional weight)",
+                                    (1,)),
     "InputLayer.concat_seq_feature": R("input_layer concat_seq_feature: false is not "
                                        "implemented yet", (True,)),
     "Lambda.expression": H("a safe expression, interpreted, never eval'ed"),
@@ -551,7 +557,9 @@ ENUM_VALUES: dict[str, FieldState] = {
     "LossType.ORDER_CALIBRATE_LOSS": H(
         "a configured calibration loss is never dropped: without relation_tower_names the "
         "relation is inferred from the backbone DAG, or it is an error (EasyRec silently "
-        "added nothing)"),
+        "added nothing); its weight, unset, is AITM's alpha 0.6 (EasyRec: 1.0) and the "
+        "tower's weight applies too (EasyRec: not); it is reported per tower (EasyRec: one "
+        "key, a second calibrated tower overwrote the first)"),
     **{f"LossType.{name}": R(f"loss_type {name} is not implemented yet") for name in (
         "SIGMOID_L2_LOSS", "CROSS_ENTROPY_LOSS", "SOFTMAX_CROSS_ENTROPY", "CIRCLE_LOSS",
         "MULTI_SIMILARITY_LOSS", "SOFTMAX_CROSS_ENTROPY_WITH_NEGATIVE_MINING",
