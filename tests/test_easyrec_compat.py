@@ -537,6 +537,34 @@ def test_every_field_reachable_through_honoured_fields_has_a_state():
     assert not missing, f"fields without a state in easyrec_fields.FIELDS: {missing}"
 
 
+def test_every_message_of_the_protos_is_part_of_the_config_language():
+    """A message that EasyRecConfig cannot reach would escape the table: there is none."""
+    import glob
+    import importlib
+    import os
+
+    import easyblocks.protos
+
+    defined = set()
+    for path in glob.glob(os.path.join(os.path.dirname(easyblocks.protos.__file__),
+                                       "*_pb2.py")):
+        module = importlib.import_module(f"easyblocks.protos.{os.path.basename(path)[:-3]}")
+        stack = list(module.DESCRIPTOR.message_types_by_name.values())
+        while stack:
+            desc = stack.pop()
+            defined.add(desc.full_name)
+            stack.extend(desc.nested_types)
+    reached, stack = set(), [pipeline_pb2.EasyRecConfig.DESCRIPTOR]
+    while stack:
+        desc = stack.pop()
+        if desc.full_name in reached:
+            continue
+        reached.add(desc.full_name)
+        stack.extend(f.message_type for f in desc.fields
+                     if f.type == FieldDescriptor.TYPE_MESSAGE)
+    assert not sorted(d for d in defined - reached if not d.endswith("Entry"))
+
+
 def test_every_table_entry_names_a_field_of_the_protos():
     from google.protobuf import descriptor_pool
 
