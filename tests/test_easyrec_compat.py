@@ -712,3 +712,21 @@ def test_lazy_adam_is_adam_with_lazy_table_rows():
     table = SparseTableOptimizer(config, [])
     assert (table.kind, table.beta1, table.epsilon) == ("adam_optimizer", pytest.approx(0.8),
                                                         pytest.approx(1e-8))
+
+
+def test_easyrec_block_params_not_available_yet_say_so():
+    from easyblocks.protos import backbone_pb2
+
+    have = backbone_pb2.KerasLayer.DESCRIPTOR.fields_by_name
+    missing = [name for name in T.EASYREC_BLOCK_PARAMS if name not in have]
+    if not missing:
+        pytest.skip("every EasyRec block parameter message is available")
+    text = ('model_config {\n  backbone {\n    blocks {\n      name: "x"\n      keras_layer {\n'
+            f'        class_name: "X"\n        {missing[0]} {{\n        }}\n      }}\n    }}\n'
+            '  }\n}\n')
+    with pytest.raises(ConfigError) as e:
+        parse_config_text(text, "x.config")
+    assert str(e.value) == (
+        f'x.config:7:9: Message type "easyblocks.protos.KerasLayer" has no field named '
+        f'"{missing[0]}". ({missing[0]} {{}}: parameters of an EasyRec block that is not '
+        "available yet, EasyRec's model zoo, issue 14)")

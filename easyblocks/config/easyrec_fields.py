@@ -81,6 +81,15 @@ EASYREC_MODEL_CLASSES = (
     "PLE", "RocketLaunching", "SimpleMultiTask", "Uniter", "WideAndDeep",
 )
 
+# EasyRec's typed block parameters (KerasLayer's `params`): those easyblocks' KerasLayer
+# does not have yet are a parse error that says so.
+EASYREC_BLOCK_PARAMS = (
+    "periodic_embedding", "auto_dis_embedding", "nary_dis_embedding", "fm", "mask_block",
+    "masknet", "senet", "bilinear", "fibinet", "mlp", "din", "bst", "mmoe", "seq_aug", "ppnet",
+    "text_cnn", "highway", "overlap", "dot_product", "attention", "multi_head_attention",
+    "transformer", "text_encoder", "gate", "aitm", "cin",
+)
+
 _METRIC_NOT_COMPUTED = "metric not computed yet (easyblocks computes auc, gauc and logloss)"
 
 
