@@ -6,10 +6,21 @@ import os
 
 from google.protobuf import text_format
 
-from easyblocks.config.loader import load_config
+from easyblocks.config.loader import LoadedConfig, load_config
 from easyblocks.config.resolve import resolve as resolve_config
 from easyblocks.config.specs import PipelineSpec
 from easyblocks.errors import ConfigError
+
+
+def _load(config_path: str, overrides: list[str] = ()) -> LoadedConfig:
+    """The parsed config with the --set overrides merged in (not validated)."""
+    loaded = load_config(config_path)
+    for text in overrides:
+        try:
+            text_format.Merge(text, loaded.proto)
+        except text_format.ParseError as e:
+            raise ConfigError(f"--set {text!r}: {e}") from None
+    return loaded
 
 
 def resolve(config_path: str, extra_plugins: list[str] = (), num_steps: int | None = None,
@@ -21,12 +32,7 @@ def resolve(config_path: str, extra_plugins: list[str] = (), num_steps: int | No
     Every error of the config itself is found before TensorFlow is imported (by the
     plugins, which register Keras layers).
     """
-    loaded = load_config(config_path)
-    for text in overrides:
-        try:
-            text_format.Merge(text, loaded.proto)
-        except text_format.ParseError as e:
-            raise ConfigError(f"--set {text!r}: {e}") from None
+    loaded = _load(config_path, overrides)
     if num_steps is not None:
         loaded.proto.train_config.num_steps = num_steps
     spec = resolve_config(loaded)
@@ -105,6 +111,14 @@ def validate_config(config_path: str, extra_plugins: list[str] = (),
     from easyblocks.tools.describe import describe, format_table
 
     return format_table(describe(resolve(config_path, extra_plugins, overrides=overrides)))
+
+
+def explain_config(config_path: str, overrides: list[str] = ()) -> tuple[str, int]:
+    """Every set field that easyblocks accepts without effect or refuses, with the reason
+    (all of them, not only the first); returns (the listing, number refused)."""
+    from easyblocks.config.easyrec_check import explain
+
+    return explain(_load(config_path, overrides))
 
 
 def graph(config_path: str, output_path: str, extra_plugins: list[str] = (),

@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     p_.add_argument("--export_dir", help="score with this SavedModel instead of a checkpoint")
     v = sub.add_parser("validate", help="check a config and print its blocks and towers")
     common(v)
+    v.add_argument("--explain", action="store_true",
+                   help="first list every field that is accepted but not applicable here, or "
+                   "refused, with the reason (all of them); exit 2 if any is refused")
     g = sub.add_parser("graph", help="draw the model (.dot, .mmd; .svg/.png need Graphviz)")
     common(g)
     g.add_argument("--output", required=True)
@@ -81,6 +84,11 @@ def _run(args) -> int:
         api.predict(args.config, args.input, args.output, keep, args.model_dir, args.export_dir,
                     args.plugin, args.overrides)
     elif args.command == "validate":
+        if args.explain:
+            listing, refused = api.explain_config(args.config, args.overrides)
+            print(listing)
+            if refused:
+                return 2
         print(api.validate_config(args.config, args.plugin, args.overrides))
         print(f"{args.config}: OK")
     elif args.command == "graph":

@@ -200,12 +200,14 @@ class Dag(keras.layers.Layer):
 
     def _run_block(self, block: _Block, values, features, package_input, training):
         spec = block.spec
-        if spec.kind == "input_layer":
+        if spec.kind == "input_layer":  # EasyRec's precedence of the output options
             group = spec.inputs[0].name
-            if spec.only_output_3d_tensor:
-                return tf.stack(features["lists"][group], axis=1)
             if spec.only_output_feature_list:
                 return list(features["lists"][group])
+            if spec.only_output_3d_tensor:
+                return tf.stack(features["lists"][group], axis=1)
+            if spec.output_2d_tensor_and_feature_list:
+                return [features["groups"][group], list(features["lists"][group])]
             return features["groups"][group]
         if spec.kind == "raw_input":
             group = spec.inputs[0].name

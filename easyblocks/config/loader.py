@@ -7,6 +7,7 @@ import re
 
 from google.protobuf import descriptor_pool, text_format
 
+from easyblocks.config.easyrec_fields import EASYREC_BLOCK_PARAMS, ZOO
 from easyblocks.errors import ConfigError, suggest
 from easyblocks.protos import pipeline_pb2
 
@@ -35,17 +36,25 @@ class LoadedConfig:
 
 
 def parse_config_text(text: str, path: str = "<config>") -> LoadedConfig:
-    """Parses config text; syntax errors become ConfigError('path:line:col: ...')."""
+    """Parses config text; syntax errors become ConfigError('path:line:col: ...').
+
+    Like EasyRec, with protobuf's merge semantics: a scalar field written twice keeps
+    the last value, a message written twice is merged.
+    """
     proto = pipeline_pb2.EasyRecConfig()
     try:
-        text_format.Parse(text, proto)
+        text_format.Merge(text, proto)
     except text_format.ParseError as e:
         msg = str(e)
         line, col = e.GetLine(), e.GetColumn()
         # "3:5 : message" -> "message"
         msg = re.sub(r"^\d+:\d+\s*:\s*", "", msg)
         m = _NO_FIELD.search(msg)
-        if m:
+        if m and m.group(1) == "easyblocks.protos.KerasLayer" and \
+                m.group(2) in EASYREC_BLOCK_PARAMS:
+            msg += (f" ({m.group(2)} {{}}: parameters of an EasyRec block that is not "
+                    f"available yet, {ZOO})")
+        elif m:
             desc = descriptor_pool.Default().FindMessageTypeByName(m.group(1))
             msg += suggest(m.group(2), [f.name for f in desc.fields])
         where = f"{path}:{line}:{col}" if line else path

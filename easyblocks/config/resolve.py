@@ -7,6 +7,7 @@ class_name, a block's parameters) is checked when the model is built.
 
 from __future__ import annotations
 
+from easyblocks.config import easyrec_check
 from easyblocks.config.dag import backbone_spec
 from easyblocks.config.features import build_feature_specs, build_group_specs
 from easyblocks.config.loader import LoadedConfig
@@ -32,6 +33,7 @@ DEFAULT_LEARNING_RATE = 0.001
 
 def resolve(loaded: LoadedConfig) -> PipelineSpec:
     """Checks names and references across the config; ConfigError names file:line."""
+    easyrec_check.enforce(loaded)  # refused fields: an error; not-applicable ones: a warning
     config = loaded.proto
     data = data_spec(loaded)
     if not config.HasField("model_config"):
@@ -104,6 +106,8 @@ def _learning_rate(lr) -> LearningRateSpec:
         return LearningRateSpec("constant", DEFAULT_LEARNING_RATE)
     if which == "constant_learning_rate":
         return LearningRateSpec("constant", lr.constant_learning_rate.learning_rate)
+    if which != "exponential_decay_learning_rate":  # the field table refuses the others
+        raise ConfigError(f"learning rate {which} is not implemented")
     c = lr.exponential_decay_learning_rate
     return LearningRateSpec("exponential_decay", c.initial_learning_rate,
                             decay_steps=c.decay_steps, decay_factor=c.decay_factor,
@@ -124,14 +128,17 @@ def _optimizer_spec(loaded: LoadedConfig) -> OptimizerSpec:
                           "sgd_optimizer)")
     c = getattr(opt, which)
     lr = _learning_rate(c.learning_rate)
-    if which == "adam_optimizer":
-        return OptimizerSpec("adam", lr, beta1=c.beta1, beta2=c.beta2, epsilon=c.epsilon,
-                             clip_norm=clip)
+    if which in ("adam_optimizer", "lazy_adam_optimizer"):
+        # EasyRec's LazyAdam (lazy rows, dense Adam elsewhere) is what adam does here
+        return OptimizerSpec("adam", lr, beta1=c.beta1, beta2=c.beta2,
+                             epsilon=getattr(c, "epsilon", 1e-8), clip_norm=clip)
     if which == "adagrad_optimizer":
         return OptimizerSpec("adagrad", lr,
                              initial_accumulator_value=c.initial_accumulator_value,
                              clip_norm=clip)
-    return OptimizerSpec("sgd", lr, momentum=c.momentum, clip_norm=clip)
+    if which == "sgd_optimizer":
+        return OptimizerSpec("sgd", lr, momentum=c.momentum, clip_norm=clip)
+    raise ConfigError(f"{loaded.locate(which)}: {which} is not implemented")  # table refuses
 
 
 def _train_spec(loaded: LoadedConfig) -> TrainSpec:
@@ -158,12 +165,13 @@ def _eval_spec(loaded: LoadedConfig) -> EvalSpec:
     if domain and domain not in names:
         raise ConfigError(f"{loaded.locate('domain_field')}: eval_config.domain_field {domain!r} "
                           f"is not an input field{suggest(domain, names)}")
-    uid = None
-    for m in ec.metrics_set:
-        if m.WhichOneof("metric") == "gauc":
-            if m.gauc.uid_field not in names:
-                raise ConfigError(f"{loaded.locate('uid_field')}: gauc uid_field "
-                                  f"{m.gauc.uid_field!r} is not an input field"
-                                  f"{suggest(m.gauc.uid_field, names)}")
-            uid = uid or m.gauc.uid_field
-    return EvalSpec(uid_field=uid, domain_field=domain, num_examples=ec.num_examples)
+    gaucs = [m.gauc for m in ec.metrics_set if m.WhichOneof("metric") == "gauc"]
+    for g in gaucs:
+        if g.uid_field not in names:
+            raise ConfigError(f"{loaded.locate('uid_field')}: gauc uid_field "
+                              f"{g.uid_field!r} is not an input field"
+                              f"{suggest(g.uid_field, names)}")
+    first = gaucs[0] if gaucs else None  # the field table refuses a second gauc
+    return EvalSpec(uid_field=first.uid_field if first else None,
+                    gauc_reduction=first.reduction if first else "mean",
+                    domain_field=domain, num_examples=ec.num_examples)

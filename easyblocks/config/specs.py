@@ -185,6 +185,7 @@ class BlockSpec:
     extra_input_fn: str | None = None
     only_output_feature_list: bool = False  # input_layer
     only_output_3d_tensor: bool = False  # input_layer
+    output_2d_tensor_and_feature_list: bool = False  # input_layer
 
     @property
     def class_name(self) -> str:
@@ -274,6 +275,9 @@ class TowerSpec:
     logit_from_backbone: bool = False
     prob_product_of: list[str] = dataclasses.field(default_factory=list)
     metrics: list[str] = dataclasses.field(default_factory=lambda: ["auc", "logloss"])
+    # EasyRec's RankModel: a backbone output that already has num_class units is the
+    # logit (no Dense added)
+    logit_if_num_class: bool = False
 
 
 @dataclasses.dataclass
@@ -339,6 +343,7 @@ class EvalSpec:
     num_examples 0 evaluates the whole input."""
 
     uid_field: str | None = None
+    gauc_reduction: str = "mean"  # EasyRec's: mean, mean_by_sample_num, mean_by_positive_num
     domain_field: str | None = None
     num_examples: int = 0
 

@@ -32,13 +32,15 @@ def _loss_specs(loss_type: int, losses) -> list[LossSpec]:
 
 
 def _dnn_kwargs(dnn) -> dict | None:
-    """A tower's `dnn` as MLP kwargs: every layer, the last included, has the same
-    batch norm and activation (EasyRec's DNN); None without hidden_units."""
+    """A tower's `dnn` as MLP kwargs: EasyRec's DNN, per layer Dense (with bias,
+    glorot_uniform) -> [BatchNorm] -> activation -> [dropout], the last layer included;
+    None without hidden_units."""
     kw = message_to_kwargs(dnn)
     if not kw.get("hidden_units"):
         return None
     kw["use_final_bn"] = kw["use_bn"]
     kw["final_activation"] = kw["activation"]
+    kw.update(use_bias=True, use_final_bias=True, initializer="glorot_uniform")
     return kw
 
 
@@ -51,10 +53,12 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
     if model.model_class == "RankModel":
         if not labels:
             raise ConfigError(f"{loaded.path}: RankModel needs data_config.label_fields")
-        towers = [TowerSpec(name=labels[0], label=labels[0],
+        label = model.label_name or labels[0]
+        towers = [TowerSpec(name=label, label=label,
                             losses=_loss_specs(model.loss_type, model.losses),
                             num_class=model.num_class, add_to_logit=list(model.add_to_logit),
-                            logit_from_backbone=model.logit_from_backbone)]
+                            logit_from_backbone=model.logit_from_backbone,
+                            logit_if_num_class=True)]
     elif model.model_class == "MultiTaskModel":
         protos = model.model_params.task_towers
         if not protos:

@@ -66,10 +66,10 @@ class Evaluator:
             names = list(tower.metrics) + (["gauc"] if ec.uid_field else [])
             labels, probs = arrays[tower.label], arrays[f"probs_{tower.name}"]
             entry = {"label": tower.label,
-                     "overall": compute_metrics(labels, probs, names, uids)}
+                     "overall": compute_metrics(labels, probs, names, uids, ec.gauc_reduction)}
             if ec.domain_field:
                 entry["domains"] = metrics_by_domain(labels, probs, arrays[ec.domain_field],
-                                                     names, uids)
+                                                     names, uids, ec.gauc_reduction)
             results["towers"][tower.name] = entry
         self._report(results)
         return results

@@ -32,25 +32,39 @@ def logloss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
     return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
 
 
-def gauc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> float:
-    """Group AUC: AUC per group weighted by the group's size, over groups with both classes."""
+GAUC_REDUCTIONS = ("mean", "mean_by_sample_num", "mean_by_positive_num")
+
+
+def gauc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray,
+         reduction: str = "mean") -> float:
+    """Group AUC: the AUC of each group with both classes, averaged over those groups.
+
+    reduction (EasyRec's GAUC.reduction): "mean" weighs every group equally,
+    "mean_by_sample_num" by its number of rows, "mean_by_positive_num" by its positives.
+    """
+    if reduction not in GAUC_REDUCTIONS:
+        raise ValueError(f"gauc reduction {reduction!r}: expected one of {GAUC_REDUCTIONS}")
     labels = np.asarray(labels).reshape(-1)
     scores = np.asarray(scores).reshape(-1)
     groups = np.asarray(groups).reshape(-1)
     order = np.argsort(groups, kind="mergesort")
     g_sorted = groups[order]
     bounds = np.flatnonzero(g_sorted[1:] != g_sorted[:-1]) + 1
-    total, weight = 0.0, 0
+    total, weight = 0.0, 0.0
     for idx in np.split(order, bounds):
         value = auc(labels[idx], scores[idx])
-        if not np.isnan(value):
-            total += value * idx.size
-            weight += idx.size
+        if np.isnan(value):
+            continue
+        w = {"mean": 1.0, "mean_by_sample_num": float(idx.size),
+             "mean_by_positive_num": float(np.sum(labels[idx] > 0.5))}[reduction]
+        total += value * w
+        weight += w
     return total / weight if weight else float("nan")
 
 
 def compute_metrics(labels: np.ndarray, probs: np.ndarray, names: list[str],
-                    uids: np.ndarray | None = None) -> dict[str, float]:
+                    uids: np.ndarray | None = None,
+                    gauc_reduction: str = "mean") -> dict[str, float]:
     """The named metrics ('auc', 'logloss', 'gauc') of one tower on one set of rows."""
     out: dict[str, float] = {"count": float(np.asarray(labels).size)}
     for name in names:
@@ -59,12 +73,13 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, names: list[str],
         elif name == "logloss":
             out["logloss"] = logloss(labels, probs)
         elif name == "gauc" and uids is not None:
-            out["gauc"] = gauc(labels, probs, uids)
+            out["gauc"] = gauc(labels, probs, uids, gauc_reduction)
     return out
 
 
 def metrics_by_domain(labels: np.ndarray, probs: np.ndarray, domains: np.ndarray,
-                      names: list[str], uids: np.ndarray | None = None) -> dict[str, dict]:
+                      names: list[str], uids: np.ndarray | None = None,
+                      gauc_reduction: str = "mean") -> dict[str, dict]:
     """compute_metrics on the rows of each domain value, keyed by the value as text."""
     labels, probs, domains = (np.asarray(a).reshape(-1) for a in (labels, probs, domains))
     out = {}
@@ -72,5 +87,6 @@ def metrics_by_domain(labels: np.ndarray, probs: np.ndarray, domains: np.ndarray
         mask = domains == value
         key = value.decode() if isinstance(value, bytes) else str(value)
         out[key] = compute_metrics(labels[mask], probs[mask], names,
-                                   None if uids is None else np.asarray(uids)[mask])
+                                   None if uids is None else np.asarray(uids)[mask],
+                                   gauc_reduction)
     return out

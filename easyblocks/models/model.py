@@ -18,7 +18,13 @@ from easyblocks.models import losses as L
 
 
 class TaskTower(keras.layers.Layer):
-    """Optional `dnn` MLP, then Dense(num_class): (batch, d) -> logits (batch, num_class)."""
+    """Optional `dnn` MLP, then Dense(num_class): (batch, d) -> logits (batch, num_class).
+
+    The `dnn` is EasyRec's DNN: per layer Dense (with bias, glorot_uniform) -> [BatchNorm]
+    -> activation -> [dropout]. A RankModel tower (`logit_if_num_class`) without a dnn
+    whose input already has num_class units takes it as the logit, like EasyRec's
+    RankModel.
+    """
 
     def __init__(self, spec: TowerSpec, **kwargs):
         super().__init__(**kwargs)
@@ -29,10 +35,17 @@ class TaskTower(keras.layers.Layer):
             return
         if spec.dnn:
             self.dnn = MLP(name="dnn", **spec.dnn)
-        self.logits = keras.layers.Dense(spec.num_class, name="logits")
+
+    def build(self, input_shape):
+        if self.spec.logit_from_backbone:
+            return
+        if self.dnn is None and self.spec.logit_if_num_class and \
+                input_shape[-1] == self.spec.num_class:
+            return  # EasyRec's RankModel: the backbone output is the logit
+        self.logits = keras.layers.Dense(self.spec.num_class, name="logits")
 
     def call(self, x, training=None):
-        if self.logits is None:  # logit_from_backbone
+        if self.spec.logit_from_backbone:
             if x.shape[-1] != self.spec.num_class:
                 raise ConfigError(
                     f"tower {self.spec.name!r}: logit_from_backbone needs an input of shape "
@@ -40,7 +53,7 @@ class TaskTower(keras.layers.Layer):
             return x
         if self.dnn is not None:
             x = self.dnn(x, training=training)
-        return self.logits(x)
+        return x if self.logits is None else self.logits(x)
 
 
 class CTRModel(keras.Model):

@@ -1,0 +1,640 @@
+"""The one table of what easyblocks does with each field of EasyRec's pipeline config.
+
+Every field of the config language is in exactly one state:
+
+- *honoured*: the field means what it means in EasyRec (where easyblocks deliberately
+  differs, `note` says how and why);
+- *accepted, not applicable*: a setting of EasyRec's own infrastructure (or output that
+  easyblocks does not produce) that cannot change the model or the data; a config that
+  sets it runs, with one warning line naming every such field;
+- *refused*: leaving it out would change the model or the data (an input source that
+  is not available here, a loss or feature option that is not implemented): one error
+  line, file:line, the field and why.
+
+Keys are "Message.field" (nested messages as "Outer.Inner.field") and, for the values
+of enums, "Enum.VALUE". A field whose state depends on its value lists the values that
+are honoured in `ok` (typically EasyRec's no-op default). Fields under a refused or
+not-applicable field are not looked at, so they need no entry; the parameters of blocks
+(KerasLayer's typed params, st_params, backbone.top_mlp) are honoured by construction:
+they become the block's constructor arguments, and one it does not take is an error.
+
+Pure Python (no TensorFlow): docs/easyrec.md is generated from this table by
+benchmarks/easyrec_compat.py, and tests/test_easyrec_compat.py checks that every field
+of the protos has a state here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+HONOURED = "honoured"
+NOT_APPLICABLE = "accepted, not applicable"
+REFUSED = "refused"
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldState:
+    """The state of one field (or enum value).
+
+    Attributes:
+      state: HONOURED, NOT_APPLICABLE or REFUSED.
+      reason: why (for the two states that are reported).
+      ok: values for which a refused / not-applicable field is honoured after all
+        (EasyRec's no-op default, e.g. `use_moving_average: false`).
+      note: for honoured fields where easyblocks deliberately differs from EasyRec.
+      max_items: a repeated field honoured up to this many entries; more are refused
+        with `reason`.
+    """
+
+    state: str
+    reason: str = ""
+    ok: tuple = ()
+    note: str = ""
+    max_items: int | None = None
+
+
+def H(note: str = "") -> FieldState:  # noqa: N802  (short names keep the table readable)
+    return FieldState(HONOURED, note=note)
+
+
+def NA(reason: str, ok: tuple = ()) -> FieldState:  # noqa: N802
+    return FieldState(NOT_APPLICABLE, reason, ok)
+
+
+def R(reason: str, ok: tuple = ()) -> FieldState:  # noqa: N802
+    return FieldState(REFUSED, reason, ok)
+
+
+ZOO = "EasyRec's model zoo, issue 14"
+ZOO_PARAMS = f"parameters of an EasyRec model class that is not available yet ({ZOO})"
+MATCH = f"a MatchModel parameter (model_class MatchModel is not available yet, {ZOO})"
+NOT_HERE = "input source not available here"
+NO_PYTHON = "a python function in a config is never run (a config is data)"
+
+# The model classes built from `model_params` and the backbone.
+MODEL_CLASSES = ("RankModel", "MultiTaskModel")
+# EasyRec's other model classes: refused with ZOO until the model zoo adds them.
+EASYREC_MODEL_CLASSES = (
+    "AutoInt", "CMBF", "CoMetricLearningI2I", "DAT", "DBMTL", "DCN", "DLRM", "DSSM",
+    "DSSM_SENet", "DeepFM", "DropoutNet", "DummyModel", "ESMM", "FM", "MIND", "MMoE",
+    "MatchModel", "MultiTower", "MultiTowerBST", "MultiTowerDIN", "MultiTowerRecall", "PDN",
+    "PLE", "RocketLaunching", "SimpleMultiTask", "Uniter", "WideAndDeep",
+)
+
+# EasyRec's typed block parameters (KerasLayer's `params`): those easyblocks' KerasLayer
+# does not have yet are a parse error that says so.
+EASYREC_BLOCK_PARAMS = (
+    "periodic_embedding", "auto_dis_embedding", "nary_dis_embedding", "fm", "mask_block",
+    "masknet", "senet", "bilinear", "fibinet", "mlp", "din", "bst", "mmoe", "seq_aug", "ppnet",
+    "text_cnn", "highway", "overlap", "dot_product", "attention", "multi_head_attention",
+    "transformer", "text_encoder", "gate", "aitm", "cin",
+)
+
+_METRIC_NOT_COMPUTED = "metric not computed yet (easyblocks computes auc, gauc and logloss)"
+
+
+def _optimizer_todo(name: str) -> str:
+    return f"{name} is not implemented yet (adam_optimizer, lazy_adam_optimizer, " \
+        "adagrad_optimizer and sgd_optimizer are)"
+
+_COMBO = "ComboFeature is not implemented yet"
+_SAMPLER = "negative samplers (graph-learn) are not available here"
+_TASK_SPACE = "task-space loss weights are not implemented yet"
+
+FIELDS: dict[str, FieldState] = {
+    # ---- pipeline -------------------------------------------------------------------
+    "EasyRecConfig.train_input_path": H(),
+    "EasyRecConfig.kafka_train_input": R(f"{NOT_HERE} (Kafka)"),
+    "EasyRecConfig.datahub_train_input": R(f"{NOT_HERE} (Datahub)"),
+    "EasyRecConfig.hive_train_input": R(f"{NOT_HERE} (Hive)"),
+    "EasyRecConfig.binary_train_input": R(f"{NOT_HERE} (EasyRec's binary input)"),
+    "EasyRecConfig.parquet_train_input": R("Parquet input is not implemented yet"),
+    "EasyRecConfig.eval_input_path": H(),
+    "EasyRecConfig.kafka_eval_input": R(f"{NOT_HERE} (Kafka)"),
+    "EasyRecConfig.datahub_eval_input": R(f"{NOT_HERE} (Datahub)"),
+    "EasyRecConfig.hive_eval_input": R(f"{NOT_HERE} (Hive)"),
+    "EasyRecConfig.binary_eval_input": R(f"{NOT_HERE} (EasyRec's binary input)"),
+    "EasyRecConfig.parquet_eval_input": R("Parquet input is not implemented yet"),
+    "EasyRecConfig.model_dir": H(),
+    "EasyRecConfig.train_config": H(),
+    "EasyRecConfig.eval_config": H(),
+    "EasyRecConfig.data_config": H(),
+    "EasyRecConfig.feature_configs": H(),
+    "EasyRecConfig.feature_config": H(),
+    "EasyRecConfig.model_config": H(),
+    "EasyRecConfig.export_config": H(),
+    "EasyRecConfig.fg_json_path": R("RTP feature generation (fg_json_path) is not available "
+                                    "here; declare data_config and feature_config"),
+    "EasyRecConfig.plugins": H(),
+    # ---- data_config ----------------------------------------------------------------
+    "DatasetConfig.batch_size": H(),
+    "DatasetConfig.auto_expand_input_fields": R(
+        "auto_expand_input_fields (names like field[1-9]) is not implemented yet", (False,)),
+    "DatasetConfig.label_fields": H(),
+    "DatasetConfig.label_sep": R("multi-value labels (label_sep) are not implemented yet"),
+    "DatasetConfig.label_dim": R("multi-dimensional labels (label_dim) are not implemented yet"),
+    "DatasetConfig.extra_label_func": R(NO_PYTHON),
+    "DatasetConfig.shuffle": H(),
+    "DatasetConfig.shuffle_buffer_size": H(),
+    "DatasetConfig.num_epochs": H(),
+    "DatasetConfig.prefetch_size": H(),
+    "DatasetConfig.shard": NA("sharding follows the distribution strategy"),
+    "DatasetConfig.file_shard": NA("sharding follows the distribution strategy"),
+    "DatasetConfig.input_type": H(),
+    "DatasetConfig.separator": H(),
+    "DatasetConfig.num_parallel_calls": NA("parsing parallelism is tuned by tf.data (AUTOTUNE)"),
+    "DatasetConfig.selected_cols": R("selected_cols (ODPS/RTP column selection) is not "
+                                     "supported; input_fields list the CSV columns in order"),
+    "DatasetConfig.selected_col_types": R("selected_col_types (ODPS column types) is not "
+                                          "supported"),
+    "DatasetConfig.input_fields": H(),
+    "DatasetConfig.rtp_separator": R(f"{NOT_HERE} (RTP)"),
+    "DatasetConfig.ignore_error": R("rows that cannot be parsed are errors here (file:line), "
+                                    "never skipped", (False,)),
+    "DatasetConfig.pai_worker_queue": NA("a PAI setting"),
+    "DatasetConfig.pai_worker_slice_num": NA("a PAI setting"),
+    "DatasetConfig.chief_redundant": NA("a setting of EasyRec's parameter-server training"),
+    "DatasetConfig.sample_weight": R("sample_weight is not implemented yet"),
+    "DatasetConfig.data_compression_type": R("compressed input is not implemented yet", ("",)),
+    "DatasetConfig.n_data_batch_tfrecord": R("TFRecord input is not implemented yet"),
+    "DatasetConfig.with_header": H(),
+    "DatasetConfig.feature_fields": R("feature_fields is not implemented yet"),
+    "DatasetConfig.negative_sampler": R(_SAMPLER),
+    "DatasetConfig.negative_sampler_v2": R(_SAMPLER),
+    "DatasetConfig.hard_negative_sampler": R(_SAMPLER),
+    "DatasetConfig.hard_negative_sampler_v2": R(_SAMPLER),
+    "DatasetConfig.negative_sampler_in_memory": R(_SAMPLER),
+    "DatasetConfig.eval_batch_size": H(),
+    "DatasetConfig.drop_remainder": R("drop_remainder is not implemented yet", (False,)),
+    "DatasetConfig.Field.input_name": H(),
+    "DatasetConfig.Field.input_type": H(),
+    "DatasetConfig.Field.default_val": H(),
+    "DatasetConfig.Field.input_dim": R("input_dim > 1 is not implemented yet (write the vector "
+                                       "as one separated string and use raw_input_dim)", (1,)),
+    "DatasetConfig.Field.input_shape": R("input_shape > 1 is not implemented yet", (1,)),
+    "DatasetConfig.Field.user_define_fn": R(NO_PYTHON),
+    "DatasetConfig.Field.user_define_fn_path": R(NO_PYTHON),
+    "DatasetConfig.Field.user_define_fn_res_type": R(NO_PYTHON),
+    "DatasetConfig.Field.ignore_val": R("ignore_val is not implemented yet"),
+    # ---- feature_config -------------------------------------------------------------
+    "FeatureConfigV2.features": H(),
+    "FeatureConfigV2.embedding_on_cpu": NA("device placement is TensorFlow's"),
+    "FeatureConfig.feature_name": H(),
+    "FeatureConfig.input_names": H(),
+    "FeatureConfig.feature_type": H(),
+    "FeatureConfig.embedding_name": H(),
+    "FeatureConfig.embedding_dim": H(
+        "a RawFeature without boundaries is projected by a Dense layer with a bias; EasyRec: "
+        "the sum of value x embedding row, no bias"),
+    "FeatureConfig.hash_bucket_size": H(),
+    "FeatureConfig.num_buckets": H(
+        "integer ids outside [0, num_buckets) wrap around (modulo); EasyRec maps them to 0"),
+    "FeatureConfig.boundaries": H(),
+    "FeatureConfig.separator": H(),
+    "FeatureConfig.kv_separator": R("weighted tags (kv_separator) are not implemented yet"),
+    "FeatureConfig.seq_multi_sep": R("multi-value sequence items (seq_multi_sep) are not "
+                                     "implemented yet"),
+    "FeatureConfig.max_seq_len": H(),
+    "FeatureConfig.vocab_file": R("vocab_file is not implemented yet (vocab_list is)"),
+    "FeatureConfig.vocab_list": H(
+        "values outside the list get their own extra row; EasyRec maps them to id 0, the "
+        "first value's row (a defect: unknown values would share its embedding)"),
+    "FeatureConfig.shared_names": R("shared_names is not implemented yet (declare one feature "
+                                    "per input, with the same embedding_name)"),
+    "FeatureConfig.lookup_max_sel_elem_num": R("LookupFeature is not implemented yet"),
+    "FeatureConfig.max_partitions": NA("embedding partitioning across parameter servers"),
+    "FeatureConfig.combiner": H(),
+    "FeatureConfig.initializer": R("embedding initializer is not implemented yet"),
+    "FeatureConfig.precision": R("precision (numbers formatted as ids) is not implemented yet",
+                                 (-1,)),
+    "FeatureConfig.min_val": R("min_val / max_val normalization is not implemented yet",
+                               (0.0,)),
+    "FeatureConfig.max_val": R("min_val / max_val normalization is not implemented yet",
+                               (0.0,)),
+    "FeatureConfig.normalizer_fn": R(f"{NO_PYTHON}; use log_transform / normalizer_mean / "
+                                     "normalizer_std"),
+    "FeatureConfig.raw_input_dim": H(),
+    "FeatureConfig.sequence_combiner": R("sequence_combiner is not implemented yet"),
+    "FeatureConfig.sub_feature_type": R("numeric sequence features (sub_feature_type "
+                                        "RawFeature) are not implemented yet", (0,)),
+    "FeatureConfig.sequence_length": R("sequence_length is not implemented yet", (1,)),
+    "FeatureConfig.expression": R("ExprFeature is not implemented yet"),
+    "FeatureConfig.ev_params": R("EmbeddingVariable settings (ev_params: frequency filter, "
+                                 "eviction) are not available here"),
+    "FeatureConfig.combo_join_sep": R(_COMBO, ("",)),
+    "FeatureConfig.combo_input_seps": R(_COMBO),
+    "FeatureConfig.log_transform": H(),
+    "FeatureConfig.normalizer_mean": H(),
+    "FeatureConfig.normalizer_std": H(),
+    # ---- train_config ---------------------------------------------------------------
+    "TrainConfig.optimizer_config": FieldState(
+        HONOURED, "a second optimizer_config (EasyRec: one for the embedding tables, one for "
+        "the other weights) is not implemented yet", max_items=1),
+    "TrainConfig.gradient_clipping_by_norm": R(
+        "gradient clipping of the embedding tables is not implemented yet (only the dense "
+        "weights would be clipped)", (0.0,)),
+    "TrainConfig.num_steps": H(),
+    "TrainConfig.fine_tune_checkpoint": R("fine_tune_checkpoint is not implemented yet", ("",)),
+    "TrainConfig.fine_tune_ckpt_var_map": R("fine_tune_checkpoint is not implemented yet",
+                                            ("",)),
+    "TrainConfig.sync_replicas": NA("replica synchronisation follows the distribution "
+                                    "strategy"),
+    "TrainConfig.sparse_accumulator_type": NA("a PAI-TF setting"),
+    "TrainConfig.startup_delay_steps": NA("a setting of EasyRec's parameter-server training"),
+    "TrainConfig.save_checkpoints_steps": H(),
+    "TrainConfig.save_checkpoints_secs": NA("checkpoints are written every "
+                                            "save_checkpoints_steps"),
+    "TrainConfig.keep_checkpoint_max": H(),
+    "TrainConfig.save_summary_steps": NA("summaries are written every log_step_count_steps"),
+    "TrainConfig.log_step_count_steps": H(),
+    "TrainConfig.is_profiling": NA("profiling is not part of easyblocks' training loop"),
+    "TrainConfig.force_restore_shape_compatible": NA(
+        "a checkpoint of another shape is an error here, never clipped or padded"),
+    "TrainConfig.train_distribute": H(),
+    "TrainConfig.num_gpus_per_worker": NA("devices follow the distribution strategy"),
+    "TrainConfig.summary_model_vars": NA("variable summaries are not written"),
+    "TrainConfig.protocol": NA("a PAI-TF setting"),
+    "TrainConfig.inter_op_parallelism_threads": NA("TensorFlow's thread pools are used as "
+                                                   "they are"),
+    "TrainConfig.intra_op_parallelism_threads": NA("TensorFlow's thread pools are used as "
+                                                   "they are"),
+    "TrainConfig.tensor_fuse": NA("a PAI-TF setting"),
+    "TrainConfig.write_graph": NA("the graph is not written"),
+    "TrainConfig.freeze_gradient": R("freeze_gradient is not implemented yet"),
+    "TrainConfig.incr_save_config": NA("incremental updates for online serving are not "
+                                       "written"),
+    "TrainConfig.enable_oss_stop_signal": NA("an OSS setting"),
+    "TrainConfig.dead_line": R("stopping training at dead_line is not implemented yet"),
+    "TrainConfig.seed": H(),
+    "TrainConfig.jit_compile": NA("the train step is not XLA-compiled", (False,)),
+    "Optimizer.rms_prop_optimizer": R(_optimizer_todo("rms_prop_optimizer")),
+    "Optimizer.momentum_optimizer": R(_optimizer_todo("momentum_optimizer")),
+    "Optimizer.adam_optimizer": H(
+        "embedding tables are updated row-wise for the rows a batch looked up (lazy Adam: "
+        "moments of other rows are not decayed), for speed; EasyRec's Adam updates every row"),
+    "Optimizer.momentumw_optimizer": R(_optimizer_todo("momentumw_optimizer")),
+    "Optimizer.adamw_optimizer": R(_optimizer_todo("adamw_optimizer")),
+    "Optimizer.adam_async_optimizer": R("AdamAsync (PAI-TF) is not available here; use "
+                                        "adam_optimizer"),
+    "Optimizer.adagrad_optimizer": H("Keras' Adagrad adds 1e-7 to the denominator; TF1's "
+                                     "had no epsilon"),
+    "Optimizer.ftrl_optimizer": R(_optimizer_todo("ftrl_optimizer")),
+    "Optimizer.adam_asyncw_optimizer": R("AdamAsyncW (PAI-TF) is not available here"),
+    "Optimizer.lazy_adam_optimizer": H(),
+    "Optimizer.sgd_optimizer": H(),
+    "Optimizer.use_moving_average": R("use_moving_average (weight averaging) is not "
+                                      "implemented yet", (False,)),
+    "Optimizer.moving_average_decay": H("used only with use_moving_average"),
+    "Optimizer.embedding_learning_rate_multiplier": R(
+        "embedding_learning_rate_multiplier is not implemented yet"),
+    "AdamOptimizer.learning_rate": H(),
+    "AdamOptimizer.beta1": H(),
+    "AdamOptimizer.beta2": H(),
+    "AdamOptimizer.epsilon": H(),
+    "LazyAdamOptimizer.learning_rate": H(),
+    "LazyAdamOptimizer.beta1": H(),
+    "LazyAdamOptimizer.beta2": H(),
+    "AdagradOptimizer.learning_rate": H(),
+    "AdagradOptimizer.initial_accumulator_value": H(),
+    "SgdOptimizer.learning_rate": H(),
+    "SgdOptimizer.momentum": H(),
+    "LearningRate.constant_learning_rate": H(),
+    "LearningRate.exponential_decay_learning_rate": H(),
+    **{f"LearningRate.{name}": R(f"{name} is not implemented yet") for name in (
+        "manual_step_learning_rate", "cosine_decay_learning_rate", "poly_decay_learning_rate",
+        "transformer_learning_rate")},
+    "ConstantLearningRate.learning_rate": H(),
+    "ExponentialDecayLearningRate.initial_learning_rate": H(),
+    "ExponentialDecayLearningRate.decay_steps": H(),
+    "ExponentialDecayLearningRate.decay_factor": H(),
+    "ExponentialDecayLearningRate.staircase": H(),
+    "ExponentialDecayLearningRate.burnin_learning_rate": R("learning-rate burn-in is not "
+                                                           "implemented yet", (0.0,)),
+    "ExponentialDecayLearningRate.burnin_steps": R("learning-rate burn-in is not implemented "
+                                                   "yet", (0,)),
+    "ExponentialDecayLearningRate.min_learning_rate": H(),
+    # ---- eval_config ----------------------------------------------------------------
+    "EvalConfig.num_examples": H(),
+    "EvalConfig.eval_interval_secs": NA("evaluation runs after training and with `easyblocks "
+                                        "evaluate`, not periodically"),
+    "EvalConfig.max_evals": NA("evaluation runs after training and with `easyblocks "
+                               "evaluate`, not periodically"),
+    "EvalConfig.save_graph": NA("the graph is not written"),
+    "EvalConfig.metrics_set": H(),
+    "EvalConfig.eval_online": NA("evaluation runs on eval_input_path"),
+    "EvalConfig.domain_field": H(),
+    "EvalMetrics.auc": H(),
+    "EvalMetrics.recall_at_topk": NA(_METRIC_NOT_COMPUTED),
+    "EvalMetrics.mean_absolute_error": NA(_METRIC_NOT_COMPUTED),
+    "EvalMetrics.mean_squared_error": NA(_METRIC_NOT_COMPUTED),
+    "EvalMetrics.accuracy": NA(_METRIC_NOT_COMPUTED),
+    "EvalMetrics.max_f1": NA(_METRIC_NOT_COMPUTED),
+    "EvalMetrics.root_mean_squared_error": NA(_METRIC_NOT_COMPUTED),
+    "EvalMetrics.gauc": H(),
+    "EvalMetrics.session_auc": NA(_METRIC_NOT_COMPUTED),
+    "EvalMetrics.recall": NA(_METRIC_NOT_COMPUTED),
+    "EvalMetrics.precision": NA(_METRIC_NOT_COMPUTED),
+    "EvalMetrics.precision_at_topk": NA(_METRIC_NOT_COMPUTED),
+    "EvalMetrics.logloss": H(),
+    "AUC.num_thresholds": NA("AUC is computed exactly (no thresholds)"),
+    "GAUC.uid_field": H(),
+    "GAUC.reduction": H(),
+    # ---- export_config --------------------------------------------------------------
+    "ExportConfig.batch_size": NA("the exported model takes any batch size"),
+    "ExportConfig.exporter_type": NA("models are exported with `easyblocks export`, not during "
+                                     "training"),
+    "ExportConfig.best_exporter_metric": NA("models are exported with `easyblocks export`"),
+    "ExportConfig.metric_bigger": NA("models are exported with `easyblocks export`"),
+    "ExportConfig.enable_early_stop": R("early stopping is not implemented yet", (False,)),
+    "ExportConfig.early_stop_func": R("early stopping is not implemented yet"),
+    "ExportConfig.early_stop_params": R("early stopping is not implemented yet"),
+    "ExportConfig.max_check_steps": NA("used only with early stopping"),
+    "ExportConfig.multi_placeholder": NA("the export always takes one input per raw column"),
+    "ExportConfig.exports_to_keep": NA("models are exported with `easyblocks export`"),
+    "ExportConfig.multi_value_fields": NA("the export takes multi-value columns as separated "
+                                          "strings, like the CSV"),
+    "ExportConfig.auto_multi_value": NA("the export takes multi-value columns as separated "
+                                        "strings, like the CSV"),
+    "ExportConfig.placeholder_named_by_input": NA("serving inputs are always named by input "
+                                                  "column"),
+    "ExportConfig.filter_inputs": NA("the export takes the input columns the features read"),
+    "ExportConfig.export_features": NA("feature values are not exported"),
+    "ExportConfig.export_rtp_outputs": NA("RTP outputs are not exported"),
+    "ExportConfig.asset_files": NA("asset files are not exported"),
+    "ExportConfig.export_dir": H(),
+    # ---- model_config ---------------------------------------------------------------
+    "EasyRecModel.model_class": H(),  # value-dependent: see MODEL_CLASSES
+    "EasyRecModel.model_name": H(),
+    "EasyRecModel.feature_groups": H(),
+    "EasyRecModel.model_params": H(),
+    "EasyRecModel.seq_att_groups": R("seq_att_groups is not implemented yet"),
+    "EasyRecModel.embedding_regularization": H(
+        "embedding_regularization x (sum of the looked-up embeddings' squared values) / batch "
+        "size; EasyRec's TF1 l2_regularizer gives x sum / 2 (so an EasyRec value corresponds "
+        "to ours x batch_size / 2)"),
+    "EasyRecModel.loss_type": H(),
+    "EasyRecModel.num_class": H(),
+    "EasyRecModel.ev_params": R("EmbeddingVariable settings (ev_params) are not available "
+                                "here"),
+    "EasyRecModel.kd": R("knowledge distillation (kd) is not implemented yet"),
+    "EasyRecModel.restore_filters": NA("used only with fine_tune_checkpoint"),
+    "EasyRecModel.variational_dropout": R("variational_dropout is not implemented yet"),
+    "EasyRecModel.losses": H(),
+    "EasyRecModel.loss_weight_strategy": H(),
+    "EasyRecModel.backbone": H(),
+    "EasyRecModel.label_name": H(),
+    "EasyRecModel.add_to_logit": H(),
+    "EasyRecModel.logit_from_backbone": H(),
+    "ModelParams.l2_regularization": H(
+        "l2_regularization x sum of squares of every dense kernel of the model; EasyRec's TF1 "
+        "l2_regularizer gives x sum / 2, on the layers it passes the regularizer to"),
+    "ModelParams.outputs": NA("the export returns probs_<tower> and logits_<tower>"),
+    "ModelParams.task_towers": H(),
+    "ModelParams.user_tower_idx_in_output": R(MATCH),
+    "ModelParams.item_tower_idx_in_output": R(MATCH),
+    "ModelParams.simi_func": R(MATCH),
+    "ModelParams.temperature": R(MATCH),
+    "ModelParams.scale_simi": R(MATCH),
+    "FeatureGroupConfig.group_name": H(),
+    "FeatureGroupConfig.feature_names": H(),
+    "FeatureGroupConfig.wide_deep": H(),
+    "FeatureGroupConfig.sequence_features": R("feature-group sequence_features (DIN-style "
+                                              "attention groups) are not implemented yet"),
+    "FeatureGroupConfig.negative_sampler": R(_SAMPLER, (False,)),
+    "BayesTaskTower.tower_name": H(),
+    "BayesTaskTower.label_name": H(),
+    "BayesTaskTower.metrics_set": H(),
+    "BayesTaskTower.loss_type": H(),
+    "BayesTaskTower.num_class": H(),
+    "BayesTaskTower.dnn": H(),
+    "BayesTaskTower.relation_tower_names": H(),
+    "BayesTaskTower.relation_dnn": R("relation_dnn (DBMTL's task relations) is not implemented "
+                                     "yet"),
+    "BayesTaskTower.weight": H(),
+    "BayesTaskTower.task_space_indicator_label": R(_TASK_SPACE),
+    "BayesTaskTower.in_task_space_weight": R(_TASK_SPACE, (1.0,)),
+    "BayesTaskTower.out_task_space_weight": R(_TASK_SPACE, (1.0,)),
+    "BayesTaskTower.losses": H(),
+    "BayesTaskTower.use_sample_weight": H("sample weights are not implemented (sample_weight "
+                                          "is refused), so this has no effect"),
+    "BayesTaskTower.task_space_indicator_name": R(_TASK_SPACE),
+    "BayesTaskTower.task_space_indicator_value": R(_TASK_SPACE),
+    "BayesTaskTower.add_to_logit": H(),
+    "BayesTaskTower.logit_from_backbone": H(),
+    "BayesTaskTower.prob_product_of": H(),
+    "DNN.hidden_units": H(),
+    "DNN.dropout_ratio": H(),
+    "DNN.activation": H(),
+    "DNN.use_bn": H(),
+    "Loss.loss_type": H(),
+    "Loss.weight": H("each loss of a tower keeps its own weight, times the tower's weight "
+                     "(EasyRec gave every loss of a tower the first loss's weight, a defect)"),
+    "Loss.loss_name": NA("losses are reported as loss/<tower>/<loss type>"),
+    "Loss.learn_loss_weight": R("learned loss weights are not implemented yet", (False,)),
+    # ---- backbone -------------------------------------------------------------------
+    "BackboneTower.packages": H(),
+    "BackboneTower.blocks": H(),
+    "BackboneTower.concat_blocks": H(),
+    "BackboneTower.output_blocks": H(),
+    "BackboneTower.top_mlp": H(),
+    "BlockPackage.name": H(),
+    "BlockPackage.blocks": H(),
+    "BlockPackage.concat_blocks": H(),
+    "BlockPackage.output_blocks": H(),
+    "Block.name": H(),
+    "Block.inputs": H("several inputs of which one is a list are an error (set "
+                      "merge_inputs_into_list); EasyRec merged them into one list"),
+    "Block.input_concat_axis": H(),
+    "Block.merge_inputs_into_list": H(),
+    "Block.extra_input_fn": H("a safe expression, interpreted, never eval'ed"),
+    "Block.layers": H(),
+    "Block.input_layer": H(),
+    "Block.lambda": H(),
+    "Block.keras_layer": H(),
+    "Block.recurrent": H(),
+    "Block.repeat": H(),
+    "Block.raw_input": H(),
+    "Block.embedding_layer": R("embedding_layer blocks are not implemented yet"),
+    "Input.feature_group_name": H(),
+    "Input.block_name": H(),
+    "Input.package_name": H(),
+    "Input.use_package_input": H(),
+    "Input.input_fn": H("a safe expression, interpreted, never eval'ed"),
+    "Input.input_slice": H("parsed by a slice grammar, never eval'ed"),
+    "Input.ignore_input": H(),
+    "Input.reset_input": R("reset_input is not implemented yet"),
+    "Input.package_input": H(),
+    "Input.package_input_fn": R("package_input_fn is not implemented yet"),
+    "InputLayer.do_batch_norm": R("input_layer do_batch_norm is not implemented yet",
+                                  (False,)),
+    "InputLayer.do_layer_norm": R("input_layer do_layer_norm is not implemented yet",
+                                  (False,)),
+    "InputLayer.dropout_rate": R("input_layer dropout_rate is not implemented yet", (0.0,)),
+    "InputLayer.feature_dropout_rate": R("input_layer feature_dropout_rate is not implemented "
+                                         "yet", (0.0,)),
+    "InputLayer.only_output_feature_list": H(),
+    "InputLayer.only_output_3d_tensor": H(),
+    "InputLayer.output_2d_tensor_and_feature_list": H(),
+    "InputLayer.output_seq_and_normal_feature": R(
+        "input_layer output_seq_and_normal_feature is not implemented yet", (False,)),
+    "InputLayer.wide_output_dim": R("wide_output_dim other than 1 is not implemented yet (a "
+                                    "WIDE group gives each feature's 1-dimensional weight)",
+                                    (1,)),
+    "InputLayer.concat_seq_feature": R("input_layer concat_seq_feature: false is not "
+                                       "implemented yet", (True,)),
+    "Lambda.expression": H("a safe expression, interpreted, never eval'ed"),
+    "Layer.lambda": H(),
+    "Layer.keras_layer": H(),
+    "Layer.recurrent": H(),
+    "Layer.repeat": H(),
+    "RecurrentLayer.num_steps": H(),
+    "RecurrentLayer.fixed_input_index": H(),
+    "RecurrentLayer.keras_layer": H(),
+    "RepeatLayer.num_repeat": H(),
+    "RepeatLayer.output_concat_axis": H(),
+    "RepeatLayer.keras_layer": H(),
+    "RepeatLayer.input_slice": H("parsed by a slice grammar, never eval'ed"),
+    "RepeatLayer.input_fn": H("a safe expression, interpreted, never eval'ed"),
+    "KerasLayer.class_name": H(),
+    # KerasLayer's params (st_params and every typed message): added below
+}
+
+# The parameters of EasyRec's model classes and of losses easyblocks does not implement:
+# one entry per field of the oneof, generated from the descriptors in `_complete()`.
+ONEOF_STATES: dict[str, FieldState] = {
+    "EasyRecModel.model": R(ZOO_PARAMS),
+    "Loss.loss_param": R("parameters of a loss type that is not implemented yet"),
+    "KerasLayer.params": H("the block's constructor arguments (a parameter it does not take "
+                           "is an error)"),
+}
+
+# Fields whose messages hold block parameters: not walked (honoured by construction).
+BLOCK_PARAM_FIELDS = ("BackboneTower.top_mlp",)
+
+ENUM_VALUES: dict[str, FieldState] = {
+    "DatasetConfig.FieldType.INT32": H(),
+    "DatasetConfig.FieldType.INT64": H(),
+    "DatasetConfig.FieldType.STRING": H(),
+    "DatasetConfig.FieldType.FLOAT": H(),
+    "DatasetConfig.FieldType.DOUBLE": H(),
+    "DatasetConfig.FieldType.BOOL": H(),
+    "DatasetConfig.InputType.CSVInput": H(),
+    "DatasetConfig.InputType.CSVInputV2": R("CSVInputV2 is deprecated in EasyRec; use CSVInput"),
+    "DatasetConfig.InputType.CSVInputEx": R("CSVInputEx (quoted CSV fields) is not implemented "
+                                            "yet; use CSVInput"),
+    "DatasetConfig.InputType.OdpsInput": R(f"{NOT_HERE} (ODPS)"),
+    "DatasetConfig.InputType.OdpsInputV2": R(f"{NOT_HERE} (ODPS)"),
+    "DatasetConfig.InputType.DataHubInput": R(f"{NOT_HERE} (Datahub)"),
+    "DatasetConfig.InputType.OdpsInputV3": R(f"{NOT_HERE} (ODPS)"),
+    "DatasetConfig.InputType.RTPInput": R(f"{NOT_HERE} (RTP)"),
+    "DatasetConfig.InputType.RTPInputV2": R(f"{NOT_HERE} (RTP)"),
+    "DatasetConfig.InputType.OdpsRTPInput": R(f"{NOT_HERE} (ODPS)"),
+    "DatasetConfig.InputType.OdpsRTPInputV2": R(f"{NOT_HERE} (ODPS)"),
+    "DatasetConfig.InputType.TFRecordInput": R("TFRecord input is not implemented yet"),
+    "DatasetConfig.InputType.BatchTFRecordInput": R("TFRecord input is not implemented yet"),
+    "DatasetConfig.InputType.DummyInput": R(f"{NOT_HERE} (EasyRec's DummyInput)"),
+    "DatasetConfig.InputType.KafkaInput": R(f"{NOT_HERE} (Kafka)"),
+    "DatasetConfig.InputType.HiveInput": R(f"{NOT_HERE} (Hive)"),
+    "DatasetConfig.InputType.HiveRTPInput": R(f"{NOT_HERE} (Hive)"),
+    "DatasetConfig.InputType.HiveParquetInput": R(f"{NOT_HERE} (Hive)"),
+    "DatasetConfig.InputType.ParquetInput": R("Parquet input is not implemented yet"),
+    "DatasetConfig.InputType.ParquetInputV2": R("Parquet input is not implemented yet"),
+    "DatasetConfig.InputType.ParquetInputV3": R("Parquet input is not implemented yet"),
+    "DatasetConfig.InputType.CriteoInput": R(f"{NOT_HERE} (EasyRec's Criteo binary input)"),
+    "FeatureConfig.FeatureType.IdFeature": H(),
+    "FeatureConfig.FeatureType.RawFeature": H(),
+    "FeatureConfig.FeatureType.TagFeature": H(),
+    "FeatureConfig.FeatureType.ComboFeature": R(_COMBO),
+    "FeatureConfig.FeatureType.LookupFeature": R("LookupFeature is not implemented yet"),
+    "FeatureConfig.FeatureType.SequenceFeature": H(),
+    "FeatureConfig.FeatureType.ExprFeature": R("ExprFeature is not implemented yet"),
+    "FeatureConfig.FeatureType.PassThroughFeature": R("PassThroughFeature is not implemented "
+                                                      "yet"),
+    "WideOrDeep.DEEP": H(),
+    "WideOrDeep.WIDE": H(),
+    "WideOrDeep.WIDE_AND_DEEP": R("WIDE_AND_DEEP groups are not implemented yet; declare a WIDE "
+                                  "group and a DEEP group with the same features"),
+    "DistributionStrategy.NoStrategy": H(),
+    **{f"DistributionStrategy.{name}": R(
+        f"train_distribute {name} is not supported yet (training runs in one process, "
+        "NoStrategy)") for name in (
+        "PSStrategy", "MirroredStrategy", "CollectiveAllReduceStrategy", "ExascaleStrategy",
+        "MultiWorkerMirroredStrategy", "HorovodStrategy", "SokStrategy",
+        "EmbeddingParallelStrategy")},
+    "LossType.CLASSIFICATION": H(),
+    "LossType.L2_LOSS": H(),
+    "LossType.ORDER_CALIBRATE_LOSS": H(
+        "a configured calibration loss is never dropped: without relation_tower_names the "
+        "relation is inferred from the backbone DAG, or it is an error (EasyRec silently "
+        "added nothing); its weight, unset, is AITM's alpha 0.6 (EasyRec: 1.0) and the "
+        "tower's weight applies too (EasyRec: not); it is reported per tower (EasyRec: one "
+        "key, a second calibrated tower overwrote the first)"),
+    **{f"LossType.{name}": R(f"loss_type {name} is not implemented yet") for name in (
+        "SIGMOID_L2_LOSS", "CROSS_ENTROPY_LOSS", "SOFTMAX_CROSS_ENTROPY", "CIRCLE_LOSS",
+        "MULTI_SIMILARITY_LOSS", "SOFTMAX_CROSS_ENTROPY_WITH_NEGATIVE_MINING",
+        "PAIR_WISE_LOSS", "F1_REWEIGHTED_LOSS", "BINARY_FOCAL_LOSS", "PAIRWISE_FOCAL_LOSS",
+        "PAIRWISE_LOGISTIC_LOSS", "PAIRWISE_HINGE_LOSS", "JRC_LOSS",
+        "BINARY_CROSS_ENTROPY_LOSS", "KL_DIVERGENCE_LOSS", "LISTWISE_RANK_LOSS",
+        "LISTWISE_DISTILL_LOSS", "ZILN_LOSS")},
+    "EasyRecModel.LossWeightStrategy.Fixed": H(),
+    "EasyRecModel.LossWeightStrategy.Uncertainty": R("loss_weight_strategy Uncertainty is not "
+                                                     "implemented yet"),
+    "EasyRecModel.LossWeightStrategy.Random": R("loss_weight_strategy Random is not "
+                                                "implemented yet"),
+}
+
+
+def model_class_state(name: str) -> FieldState | None:
+    """The state of a model_class value; None for a name that is not EasyRec's either (a
+    typo: the tower builder reports it with the closest names)."""
+    if name in MODEL_CLASSES:
+        return H()
+    if name in EASYREC_MODEL_CLASSES:
+        return R(f"model_class {name} is not available yet ({ZOO})")
+    return None
+
+
+def _complete() -> None:
+    """Adds an entry for every field of the oneofs in ONEOF_STATES (from the descriptors)."""
+    from easyblocks.protos import backbone_pb2, loss_pb2, model_pb2
+
+    messages = {"EasyRecModel": model_pb2.EasyRecModel, "Loss": loss_pb2.Loss,
+                "KerasLayer": backbone_pb2.KerasLayer}
+    for key, state in ONEOF_STATES.items():
+        message, oneof = key.split(".")
+        for field in messages[message].DESCRIPTOR.oneofs_by_name[oneof].fields:
+            if field.name == "model_params":
+                continue  # RankModel / MultiTaskModel: listed above
+            FIELDS.setdefault(f"{message}.{field.name}", state)
+
+
+_complete()
+
+
+def markdown_table() -> str:
+    """docs/easyrec.md's field table: every field and enum value that is not plainly
+    honoured (with its reason or note), then the plainly honoured ones, grouped by message."""
+    rows = ["| field | state | reason / difference from EasyRec |", "|---|---|---|"]
+    entries = sorted(FIELDS.items()) + sorted(ENUM_VALUES.items())
+    honoured: dict[str, list[str]] = {}
+    for key, st in entries:
+        text = st.reason if st.state != HONOURED else st.note
+        if st.state == HONOURED and st.max_items:
+            text = f"at most {st.max_items}; more: refused ({st.reason})"
+        if st.ok:
+            text += " (honoured when " + " / ".join(repr(v) for v in st.ok) + ")"
+        if st.state == HONOURED and not text:
+            message, field = key.rsplit(".", 1)
+            honoured.setdefault(message, []).append(field)
+            continue
+        rows.append(f"| `{key}` | {st.state} | {text} |")
+    rows.append(f"| `EasyRecModel.model_class` values | {HONOURED} | "
+                + ", ".join(MODEL_CLASSES) + " |")
+    rows.append(f"| `EasyRecModel.model_class` values | {REFUSED} | "
+                + ", ".join(EASYREC_MODEL_CLASSES) + f": not available yet ({ZOO}) |")
+    out = ["Honoured, same meaning as in EasyRec:", ""]
+    out += [f"- `{m}`: " + ", ".join(f"`{f}`" for f in fields) for m, fields in
+            sorted(honoured.items())]
+    out += ["- block parameters (`KerasLayer` typed params, `st_params`, `backbone.top_mlp`): "
+            "passed to the block's constructor; one it does not take is an error", ""]
+    return "\n".join(rows + [""] + out)
