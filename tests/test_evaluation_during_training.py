@@ -322,3 +322,53 @@ def test_resume_mid_epoch_evaluates_like_an_uninterrupted_run(tmp_path):
     assert resumed["step"] == expected["step"]
     assert resumed["towers"]["clk"]["overall"]["logloss"] == pytest.approx(
         expected["towers"]["clk"]["overall"]["logloss"], rel=1e-5)
+
+
+def test_early_stopping_rules(tmp_path):
+    """EasyRec's max_check_steps (steps since the best) and patience (evaluations since the
+    best); NaN never counts as an improvement; the record survives a new process."""
+    from easyblocks.config.specs import SelectionSpec
+    from easyblocks.train.selection import BestCheckpoint, EarlyStopping
+
+    step = tf.Variable(0, dtype=tf.int64)
+    checkpoint = tf.train.Checkpoint(step=step)
+
+    def results(value):
+        return {"towers": {"clk": {"overall": {"auc": value}}}}
+
+    def run(spec, values, model_dir):
+        best = BestCheckpoint(spec, checkpoint, str(model_dir))
+        stopping = EarlyStopping(spec, best)
+        decisions = []
+        for s, v in values:
+            step.assign(s)
+            best.update(s, 1, results(v))
+            decisions.append(stopping.should_stop() is not None)
+        return best, decisions
+
+    by_steps = SelectionSpec("clk/auc", early_stop=True, max_check_steps=10)
+    best, stops = run(by_steps, [(5, 0.6), (10, 0.7), (15, 0.65), (20, 0.69)], tmp_path / "a")
+    assert stops == [False, False, False, True] and best.best["step"] == 10
+    assert os.path.basename(best.best["checkpoint"]) == "ckpt-10"
+    by_evals = SelectionSpec("clk/auc", early_stop=True, patience=2)
+    best, stops = run(by_evals, [(1, 0.6), (2, float("nan")), (3, 0.61), (4, 0.61), (5, 0.5)],
+                      tmp_path / "b")
+    assert stops == [False, False, False, False, True] and best.best["step"] == 3
+    smaller = SelectionSpec("clk/auc", bigger=False, early_stop=True, patience=1)
+    best, stops = run(smaller, [(1, 0.6), (2, 0.5), (3, 0.55)], tmp_path / "c")
+    assert stops == [False, False, True] and best.best["step"] == 2
+    again = BestCheckpoint(smaller, checkpoint, str(tmp_path / "c"))  # a resumed run
+    assert again.best == best.best and len(again.history) == 3
+    assert EarlyStopping(smaller, again).should_stop() is not None
+
+
+def test_checkpoint_choice_without_a_best_one(tmp_path):
+    from easyblocks.models.state import ModelState
+
+    state = ModelState(spec_of('export_config { exporter_type: "best" }'), str(tmp_path))
+    tf.train.CheckpointManager(state.checkpoint(), str(tmp_path), 1).save(checkpoint_number=3)
+    with pytest.raises(ConfigError, match="no best checkpoint in .*best: training keeps one"):
+        state.find_checkpoint("best")
+    # the default falls back to the latest until training has written a best one
+    assert state.find_checkpoint(None) == state.find_checkpoint("latest") == str(
+        tmp_path / "ckpt-3")

@@ -156,6 +156,7 @@ class Trainer:
         steady_t0, steady_examples = None, 0
         log.info("training %s from step %d%s", self.spec.path, start,
                  f" to {tc.num_steps}" if tc.num_steps else f" for {tc.num_epochs} epoch(s)")
+        self._log_evaluation_plan()
         stop = False
         for features, labels, _, position in batches(ds, files, data):
             epoch, index = int(position[0]), int(position[1])
@@ -209,6 +210,24 @@ class Trainer:
             self.manager.save(checkpoint_number=step)
 
     # ---- evaluation during training ----------------------------------------------------------
+    def _log_evaluation_plan(self) -> None:
+        ec, selection = self.spec.eval, self.train_spec.selection
+        when = [f"every {ec.interval_steps} steps"] if ec.interval_steps else []
+        if ec.interval_epochs:
+            when.append("every epoch" if ec.interval_epochs == 1
+                        else f"every {ec.interval_epochs} epochs")
+        if not when:
+            return
+        line = f"evaluating {' and '.join(when)} on {self.evaluator.source()[2]}"
+        if selection is not None:
+            direction = "bigger" if selection.bigger else "smaller"
+            line += f"; best checkpoint by {selection.metric} ({direction} is better)"
+        if self.early_stopping is not None:
+            line += "; early stopping after " + (
+                f"{selection.patience} evaluations" if selection.patience
+                else f"{selection.max_check_steps} steps") + " without improvement"
+        log.info(line)
+
     def _end_of_epoch(self, step: int, epoch: int) -> bool:
         """Epoch `epoch` (from 0) ended at `step`: evaluates when eval_interval_epochs says
         so; returns whether training should stop."""

@@ -59,6 +59,10 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return dataclasses.asdict(self.spec)
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(LearningRateSpec(**config))
+
 
 def learning_rate(spec: LearningRateSpec):
     """A float (constant), or the Schedule of the optimizer's update count."""
