@@ -159,14 +159,14 @@ class Trainer:
         self._log_evaluation_plan()
         stop = False
         for features, labels, _, position in batches(ds, files, data):
-            epoch, index = int(position[0]), int(position[1])
-            if index == 0 and epoch > 0 and self._end_of_epoch(step, epoch - 1):
+            batch_epoch, index = int(position[0]), int(position[1])
+            if index == 0 and batch_epoch > 0 and self._end_of_epoch(step, batch_epoch - 1):
                 stop = True
                 break
             if tc.num_steps and step >= tc.num_steps:
                 break
             terms = train_step(features, labels)
-            step += 1
+            step, epoch = step + 1, batch_epoch  # epoch: of the last batch trained
             batch = int(next(iter(labels.values())).shape[0])
             examples += batch
             if steady_t0 is not None:
