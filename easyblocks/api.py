@@ -66,17 +66,22 @@ def _restored_state(spec: PipelineSpec, model_dir: str | None, checkpoint: str |
 
 def evaluate(config_path: str, model_dir: str | None = None, checkpoint: str | None = None,
              extra_plugins: list[str] = (), overrides: list[str] = ()) -> dict:
-    """Evaluates the latest (or given) checkpoint in model_dir."""
+    """Evaluates a checkpoint of model_dir: "latest", "best", a path, or by default the best
+    one when the config keeps one (export_config), else the latest. The results name it
+    ("checkpoint")."""
     from easyblocks.eval.evaluator import Evaluator
 
     spec = resolve(config_path, extra_plugins, overrides=overrides)
-    return Evaluator(_restored_state(spec, model_dir, checkpoint)).evaluate()
+    state = _restored_state(spec, model_dir, checkpoint)
+    return Evaluator(state).evaluate({"checkpoint": state.restored},
+                                     note=f" (checkpoint {state.restored})")
 
 
 def export(config_path: str, model_dir: str | None = None, export_dir: str | None = None,
            checkpoint: str | None = None, extra_plugins: list[str] = (),
            overrides: list[str] = (), blocks: list[str] = ()) -> str:
-    """Exports the latest (or given) checkpoint as a SavedModel; returns its directory.
+    """Exports a checkpoint as a SavedModel (which one: see `evaluate`); returns its
+    directory.
 
     With `blocks`, the SavedModel returns those backbone blocks' outputs and takes only
     the columns they need (e.g. one tower of a two-tower model, for retrieval).
@@ -93,15 +98,17 @@ def export(config_path: str, model_dir: str | None = None, export_dir: str | Non
 
 def predict(config_path: str, input_path: str, output_path: str, keep_columns: list[str] = (),
             model_dir: str | None = None, export_dir: str | None = None,
-            extra_plugins: list[str] = (), overrides: list[str] = ()) -> int:
-    """Scores a CSV file into output_path; returns the number of rows."""
+            extra_plugins: list[str] = (), overrides: list[str] = (),
+            checkpoint: str | None = None) -> int:
+    """Scores a CSV file into output_path from a SavedModel, or from a checkpoint (which
+    one: see `evaluate`); returns the number of rows."""
     from easyblocks.models.state import ModelState
     from easyblocks.serving.predict import predict_file
 
     spec = resolve(config_path, extra_plugins, overrides=overrides)
     state = ModelState(spec, model_dir)
     if not export_dir:
-        state.restore(None, required=True)
+        state.restore(checkpoint, required=True)
     return predict_file(state, input_path, output_path, list(keep_columns), export_dir)
 
 

@@ -30,13 +30,15 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train (resuming from model_dir), then evaluate")
     common(t)
     t.add_argument("--num_steps", type=int, help="overrides train_config.num_steps")
-    e = sub.add_parser("evaluate", help="evaluate the latest checkpoint in model_dir")
+    checkpoint_help = ("latest, best, or a checkpoint path (default: the best checkpoint when "
+                       "the config keeps one, else the latest)")
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint of model_dir")
     common(e)
-    e.add_argument("--checkpoint", help="a checkpoint path instead of the latest")
-    x = sub.add_parser("export", help="export the latest checkpoint as a SavedModel")
+    e.add_argument("--checkpoint", help=checkpoint_help)
+    x = sub.add_parser("export", help="export a checkpoint as a SavedModel")
     common(x)
     x.add_argument("--export_dir", help="default: export_config.export_dir or model_dir/export")
-    x.add_argument("--checkpoint", help="a checkpoint path instead of the latest")
+    x.add_argument("--checkpoint", help=checkpoint_help)
     x.add_argument("--block", action="append", default=[], dest="blocks",
                    help="export this backbone block's output instead of the towers, from the "
                    "columns it needs alone (repeatable; e.g. a two-tower model's user tower)")
@@ -46,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     p_.add_argument("--output", required=True, help="CSV of kept columns and probs_<tower>")
     p_.add_argument("--keep", default="", help="comma-separated columns to copy (e.g. user_id)")
     p_.add_argument("--export_dir", help="score with this SavedModel instead of a checkpoint")
+    p_.add_argument("--checkpoint", help=checkpoint_help)
     v = sub.add_parser("validate", help="check a config and print its blocks and towers")
     common(v)
     v.add_argument("--explain", action="store_true",
@@ -82,7 +85,7 @@ def _run(args) -> int:
     elif args.command == "predict":
         keep = [c.strip() for c in args.keep.split(",") if c.strip()]
         api.predict(args.config, args.input, args.output, keep, args.model_dir, args.export_dir,
-                    args.plugin, args.overrides)
+                    args.plugin, args.overrides, args.checkpoint)
     elif args.command == "validate":
         if args.explain:
             listing, refused = api.explain_config(args.config, args.overrides)

@@ -300,8 +300,18 @@ class ModelSpec:
 
 @dataclasses.dataclass(frozen=True)
 class LearningRateSpec:
-    """kind "constant" (learning_rate) or "exponential_decay" (initial_learning_rate *
-    decay_factor ** (step / decay_steps), floored at min_learning_rate)."""
+    """The learning rate as a function of the step (the number of updates made so far).
+
+    kind "constant": learning_rate.
+    kind "exponential_decay": learning_rate * decay_factor ** ((step - warmup_steps) /
+    decay_steps) (the exponent floored with staircase), at least min_learning_rate; during
+    the first warmup_steps steps linear from warmup_learning_rate to learning_rate
+    (warmup_learning_rate 0: learning_rate throughout; EasyRec's burn-in).
+    kind "cosine_decay": linear from warmup_learning_rate to learning_rate over
+    warmup_steps, learning_rate for hold_steps more, then 0.5 * learning_rate * (1 +
+    cos(pi * t / (total_steps - warmup_steps - hold_steps))) with t the steps since the
+    hold ended; 0 after total_steps.
+    """
 
     kind: str = "constant"
     learning_rate: float = 0.001
@@ -309,6 +319,10 @@ class LearningRateSpec:
     decay_factor: float = 0.95
     staircase: bool = True
     min_learning_rate: float = 0.0
+    warmup_steps: int = 0
+    warmup_learning_rate: float = 0.0
+    hold_steps: int = 0
+    total_steps: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,6 +339,32 @@ class OptimizerSpec:
     clip_norm: float = 0.0  # global gradient clipping by norm (0: off)
 
 
+@dataclasses.dataclass(frozen=True)
+class SelectionSpec:
+    """The best checkpoint and early stopping (export_config).
+
+    metric: "tower/metric" (e.g. "ctr/auc"), ranked bigger-is-better when `bigger`.
+    keep: how many best checkpoints (successive improvements) model_dir/best keeps.
+    early_stop: stop training when the metric has not improved for `patience`
+    evaluations (patience > 0), else for max_check_steps steps.
+    """
+
+    metric: str
+    bigger: bool = True
+    keep: int = 1
+    early_stop: bool = False
+    patience: int = 0
+    max_check_steps: int = 10000
+
+    @property
+    def tower(self) -> str:
+        return self.metric.split("/")[0]
+
+    @property
+    def metric_name(self) -> str:
+        return self.metric.split("/")[1]
+
+
 @dataclasses.dataclass
 class TrainSpec:
     optimizer: OptimizerSpec
@@ -335,17 +375,26 @@ class TrainSpec:
     keep_checkpoint_max: int = 5  # 0: keep all
     strategy: str = "NoStrategy"
     seed: int = 2024
+    selection: SelectionSpec | None = None  # None: no best checkpoint, no early stopping
 
 
 @dataclasses.dataclass
 class EvalSpec:
     """Evaluation: gauc groups by uid_field; every metric also per value of domain_field;
-    num_examples 0 evaluates the whole input."""
+    num_examples 0 evaluates the whole input.
+
+    During training: every interval_steps steps and at the end of every interval_epochs
+    epochs (0: not); without an eval input, on the holdout_fraction of the training rows
+    that a hash of each line sets apart (0: on the training input itself).
+    """
 
     uid_field: str | None = None
     gauc_reduction: str = "mean"  # EasyRec's: mean, mean_by_sample_num, mean_by_positive_num
     domain_field: str | None = None
     num_examples: int = 0
+    interval_steps: int = 0
+    interval_epochs: int = 0
+    holdout_fraction: float = 0.0
 
     @property
     def keep_columns(self) -> list[str]:

@@ -20,6 +20,7 @@ from easyblocks.config.specs import DataSpec, FieldSpec
 from easyblocks.errors import DataError
 from easyblocks.features.preprocess import Preprocessor
 
+HOLDOUT_BUCKETS = 10000
 TF_TYPES = {"INT32": tf.int32, "INT64": tf.int64, "STRING": tf.string, "FLOAT": tf.float32,
             "DOUBLE": tf.float64, "BOOL": tf.int32}
 
@@ -129,19 +130,59 @@ class CSVInput:
         kept = {name: cols[name] for name in self.keep_columns}
         return features, labels, kept
 
-    def dataset(self, files: list[str], batch_size: int, training: bool, num_epochs: int = 1,
-                skip_batches: int = 0, seed: int | None = None) -> tf.data.Dataset:
-        """Lines -> shuffled (training) -> batches -> parsed in parallel -> prefetched."""
+    def lines(self, files: list[str], holdout_fraction: float = 0.0,
+              heldout: bool = False) -> tf.data.Dataset:
+        """The text lines of files (headers skipped). With holdout_fraction, only the
+        training part (heldout False) or the held-out part (heldout True) of the rows.
+
+        A row is held out when a hash of its text falls in the first holdout_fraction of
+        HOLDOUT_BUCKETS buckets: the split does not depend on file order, shuffling or
+        sharding, the two parts never share a row, and identical rows fall together.
+        """
         ds = tf.data.Dataset.from_tensor_slices(files)
         skip = 1 if self.config.with_header else 0
         ds = ds.interleave(lambda f: tf.data.TextLineDataset(f).skip(skip), cycle_length=1)
-        if training and self.config.shuffle:
-            ds = ds.shuffle(self.config.shuffle_buffer_size, seed=seed,
-                            reshuffle_each_iteration=True)
-        if num_epochs != 1:
-            ds = ds.repeat(None if num_epochs == 0 else num_epochs)
-        ds = ds.batch(batch_size, drop_remainder=False)
+        if holdout_fraction:
+            cut = int(round(holdout_fraction * HOLDOUT_BUCKETS))
+
+            def keep(line):
+                held = tf.strings.to_hash_bucket_fast(line, HOLDOUT_BUCKETS) < cut
+                return held if heldout else tf.logical_not(held)
+
+            ds = ds.filter(keep)
+        return ds
+
+    def dataset(self, files: list[str], batch_size: int, training: bool, num_epochs: int = 1,
+                skip_batches: int = 0, seed: int | None = None, holdout_fraction: float = 0.0,
+                heldout: bool = False) -> tf.data.Dataset:
+        """Lines -> shuffled (training) -> batches -> parsed in parallel -> prefetched.
+
+        Elements are (features, labels, columns). For training, they are
+        (features, labels, columns, position): position = (epoch, batch index in the
+        epoch), int64 scalars. Each epoch is shuffled anew (seed + epoch) and ends with
+        its own, possibly partial, batch; skip_batches counts batches from the start of
+        the first epoch (resuming mid-epoch).
+        """
+        lines = self.lines(files, holdout_fraction, heldout)
+        if not training:
+            ds = lines.batch(batch_size, drop_remainder=False)
+            ds = ds.map(self._map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            return ds.prefetch(self.config.prefetch_size or tf.data.AUTOTUNE)
+        shuffle = self.config.shuffle
+        buffer = self.config.shuffle_buffer_size
+        base_seed = 0 if seed is None else seed
+
+        def one_epoch(epoch):
+            ds = lines
+            if shuffle:
+                ds = ds.shuffle(buffer, seed=base_seed + epoch, reshuffle_each_iteration=False)
+            ds = ds.batch(batch_size, drop_remainder=False).enumerate()
+            return ds.map(lambda index, batch: (batch, (epoch, index)))
+
+        epochs = tf.data.Dataset.range(num_epochs) if num_epochs else tf.data.Dataset.counter()
+        ds = epochs.flat_map(one_epoch)
         if skip_batches:
             ds = ds.skip(skip_batches)
-        ds = ds.map(self._map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(lambda batch, position: (*self._map(batch), position),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.prefetch(self.config.prefetch_size or tf.data.AUTOTUNE)

@@ -7,12 +7,20 @@ to the same checkpoint layout.
 
 from __future__ import annotations
 
+import logging
+import os
+
 import keras
 import tensorflow as tf
 
 from easyblocks.config.specs import PipelineSpec
 from easyblocks.errors import ConfigError
 from easyblocks.models.build import build_and_initialize
+
+log = logging.getLogger("easyblocks")
+# the best checkpoints by an evaluation metric (easyblocks.train.selection), apart from the
+# rotating training checkpoints
+BEST_DIR = "best"
 
 
 class ModelVariables(tf.Module):
@@ -45,6 +53,7 @@ class ModelState:
         self.model, self.preprocessor = build_and_initialize(spec)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self.variables = ModelVariables(self.model)
+        self.restored: str | None = None  # the checkpoint restored last
 
     def checkpoint(self, **extra) -> tf.train.Checkpoint:
         """A checkpoint of the model's variables and the step, plus `extra` objects (the
@@ -54,15 +63,44 @@ class ModelState:
     def latest_checkpoint(self) -> str | None:
         return tf.train.latest_checkpoint(self.model_dir)
 
+    def best_checkpoint(self) -> str | None:
+        """The best checkpoint training kept by its evaluation metric (None if none)."""
+        return tf.train.latest_checkpoint(os.path.join(self.model_dir, BEST_DIR))
+
+    def find_checkpoint(self, which: str | None = None) -> str | None:
+        """"latest", "best", a checkpoint path, or None: the best checkpoint when the
+        config keeps one (export_config exporter_type "best" or early stopping) and training
+        wrote it, else the latest. Returns the path (None if there is no such checkpoint)."""
+        if which == "latest":
+            return self.latest_checkpoint()
+        if which == "best":
+            path = self.best_checkpoint()
+            if path is None:
+                raise ConfigError(f"no best checkpoint in {os.path.join(self.model_dir, BEST_DIR)}"
+                                  ": training keeps one with export_config { exporter_type: "
+                                  '"best" } or early stopping')
+            return path
+        if which:
+            return which
+        if self.spec.train.selection is not None:
+            path = self.best_checkpoint()
+            if path is not None:
+                log.info("using the best checkpoint by %s: %s (--checkpoint latest for the "
+                         "latest)", self.spec.train.selection.metric, path)
+                return path
+            log.info("no best checkpoint in %s yet: using the latest", self.model_dir)
+        return self.latest_checkpoint()
+
     def restore(self, checkpoint: str | None = None, required: bool = False) -> str | None:
-        """Restores the model's variables and step from the given or latest checkpoint
-        (optimizer state in it is left alone); returns its path (None if none)."""
-        path = checkpoint or self.latest_checkpoint()
+        """Restores the model's variables and step from a checkpoint (see find_checkpoint;
+        optimizer state in it is left alone); returns its path (None if none)."""
+        path = self.find_checkpoint(checkpoint)
         if path is None:
             if required:
                 raise ConfigError(f"no checkpoint in {self.model_dir}: train first")
             return None
         restore_checkpoint(self.checkpoint(), path, partial=True)
+        self.restored = path
         return path
 
 

@@ -11,34 +11,64 @@ is exactly the dense update (rows without gradient do not move); for Adam it is
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import keras
 import tensorflow as tf
 
 from easyblocks.config.specs import LearningRateSpec, OptimizerSpec
 
 
-class _FloorDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Exponential decay that never goes below min_learning_rate."""
+class Schedule(keras.optimizers.schedules.LearningRateSchedule):
+    """The learning rate of a LearningRateSpec at a step (the number of updates already
+    made): warmup, then exponential or cosine decay (see LearningRateSpec). Both the
+    dense and the table optimizer evaluate this one schedule at their own update count,
+    which is the training step for both."""
 
-    def __init__(self, decay, minimum: float):
-        self.decay = decay
-        self.minimum = minimum
+    def __init__(self, spec: LearningRateSpec):
+        self.spec = spec
 
     def __call__(self, step):
-        return tf.maximum(self.decay(step), self.minimum)
+        s = self.spec
+        step = tf.cast(step, tf.float32)
+        base = tf.constant(s.learning_rate, tf.float32)
+        if s.kind == "cosine_decay":
+            decay_start = s.warmup_steps + s.hold_steps
+            # SGDR (Loshchilov & Hutter 2017), eq. 5 with one cycle and eta_min 0
+            progress = (step - decay_start) / float(s.total_steps - decay_start)
+            decayed = 0.5 * base * (1.0 + tf.cos(math.pi * progress))
+            lr = tf.where(step > decay_start, decayed, base)
+            lr = tf.where(step > s.total_steps, 0.0, lr)
+        else:  # exponential_decay
+            exponent = (step - s.warmup_steps) / s.decay_steps
+            if s.staircase:
+                exponent = tf.floor(exponent)
+            lr = base * tf.pow(tf.constant(s.decay_factor, tf.float32), exponent)
+        if s.warmup_steps:
+            if s.kind == "exponential_decay" and not s.warmup_learning_rate:
+                warm = base  # EasyRec's burn-in without a burn-in rate: the base rate
+            else:
+                slope = (s.learning_rate - s.warmup_learning_rate) / s.warmup_steps
+                warm = s.warmup_learning_rate + slope * step
+            lr = tf.where(step < s.warmup_steps, warm, lr)
+        if s.kind == "exponential_decay":
+            lr = tf.maximum(lr, s.min_learning_rate)
+        return lr
 
     def get_config(self):
-        return {"decay": self.decay.get_config(), "minimum": self.minimum}
+        return dataclasses.asdict(self.spec)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(LearningRateSpec(**config))
 
 
 def learning_rate(spec: LearningRateSpec):
-    """A float, or a schedule of the optimizer's iterations."""
+    """A float (constant), or the Schedule of the optimizer's update count."""
     if spec.kind == "constant":
         return spec.learning_rate
-    decay = keras.optimizers.schedules.ExponentialDecay(
-        spec.learning_rate, spec.decay_steps, spec.decay_factor, staircase=spec.staircase
-    )
-    return _FloorDecay(decay, spec.min_learning_rate) if spec.min_learning_rate else decay
+    return Schedule(spec)
 
 
 def dense_optimizer(spec: OptimizerSpec) -> keras.optimizers.Optimizer:
