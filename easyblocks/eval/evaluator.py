@@ -10,8 +10,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from easyblocks.data.csv_input import CSVInput, batches, expand_paths, find_bad_line
-from easyblocks.eval.metrics import compute_metrics, metrics_by_domain
+from easyblocks.data.csv_input import CSVInput, check_has_rows, expand_paths
+from easyblocks.eval.metrics import compute_metrics, metric_values, metrics_by_domain, strict_json
 from easyblocks.eval.summaries import write_scalar
 from easyblocks.models.state import ModelState
 
@@ -39,7 +39,7 @@ class Evaluator:
         predict = tf.function(predict, input_signature=[ds.element_spec[0]])
         chunks: dict[str, list] = {}
         seen = 0
-        for features, labels, cols in batches(ds, files, data):
+        for features, labels, cols in self.input.batches(ds, files):
             outputs = predict(features)
             for group in (outputs, labels, cols):
                 for k, v in group.items():
@@ -57,14 +57,17 @@ class Evaluator:
         spec, ec = self.spec, self.spec.eval
         path = spec.eval_input_path or spec.train_input_path
         files = expand_paths(path, "eval_input_path")
-        find_bad_line(files, spec.data, max_lines=1000)
+        check_has_rows(files, spec.data, "eval_input_path")
+        self.input.find_bad_line(files, max_lines=1000)
         arrays = self.predict_arrays(files, ec.num_examples)
         results: dict = {"step": int(self.state.step.numpy()), "eval_input_path": path,
                          **(extra or {}), "towers": {}}
         uids = arrays.get(ec.uid_field) if ec.uid_field else None
         for tower in spec.towers:
             names = list(tower.metrics) + (["gauc"] if ec.uid_field else [])
-            labels, probs = arrays[tower.label], arrays[f"probs_{tower.name}"]
+            labels, probs = arrays[tower.label], arrays[tower.prediction_key]
+            if tower.is_regression:
+                names = list(tower.metrics)
             entry = {"label": tower.label,
                      "overall": compute_metrics(labels, probs, names, uids)}
             if ec.domain_field:
@@ -82,15 +85,29 @@ class Evaluator:
             for name, entry in results["towers"].items():
                 rows = [("overall", entry["overall"])] + sorted(entry.get("domains", {}).items())
                 for domain, m in rows:
-                    metrics = "  ".join(f"{k} {v:.4f}" for k, v in m.items() if k != "count")
+                    undefined = m.get("undefined", {})
+                    metrics = "  ".join(
+                        f"{k} n/a ({undefined[k]})" if k in undefined else f"{k} {v:.4f}"
+                        for k, v in m.items() if k not in ("count", "undefined"))
                     label = name if domain == "overall" else f"{name} [{domain}]"
                     lines.append(f"  {label:<28} {metrics}  (n={int(m['count'])})")
-                    for k, v in m.items():
-                        if k != "count":
-                            suffix = "" if domain == "overall" else f"/{domain}"
-                            write_scalar(f"{name}/{k}{suffix}", v, results["step"])
+                    for k, v in metric_values(m).items():
+                        suffix = "" if domain == "overall" else f"/{domain}"
+                        write_scalar(f"{name}/{k}{suffix}", v, results["step"])
         writer.flush()
         log.info("\n".join(lines))
-        os.makedirs(model_dir, exist_ok=True)
-        with open(os.path.join(model_dir, "eval_results.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        write_json(os.path.join(model_dir, "eval_results.json"), results)
+
+
+def write_json(path: str, results: dict) -> None:
+    """Writes results as strict JSON (an undefined metric is null; its reason is under
+    "undefined"), through a temporary file renamed into place."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(strict_json(results), f, indent=2, allow_nan=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -15,12 +15,23 @@ import time
 import tensorflow as tf
 
 from easyblocks.config.specs import PipelineSpec, TrainSpec
-from easyblocks.data.csv_input import CSVInput, batches, expand_paths, find_bad_line
+from easyblocks.data.csv_input import (
+    CSVInput,
+    check_has_rows,
+    expand_paths,
+    warn_out_of_range_ids,
+)
 from easyblocks.errors import ConfigError
 from easyblocks.eval.evaluator import Evaluator
 from easyblocks.eval.summaries import write_scalar
-from easyblocks.models.state import ModelState, restore_checkpoint
-from easyblocks.train.optimizers import SparseTableOptimizer, dense_optimizer
+from easyblocks.models import checkpoints
+from easyblocks.models.state import ModelState
+from easyblocks.train.guards import NonFiniteGuard, StopSignals, model_dir_lock
+from easyblocks.train.optimizers import (
+    DenseOptimizerState,
+    SparseTableOptimizer,
+    dense_optimizer,
+)
 
 log = logging.getLogger("easyblocks")
 
@@ -50,9 +61,15 @@ class Trainer:
             self.dense_vars = [v for v in self.model.trainable_variables if id(v) not in table_ids]
             self.dense_opt = dense_optimizer(spec.train.optimizer)
             self.dense_opt.build(self.dense_vars)
-            self.table_opt = SparseTableOptimizer(spec.train.optimizer, self.tables)
-        self.checkpoint = self.state.checkpoint(optimizer=self.dense_opt,
+            self.table_opt = SparseTableOptimizer(spec.train.optimizer, self.tables,
+                                                  [self.state.key_of(t) for t in self.tables])
+            self.guard = NonFiniteGuard()
+        # optimizer state keyed by the variables' stable names, like the model's
+        dense_state = DenseOptimizerState(self.dense_opt, self.state.keyed_variables)
+        self.checkpoint = self.state.checkpoint(optimizer=dense_state,
                                                 table_optimizer=self.table_opt)
+        checkpoints.repair_state(self.model_dir)  # a garbage state file: not from step 0
+        self.last_saved_step: int | None = None
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self.model_dir,
             max_to_keep=spec.train.keep_checkpoint_max or None,
@@ -74,14 +91,19 @@ class Trainer:
 
     # ---- checkpoints -------------------------------------------------------------------------
     def restore(self, checkpoint: str | None = None, required: bool = False) -> str | None:
-        """Restores the model and optimizers from the given or latest checkpoint; returns
-        its path (None if none)."""
-        path = checkpoint or self.manager.latest_checkpoint
-        if path is None:
-            if required:
-                raise ConfigError(f"no checkpoint in {self.model_dir}: train first")
-            return None
-        restore_checkpoint(self.checkpoint, path, partial=False)
+        """Restores the model and optimizers from the given checkpoint, or the newest readable
+        one in model_dir; returns its path (None if none)."""
+        path = self.state.restore_into(self.checkpoint, checkpoint, required, partial=False)
+        if path is not None:
+            self.last_saved_step = int(self.step.numpy())
+        return path
+
+    def save(self, step: int) -> str:
+        """Writes the checkpoint of `step`, unless a non-finite loss was seen (then
+        TrainingStopped, and the last good checkpoints stay)."""
+        self.guard.check(self.manager.latest_checkpoint)
+        path = self.manager.save(checkpoint_number=step)
+        self.last_saved_step = step
         return path
 
     # ---- training ----------------------------------------------------------------------------
@@ -98,6 +120,7 @@ class Trainer:
             self.dense_opt.apply_gradients(pairs)
             self.table_opt.apply(grads[n:], tables)
             self.step.assign_add(1)
+            self.guard.record(terms, self.step)
             return terms
 
         def train_step(features, labels):
@@ -112,17 +135,20 @@ class Trainer:
         """Trains to num_steps (or the end of num_epochs), then evaluates; returns the metrics."""
         tc = self.train_spec
         files = expand_paths(self.spec.train_input_path, "train_input_path")
-        find_bad_line(files, self.spec.data, max_lines=1000)
-        restored = self.restore()
-        start = int(self.step.numpy())
-        if restored:
-            log.info("resumed from %s at step %d", restored, start)
-        if tc.num_steps and start >= tc.num_steps:
-            log.info("already trained to step %d (num_steps %d)", start, tc.num_steps)
-        else:
-            self._train_loop(files, start)
-        return Evaluator(self.state).evaluate(
-            {"train_examples_per_sec": self.train_examples_per_sec})
+        check_has_rows(files, self.spec.data, "train_input_path")
+        self.input.find_bad_line(files, max_lines=1000)
+        warn_out_of_range_ids(files, self.spec.data, list(self.spec.features.values()))
+        with model_dir_lock(self.model_dir):
+            restored = self.restore()
+            start = int(self.step.numpy())
+            if restored:
+                log.info("resumed from %s at step %d", restored, start)
+            if tc.num_steps and start >= tc.num_steps:
+                log.info("already trained to step %d (num_steps %d)", start, tc.num_steps)
+            else:
+                self._train_loop(files, start)
+            return Evaluator(self.state).evaluate(
+                {"train_examples_per_sec": self.train_examples_per_sec})
 
     def _train_loop(self, files: list[str], start: int) -> None:
         tc, data = self.train_spec, self.spec.data
@@ -131,14 +157,28 @@ class Trainer:
         train_step = self._train_step_fn(ds.element_spec)
         ds = self.strategy.experimental_distribute_dataset(ds)
         writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
+        log.info("training %s from step %d%s", self.spec.path, start,
+                 f" to {tc.num_steps}" if tc.num_steps else f" for {tc.num_epochs} epoch(s)")
+        signals = StopSignals()
+        with signals:
+            step = self._run_steps(ds, files, train_step, writer, start, signals)
+        if self.last_saved_step != step:
+            self.save(step)
+        writer.flush()
+        if signals.received:
+            raise signals.stopped(step, self.manager.latest_checkpoint)
+        log.info("training done at step %d; checkpoint %s", step, self.manager.latest_checkpoint)
+
+    def _run_steps(self, ds, files, train_step, writer, start: int, signals) -> int:
+        """The steps from `start` until num_steps, the end of the data or a stop signal;
+        returns the step reached."""
+        tc = self.train_spec
         every = tc.log_step_count_steps
         save_every = tc.save_checkpoints_steps
         t0, examples, step = time.perf_counter(), 0, start
         # throughput after the first log window (which includes tracing the step)
         steady_t0, steady_examples = None, 0
-        log.info("training %s from step %d%s", self.spec.path, start,
-                 f" to {tc.num_steps}" if tc.num_steps else f" for {tc.num_epochs} epoch(s)")
-        for features, labels, _ in batches(ds, files, data):
+        for features, labels, _ in self.input.batches(ds, files):
             if tc.num_steps and step >= tc.num_steps:
                 break
             terms = train_step(features, labels)
@@ -148,6 +188,7 @@ class Trainer:
             if steady_t0 is not None:
                 steady_examples += batch
             if step % every == 0:
+                self.guard.check(self.manager.latest_checkpoint)
                 values = {k: float(v) for k, v in terms.items()}
                 elapsed = time.perf_counter() - t0
                 rate = examples / elapsed if elapsed else 0.0
@@ -163,11 +204,9 @@ class Trainer:
                 if steady_t0 is None:
                     steady_t0 = t0
             if save_every and step % save_every == 0:
-                self.manager.save(checkpoint_number=step)
-        if self.manager.latest_checkpoint is None or \
-                not self.manager.latest_checkpoint.endswith(f"-{step}"):
-            self.manager.save(checkpoint_number=step)
-        writer.flush()
+                self.save(step)
+            if signals.received:
+                break
         if steady_t0 is not None and steady_examples:
             self.train_examples_per_sec = steady_examples / (time.perf_counter() - steady_t0)
-        log.info("training done at step %d; checkpoint %s", step, self.manager.latest_checkpoint)
+        return step
