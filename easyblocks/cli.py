@@ -55,8 +55,10 @@ def _parser() -> argparse.ArgumentParser:
                    "columns it needs alone (repeatable; e.g. a two-tower model's user tower)")
     p_ = sub.add_parser("predict", help="score a CSV file (labels not required)")
     common(p_)
-    p_.add_argument("--input", required=True, help="CSV rows in the config's column layout")
-    p_.add_argument("--output", required=True, help="CSV of kept columns and probs_<tower>")
+    p_.add_argument("--input", required=True, help="CSV rows: with a header line, columns by "
+                    "name; without, the config's columns (labels optional)")
+    p_.add_argument("--output", required=True, help="CSV of kept columns and each tower's "
+                    "prediction (probs_<tower>; y_<tower> for regression)")
     p_.add_argument("--keep", default="", help="comma-separated columns to copy (e.g. user_id)")
     p_.add_argument("--export_dir", help="score with this SavedModel instead of a checkpoint")
     v = sub.add_parser("validate", help="check a config and print its blocks and towers")
@@ -77,6 +79,10 @@ def _run(args) -> int:
     # Keras rewrites an error raised inside a layer into a banner with the call's arguments
     # (and colours); errors here name the block and its config line themselves
     keras.config.disable_traceback_filtering()
+    if args.debug:  # TensorFlow's filter re-raises `from None`: keep the chain to the cause
+        import tensorflow as tf
+
+        tf.debugging.disable_traceback_filtering()
 
     if args.command == "blocks":
         from easyblocks.blocks import plugins
@@ -173,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         text = _ANSI.sub("", str(e)).strip()
+        if text.startswith("in user code:"):  # autograph's trace around the message
+            prefix = f"{type(e).__name__}: "
+            ours = [line.strip()[len(prefix):] for line in text.splitlines()
+                    if line.strip().startswith(prefix)]
+            text = ours[-1] if ours else text.splitlines()[-1].strip()
         if "Exception encountered when calling" in text:  # a Keras banner around it
             text = one_line(e)
         print(f"easyblocks: error: {text}", file=sys.stderr)

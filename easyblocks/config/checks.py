@@ -39,12 +39,13 @@ def check_finite_numbers(loaded: LoadedConfig) -> None:
         for field, value in msg.ListFields():
             name = f"{path}.{field.name}" if path else field.name
             if field.type == FieldDescriptor.TYPE_MESSAGE:
-                if field.message_type.GetOptions().map_entry:
-                    items = value.values() if _message_map(field) else []
+                if field.message_type.GetOptions().map_entry:  # st_params: by key
+                    items = [(f"{name}[{k!r}]", v) for k, v in value.items()] \
+                        if _message_map(field) else []
                 else:
-                    items = value if field.is_repeated else [value]
-                for item in items:
-                    walk(item, name)
+                    items = [(name, v) for v in (value if field.is_repeated else [value])]
+                for item_name, item in items:
+                    walk(item, item_name)
             elif field.type in _FLOATS:
                 for v in value if field.is_repeated else [value]:
                     if not math.isfinite(v):

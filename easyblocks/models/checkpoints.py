@@ -103,6 +103,13 @@ def variable_keys(root, explicit: set[int] = frozenset()) -> list[tuple[str, obj
     return out
 
 
+def checkpoint_key(key: str) -> str:
+    """The name of a model variable's tensor in a checkpoint file, from its stable key
+    (TensorFlow escapes "." as ".." and "/" as ".S" in object names)."""
+    escaped = key.replace(".", "..").replace("/", ".S")
+    return f"model/by_name/{escaped}/.ATTRIBUTES/VARIABLE_VALUE"
+
+
 # ---- layout -------------------------------------------------------------------------------
 
 def _digest(values) -> str:

@@ -129,7 +129,9 @@ class Trainer:
 
         # traced once for the dataset's shapes (batch size unknown), so the last, partial
         # batch does not trigger a second trace
-        return tf.function(train_step, input_signature=list(element_spec[:2]))
+        # (no autograph: the step has no tensor-dependent Python control flow, and an error
+        # raised while tracing a block then reaches the user as it was raised)
+        return tf.function(train_step, input_signature=list(element_spec[:2]), autograph=False)
 
     def train(self) -> dict:
         """Trains to num_steps (or the end of num_epochs), then evaluates; returns the metrics."""
