@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -216,3 +217,18 @@ def test_unchanged_config_still_resumes_with_its_optimizer_state(trained):
     results = api.train(trained["config"], num_steps=12)
     assert results["step"] == 12
 
+
+
+@pytest.mark.parametrize("name", ["din_on_taobao", "star_on_taobao", "apg_on_taobao",
+                                  "wide_and_deep_on_taobao", "mmoe_on_taobao"])
+def test_every_variable_of_the_samples_has_a_unique_stable_name(name, monkeypatch):
+    from conftest import ROOT, SAMPLES
+
+    monkeypatch.chdir(ROOT)
+    spec = api.resolve(os.path.join(SAMPLES, "configs", f"{name}.config"))
+    state = ModelState(spec, model_dir="unused")
+    keys = [k for k, _ in state.keyed_variables]
+    assert len(keys) == len(set(keys)) == len(state.model.variables)
+    assert not [k for k in keys if k.startswith("untracked")]
+    auto = re.compile(r"^(seed_generator|dense|dropout|batch_normalization)_\d+$")
+    assert not [k for k in keys if any(auto.match(part) for part in k.split("/"))]
