@@ -255,3 +255,54 @@ def test_plugin_calling_sys_exit_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"plugin '.*exits.py' called sys.exit\(3\) while "
                                           r"being imported \(at .*exits.py:2\)"):
         load_plugin(str(plugin))
+
+
+def test_header_detection_rules():
+    from easyblocks.data.csv_input import is_header
+
+    data = spec_of(tiny_config(MLP)).data
+    assert not data.with_header
+    assert is_header(["clk", "buy", "user", "tags", "price"], data)
+    assert is_header(["price", "user", "extra_column"], data)  # two known names, any order
+    assert not is_header(["1", "0", "u1", "t1|t2", "0.5"], data)
+    assert not is_header(["user", "user", "x"], data)
+    headed = spec_of(tiny_config(MLP).replace("batch_size: 4", "batch_size: 4 with_header: true"))
+    assert is_header(["label", "b", "u", "t", "p"], headed.data)  # "label" is not an INT32
+    assert is_header(["clk", "x", "y", "z", "w"], headed.data)
+    assert not is_header(["1", "0", "u1", "t1|t2", "0.5"], headed.data)  # a data row
+
+
+def test_layout_difference_names_what_changed():
+    from easyblocks.models.checkpoints import layout_difference
+
+    base = {"format": 1, "features": {"u": {"column": "u", "kind": "id", "table": "u",
+                                            "rows": 10, "dim": 4, "ids": "a"}},
+            "groups": {"g": {"features": ["u"], "wide": False}}, "towers": {"clk": "clk"},
+            "variables": [["features/embedding_u", [10, 4]]]}
+    assert layout_difference(base, base) is None
+    vocab = {**base, "features": {"u": {**base["features"]["u"], "ids": "b"}}}
+    assert layout_difference(base, vocab) == (
+        "feature 'u': its vocabulary or boundaries differs ('a' in the checkpoint, 'b' in this "
+        "config)")
+    shape = {**base, "variables": [["features/embedding_u", [12, 4]]]}
+    assert layout_difference(base, shape) == (
+        "variable 'features/embedding_u' is 10x4 in the checkpoint, 12x4 in this config")
+    towers = {**base, "towers": {"ctr": "clk"}}
+    assert "towers {'clk': 'clk'} in the checkpoint" in layout_difference(base, towers)
+    assert "has format" in layout_difference({**base, "format": 0}, base)
+
+
+def test_state_file_naming_a_missing_checkpoint_is_rebuilt(tmp_path):
+    from easyblocks.models.checkpoints import repair_state
+
+    for n in (5, 10):
+        (tmp_path / f"ckpt-{n}.index").write_text("")
+    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "ckpt-30"\n'
+                                         'all_model_checkpoint_paths: "ckpt-30"\n')
+    repair_state(str(tmp_path))
+    assert (tmp_path / "checkpoint").read_text() == (
+        'model_checkpoint_path: "ckpt-10"\nall_model_checkpoint_paths: "ckpt-5"\n'
+        'all_model_checkpoint_paths: "ckpt-10"\n')
+    before = (tmp_path / "checkpoint").read_text()
+    repair_state(str(tmp_path))  # a good state file is left alone
+    assert (tmp_path / "checkpoint").read_text() == before

@@ -77,15 +77,16 @@ def is_header(cells: list[str], data: DataSpec) -> bool:
     """Whether a file's first line is a header line.
 
     with_header true: it is, unless it is a valid data row that names none of the input
-    fields (a headerless file: its first row is data). with_header false: it is when every
-    cell is the name of an input field (the file has a header after all).
+    fields (a headerless file: its first row is data). with_header false: it is when its
+    cells are distinct and at least two of them (the only one, in a one-column file) are
+    names of input fields (the file has a header after all).
     """
     names = set(data.field_names)
     stripped = [c.strip() for c in cells]
     if data.with_header:
         return any(c in names for c in stripped) or not _parses(cells, data.fields)
-    return len(stripped) > 1 and len(set(stripped)) == len(stripped) and \
-        all(c in names for c in stripped)
+    known = sum(c in names for c in stripped)
+    return len(set(stripped)) == len(stripped) and known >= min(2, len(stripped)) > 0
 
 
 def header_lines(files: list[str], data: DataSpec, warn: bool = True) -> list[int]:

@@ -118,10 +118,10 @@ def check_export_dir(export_dir: str, overwrite: bool, protected: dict[str, str]
     target = os.path.realpath(export_dir)
     for path, what in protected.items():
         if path and _inside(os.path.realpath(path), target):
-            raise ConfigError(f"export_dir {export_dir} is {what} {path}" if
-                              os.path.realpath(path) == target else
-                              f"export_dir {export_dir} holds {what} {path}; export into a "
-                              "new folder (default: model_dir/export)")
+            relation = "is" if os.path.realpath(path) == target else "holds"
+            raise ConfigError(f"export_dir {export_dir} {relation} {what} {path}, which an "
+                              "export never replaces; export into a new folder (default: "
+                              "model_dir/export)")
     if not os.path.lexists(export_dir):
         return
     if not os.path.isdir(export_dir) or os.path.islink(export_dir):
