@@ -207,6 +207,7 @@ def test_a_config_may_name_plugin_modules_but_not_files(tmp_path):
     ("lambda x: x * ('a' * 1500000000)", "repeating a string"),
     ("lambda x: " + "x + " * 50000 + "x", r"expression of 2000\d\d characters; at most 10000"),
     ("lambda x: " + "(" * 3000 + "x" + ")" * 3000, "cannot parse expression|not allowed"),
+    ("lambda x: x" + "[0]" * 2000, r"expression nested \d+ levels deep; at most 100"),
 ])
 def test_expression_limits(expression, message):
     model = ('backbone { blocks { name: "f" inputs { feature_group_name: "all" } lambda { '

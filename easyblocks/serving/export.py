@@ -145,8 +145,12 @@ def _save(module: tf.Module, export_dir: str, about: dict) -> None:
     existing export (checked by `check_export_dir`) is moved aside and deleted only once
     the new one is in place."""
     parent = os.path.dirname(os.path.abspath(export_dir)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export_", dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".export_", dir=parent)
+    except OSError as e:
+        raise ConfigError(f"export_dir {export_dir}: cannot write into {parent}: "
+                          f"{e.strerror}") from None
     old = None
     try:
         tf.saved_model.save(module, tmp, signatures={
