@@ -7,7 +7,9 @@ class_name, a block's parameters) is checked when the model is built.
 
 from __future__ import annotations
 
-from easyblocks.config import easyrec_check
+import re
+
+from easyblocks.config import checks, easyrec_check
 from easyblocks.config.dag import backbone_spec
 from easyblocks.config.features import build_feature_specs, build_group_specs
 from easyblocks.config.loader import LoadedConfig
@@ -29,20 +31,28 @@ from easyblocks.errors import ConfigError, suggest
 from easyblocks.protos import data_pb2, train_pb2
 
 FIELD_TYPES = data_pb2.DatasetConfig.FieldType
+_MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 SUPPORTED_STRATEGIES = ("NoStrategy",)
 DEFAULT_LEARNING_RATE = 0.001
 EXPORTER_TYPES = ("final", "latest", "best", "none")
 SMALLER_IS_BETTER = ("logloss",)
 
 
-def resolve(loaded: LoadedConfig) -> PipelineSpec:
-    """Checks names and references across the config; ConfigError names file:line."""
+def resolve(loaded: LoadedConfig, allow_plugin_files: bool = False) -> PipelineSpec:
+    """Checks names and references across the config; ConfigError names file:line.
+
+    allow_plugin_files: accept `plugins` entries that are .py file paths (the command
+    line's --allow-config-plugins); by default a config may name importable modules only.
+    """
+    checks.check_finite_numbers(loaded)
     easyrec_check.enforce(loaded)  # refused fields: an error; not-applicable ones: a warning
     config = loaded.proto
+    _check_plugins(loaded, allow_plugin_files)
     data = data_spec(loaded)
     if not config.HasField("model_config"):
         raise ConfigError(f"{loaded.path}: no model_config")
     features = build_feature_specs(loaded)
+    checks.check_table_sizes(loaded, features)
     groups = build_group_specs(loaded, features)
     model_config = config.model_config
     if not model_config.HasField("backbone"):
@@ -58,13 +68,21 @@ def resolve(loaded: LoadedConfig) -> PipelineSpec:
                       towers=towers,
                       l2_regularization=model_config.model_params.l2_regularization,
                       embedding_regularization=model_config.embedding_regularization)
-    return PipelineSpec(
+    data.label_rules = {t.label: "number" if t.is_regression else "binary" for t in towers}
+    data.finite_columns = {
+        f.column: f.separator if f.column_type == "STRING" else None
+        for f in features.values()
+        if f.kind in ("raw", "bucketized") and f.column_type in ("FLOAT", "DOUBLE", "STRING")}
+    spec = PipelineSpec(
         path=loaded.path, train_input_path=config.train_input_path,
         eval_input_path=config.eval_input_path, model_dir=config.model_dir, data=data,
         features=features, model=model, train=_train_spec(loaded, towers, eval_spec),
         eval=eval_spec,
         export=ExportSpec(export_dir=config.export_config.export_dir),
         plugins=list(config.plugins))
+    checks.check_labels_are_not_features(loaded, spec)
+    checks.check_backbone_shapes(loaded, spec)
+    return spec
 
 
 def data_spec(loaded: LoadedConfig) -> DataSpec:
@@ -271,3 +289,16 @@ def _eval_spec(loaded: LoadedConfig) -> EvalSpec:
                     domain_field=domain, num_examples=ec.num_examples,
                     interval_steps=ec.eval_interval_steps,
                     interval_epochs=ec.eval_interval_epochs, holdout_fraction=fraction)
+
+
+def _check_plugins(loaded: LoadedConfig, allow_files: bool) -> None:
+    """A config names plugin modules (imported like any installed dependency); it runs no file
+    of its own unless the command line allows it (--allow-config-plugins)."""
+    for name in loaded.proto.plugins:
+        if _MODULE_NAME.match(name.strip()) or allow_files:
+            continue
+        raise ConfigError(
+            f"{loaded.locate_name('plugins', name)}: plugins: {name!r} is not a module name; "
+            "a config may name importable modules only (e.g. \"my_team.blocks\"), never a "
+            "file to run: give a .py file on the command line with --plugin, or pass "
+            "--allow-config-plugins to let this config run it")

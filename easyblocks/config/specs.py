@@ -47,17 +47,37 @@ class DataSpec:
     shuffle_buffer_size: int = 32
     prefetch_size: int = 32
     input_type: str = "CSVInput"
+    # label column -> "binary" (a CLASSIFICATION tower's label: 0 or 1) or "number" (a
+    # regression tower's: any finite number); an empty label is an error either way
+    label_rules: dict[str, str] = dataclasses.field(default_factory=dict)
+    # columns read by raw or bucketized features: NaN or inf there is a data error. Column ->
+    # None (a number column) or the separator of its values (a STRING column of numbers)
+    finite_columns: dict[str, str | None] = dataclasses.field(default_factory=dict)
 
     @property
     def field_names(self) -> list[str]:
         return [f.name for f in self.fields]
+
+    def field(self, name: str) -> FieldSpec:
+        return next(f for f in self.fields if f.name == name)
 
     def without(self, names) -> DataSpec:
         """The same spec without the given columns (e.g. a file without its labels)."""
         names = set(names)
         return dataclasses.replace(
             self, fields=[f for f in self.fields if f.name not in names],
-            label_fields=[n for n in self.label_fields if n not in names])
+            label_fields=[n for n in self.label_fields if n not in names],
+            label_rules={k: v for k, v in self.label_rules.items() if k not in names})
+
+    def with_fields(self, names: list[str]) -> DataSpec:
+        """The same spec for a file whose columns are `names`, in that order (a file with a
+        header); a name the config does not declare is read as an unused STRING column."""
+        known = {f.name: f for f in self.fields}
+        fields = [known.get(n, FieldSpec(n, "STRING")) for n in names]
+        present = set(names)
+        return dataclasses.replace(
+            self, fields=fields, label_fields=[n for n in self.label_fields if n in present],
+            label_rules={k: v for k, v in self.label_rules.items() if k in present})
 
 
 # ---- features -----------------------------------------------------------------------------
@@ -246,15 +266,23 @@ class BackboneSpec:
 # ---- towers and losses --------------------------------------------------------------------
 
 
+LOSS_KEYS = {"CLASSIFICATION": "classification", "L2_LOSS": "l2",
+             "ORDER_CALIBRATE_LOSS": "order_calibrate"}
+
+
 @dataclasses.dataclass
 class LossSpec:
+    """One loss of a tower. `name`: its key in the loss terms (loss/<tower>/<name>); unset:
+    the loss type's key ("classification", "l2", "order_calibrate"); a second loss of the
+    same type in one tower gets "_1", the third "_2", ... (set when the config resolves)."""
+
     loss_type: str  # LossType name
     weight: float
+    name: str = ""
 
     @property
     def key(self) -> str:
-        return {"CLASSIFICATION": "classification", "L2_LOSS": "l2",
-                "ORDER_CALIBRATE_LOSS": "order_calibrate"}[self.loss_type]
+        return self.name or LOSS_KEYS[self.loss_type]
 
 
 @dataclasses.dataclass
@@ -278,6 +306,18 @@ class TowerSpec:
     # EasyRec's RankModel: a backbone output that already has num_class units is the
     # logit (no Dense added)
     logit_if_num_class: bool = False
+
+    @property
+    def is_regression(self) -> bool:
+        """A tower whose losses are all L2_LOSS predicts a number: its prediction is the
+        logit itself (no sigmoid), evaluated with MSE and MAE."""
+        return bool(self.losses) and all(loss.loss_type == "L2_LOSS" for loss in self.losses)
+
+    @property
+    def prediction_key(self) -> str:
+        """The model output that is this tower's prediction: "probs_<tower>" (a
+        probability), or "y_<tower>" for a regression tower."""
+        return f"y_{self.name}" if self.is_regression else f"probs_{self.name}"
 
 
 @dataclasses.dataclass

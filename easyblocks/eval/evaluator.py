@@ -14,8 +14,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from easyblocks.data.csv_input import CSVInput, batches, expand_paths, find_bad_line
-from easyblocks.eval.metrics import compute_metrics, metrics_by_domain
+from easyblocks.data.csv_input import CSVInput, check_has_rows, expand_paths
+from easyblocks.errors import ConfigError
+from easyblocks.eval.metrics import compute_metrics, metric_values, metrics_by_domain, strict_json
 from easyblocks.eval.summaries import write_scalar
 from easyblocks.models.state import ModelState
 
@@ -64,7 +65,7 @@ class Evaluator:
             self._predict = tf.function(predict, input_signature=[ds.element_spec[0]])
         chunks: dict[str, list] = {}
         seen = 0
-        for features, labels, cols in batches(ds, files, data):
+        for features, labels, cols in self.input.batches(ds, files):
             outputs = self._predict(features)
             for group in (outputs, labels, cols):
                 for k, v in group.items():
@@ -80,7 +81,8 @@ class Evaluator:
         spec, ec = self.spec, self.spec.eval
         files, heldout, where = self.source()
         if where not in self._checked:  # the first rows, once per input
-            find_bad_line(files, spec.data, max_lines=1000)
+            check_has_rows(files, spec.data, "eval_input_path")
+            self.input.find_bad_line(files, max_lines=1000)
             self._checked.add(where)
         arrays = self.predict_arrays(files, ec.num_examples, heldout)
         results: dict = {"step": int(self.state.step.numpy()), "eval_input_path": where,
@@ -88,7 +90,9 @@ class Evaluator:
         uids = arrays.get(ec.uid_field) if ec.uid_field else None
         for tower in spec.towers:
             names = list(tower.metrics) + (["gauc"] if ec.uid_field else [])
-            labels, probs = arrays[tower.label], arrays[f"probs_{tower.name}"]
+            labels, probs = arrays[tower.label], arrays[tower.prediction_key]
+            if tower.is_regression:
+                names = list(tower.metrics)
             entry = {"label": tower.label,
                      "overall": compute_metrics(labels, probs, names, uids, ec.gauc_reduction)}
             if ec.domain_field:
@@ -114,16 +118,15 @@ class Evaluator:
                 rows = [("overall", entry["overall"])] + sorted(entry.get("domains", {}).items())
                 for domain, m in rows:
                     suffix = "" if domain == "overall" else f"/{domain}"
-                    for k, v in m.items():
-                        if k != "count":
-                            write_scalar(f"{name}/{k}{suffix}", v, results["step"])
+                    for k, v in metric_values(m).items():
+                        write_scalar(f"{name}/{k}{suffix}", v, results["step"])
         self._writer.flush()
 
     @staticmethod
     def summary_line(results: dict) -> str:
         """'ctr/auc 0.71234 | ctr/logloss 0.41234': the overall metrics on one line."""
         return " | ".join(f"{name}/{k} {v:.5f}" for name, entry in results["towers"].items()
-                          for k, v in entry["overall"].items() if k != "count")
+                          for k, v in metric_values(entry["overall"]).items())
 
     def report(self, results: dict, note: str = "") -> None:
         """Logs the metrics per tower and domain, writes TensorBoard scalars and
@@ -134,11 +137,29 @@ class Evaluator:
         for name, entry in results["towers"].items():
             rows = [("overall", entry["overall"])] + sorted(entry.get("domains", {}).items())
             for domain, m in rows:
-                metrics = "  ".join(f"{k} {v:.4f}" for k, v in m.items() if k != "count")
+                undefined = m.get("undefined", {})
+                metrics = "  ".join(
+                    f"{k} n/a ({undefined[k]})" if k in undefined else f"{k} {v:.4f}"
+                    for k, v in m.items() if k not in ("count", "undefined"))
                 label = name if domain == "overall" else f"{name} [{domain}]"
                 lines.append(f"  {label:<28} {metrics}  (n={int(m['count'])})")
         self.write_summaries(results)
         log.info("\n".join(lines))
-        os.makedirs(model_dir, exist_ok=True)
-        with open(os.path.join(model_dir, "eval_results.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        write_json(os.path.join(model_dir, "eval_results.json"), results)
+
+
+def write_json(path: str, results: dict) -> None:
+    """Writes results as strict JSON (an undefined metric is null; its reason is under
+    "undefined"), through a temporary file renamed into place."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(strict_json(results), f, indent=2, allow_nan=False)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise ConfigError(f"cannot write {path}: {e.strerror} (is the model_dir writable?)") \
+            from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
