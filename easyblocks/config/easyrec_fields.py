@@ -97,7 +97,8 @@ def _optimizer_todo(name: str) -> str:
     return f"{name} is not implemented yet (adam_optimizer, lazy_adam_optimizer, " \
         "adagrad_optimizer and sgd_optimizer are)"
 
-_COMBO = "ComboFeature is not implemented yet"
+_MIN_MAX = ("(x - min_val) / (max_val - min_val) when max_val > min_val, not clipped, as in "
+            "EasyRec; with num_buckets > 1 the result is bucketized at 0, 1/n, ..., (n-1)/n")
 _SAMPLER = "negative samplers (graph-learn) are not available here"
 _TASK_SPACE = "task-space loss weights are not implemented yet"
 
@@ -128,8 +129,7 @@ FIELDS: dict[str, FieldState] = {
     "EasyRecConfig.plugins": H(),
     # ---- data_config ----------------------------------------------------------------
     "DatasetConfig.batch_size": H(),
-    "DatasetConfig.auto_expand_input_fields": R(
-        "auto_expand_input_fields (names like field[1-9]) is not implemented yet", (False,)),
+    "DatasetConfig.auto_expand_input_fields": H(),
     "DatasetConfig.label_fields": H(),
     "DatasetConfig.label_sep": R("multi-value labels (label_sep) are not implemented yet"),
     "DatasetConfig.label_dim": R("multi-dimensional labels (label_dim) are not implemented yet"),
@@ -207,22 +207,35 @@ FIELDS: dict[str, FieldState] = {
     "FeatureConfig.initializer": R("embedding initializer is not implemented yet"),
     "FeatureConfig.precision": R("precision (numbers formatted as ids) is not implemented yet",
                                  (-1,)),
-    "FeatureConfig.min_val": R("min_val / max_val normalization is not implemented yet",
-                               (0.0,)),
-    "FeatureConfig.max_val": R("min_val / max_val normalization is not implemented yet",
-                               (0.0,)),
+    "FeatureConfig.min_val": H(_MIN_MAX),
+    "FeatureConfig.max_val": H(_MIN_MAX),
     "FeatureConfig.normalizer_fn": R(f"{NO_PYTHON}; use log_transform / normalizer_mean / "
                                      "normalizer_std"),
     "FeatureConfig.raw_input_dim": H(),
-    "FeatureConfig.sequence_combiner": R("sequence_combiner is not implemented yet"),
-    "FeatureConfig.sub_feature_type": R("numeric sequence features (sub_feature_type "
-                                        "RawFeature) are not implemented yet", (0,)),
-    "FeatureConfig.sequence_length": R("sequence_length is not implemented yet", (1,)),
-    "FeatureConfig.expression": R("ExprFeature is not implemented yet"),
+    "FeatureConfig.sequence_combiner": H(),
+    "FeatureConfig.sub_feature_type": H(
+        "a numeric sequence (RawFeature) without boundaries or num_buckets: its zero "
+        "padding is masked by each row's length (EasyRec pads to sequence_length and counts "
+        "the padding as steps)"),
+    "FeatureConfig.sequence_length": H(
+        "numeric sequences keep their first sequence_length values (EasyRec fails on a "
+        "longer row)"),
+    "FeatureConfig.expression": H(
+        "parsed by a small grammar and interpreted, never eval'ed: numbers, input names, "
+        "+ - * /, comparisons, & and |, parentheses, with the usual precedence"),
+    "SequenceCombiner.attention": H(),
+    "SequenceCombiner.multi_head_attention": R(
+        "sequence_combiner multi_head_attention is not implemented (nor is it in EasyRec, "
+        "which raises NotImplementedError)"),
+    "SequenceCombiner.text_cnn": H(),
+    "SequenceCombiner.TextCNN.filter_sizes": H(),
+    "SequenceCombiner.TextCNN.num_filters": H(),
+    "SequenceCombiner.TextCNN.pad_sequence_length": H(),
+    "SequenceCombiner.TextCNN.activation": H(),
     "FeatureConfig.ev_params": R("EmbeddingVariable settings (ev_params: frequency filter, "
                                  "eviction) are not available here"),
-    "FeatureConfig.combo_join_sep": R(_COMBO, ("",)),
-    "FeatureConfig.combo_input_seps": R(_COMBO),
+    "FeatureConfig.combo_join_sep": H(),
+    "FeatureConfig.combo_input_seps": H(),
     "FeatureConfig.log_transform": H(),
     "FeatureConfig.normalizer_mean": H(),
     "FeatureConfig.normalizer_std": H(),
@@ -398,8 +411,23 @@ FIELDS: dict[str, FieldState] = {
     "FeatureGroupConfig.group_name": H(),
     "FeatureGroupConfig.feature_names": H(),
     "FeatureGroupConfig.wide_deep": H(),
-    "FeatureGroupConfig.sequence_features": R("feature-group sequence_features (DIN-style "
-                                              "attention groups) are not implemented yet"),
+    "FeatureGroupConfig.sequence_features": H(
+        "several hist_seq must have equal lengths in every row (a runtime check, as in "
+        "EasyRec); aux_hist_seq of every seq_att_map is used (EasyRec kept only the last "
+        "map's)"),
+    "SeqAttGroupConfig.group_name": H(),
+    "SeqAttGroupConfig.seq_att_map": H(),
+    "SeqAttGroupConfig.tf_summary": NA("TensorBoard histograms of the sequences are not "
+                                       "written", (False,)),
+    "SeqAttGroupConfig.seq_dnn": H(),
+    "SeqAttGroupConfig.allow_key_search": H(
+        "no effect, as in EasyRec: a key outside the group is looked up either way"),
+    "SeqAttGroupConfig.need_key_feature": H(),
+    "SeqAttGroupConfig.allow_key_transform": H(),
+    "SeqAttGroupConfig.transform_dnn": H(),
+    "SeqAttMap.key": H(),
+    "SeqAttMap.hist_seq": H(),
+    "SeqAttMap.aux_hist_seq": H(),
     "FeatureGroupConfig.negative_sampler": R(_SAMPLER, (False,)),
     "BayesTaskTower.tower_name": H(),
     "BayesTaskTower.label_name": H(),
@@ -544,10 +572,12 @@ ENUM_VALUES: dict[str, FieldState] = {
     "FeatureConfig.FeatureType.IdFeature": H(),
     "FeatureConfig.FeatureType.RawFeature": H(),
     "FeatureConfig.FeatureType.TagFeature": H(),
-    "FeatureConfig.FeatureType.ComboFeature": R(_COMBO),
+    "FeatureConfig.FeatureType.ComboFeature": H(
+        "without combo_join_sep the ids are EasyRec's (TensorFlow's feature cross); FLOAT "
+        "inputs are refused (EasyRec needs `precision` for them)"),
     "FeatureConfig.FeatureType.LookupFeature": R("LookupFeature is not implemented yet"),
     "FeatureConfig.FeatureType.SequenceFeature": H(),
-    "FeatureConfig.FeatureType.ExprFeature": R("ExprFeature is not implemented yet"),
+    "FeatureConfig.FeatureType.ExprFeature": H(),
     "FeatureConfig.FeatureType.PassThroughFeature": R("PassThroughFeature is not implemented "
                                                       "yet"),
     "WideOrDeep.DEEP": H(),

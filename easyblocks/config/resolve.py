@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from easyblocks.config import easyrec_check
 from easyblocks.config.dag import backbone_spec
-from easyblocks.config.features import build_feature_specs, build_group_specs
+from easyblocks.config.features import (
+    build_feature_specs,
+    build_group_specs,
+    expand_names,
+    input_field_types,
+)
 from easyblocks.config.loader import LoadedConfig
 from easyblocks.config.specs import (
     DataSpec,
@@ -66,7 +71,10 @@ def data_spec(loaded: LoadedConfig) -> DataSpec:
     data = config.data_config
     if not data.input_fields:
         raise ConfigError(f"{loaded.path}: data_config.input_fields is empty")
-    names = [f.input_name for f in data.input_fields]
+    protos = [(name, f) for f in data.input_fields
+              for name in (expand_names(f.input_name) if data.auto_expand_input_fields
+                           else [f.input_name])]
+    names = [name for name, _ in protos]
     for name in names:
         if names.count(name) > 1:
             raise ConfigError(f"{loaded.locate_name('input_name', name)}: duplicate input field "
@@ -80,9 +88,17 @@ def data_spec(loaded: LoadedConfig) -> DataSpec:
     if data.num_epochs == 0 and config.train_config.num_steps == 0:
         raise ConfigError(f"{loaded.locate('num_epochs')}: data_config.num_epochs 0 repeats the "
                           "data forever; set train_config.num_steps or num_epochs > 0")
-    fields = [FieldSpec(f.input_name, FIELD_TYPES.Name(f.input_type),
+    fields = [FieldSpec(name, FIELD_TYPES.Name(f.input_type),
                         f.default_val if f.HasField("default_val") else None)
-              for f in data.input_fields]
+              for name, f in protos]
+    weight = data.sample_weight or None
+    if weight is not None:
+        if weight not in names:
+            raise ConfigError(f"{loaded.locate('sample_weight')}: data_config.sample_weight "
+                              f"{weight!r} is not an input field{suggest(weight, names)}")
+        if FIELD_TYPES.Name(dict(protos)[weight].input_type) == "STRING":
+            raise ConfigError(f"{loaded.locate('sample_weight')}: data_config.sample_weight "
+                              f"{weight!r} must be a number column, not STRING")
     for f in fields:
         if f.default is not None and not f.is_string:
             try:
@@ -97,7 +113,8 @@ def data_spec(loaded: LoadedConfig) -> DataSpec:
                     separator=data.separator, with_header=data.with_header,
                     shuffle=data.shuffle, shuffle_buffer_size=max(data.shuffle_buffer_size, 1),
                     prefetch_size=data.prefetch_size,
-                    input_type=data_pb2.DatasetConfig.InputType.Name(data.input_type))
+                    input_type=data_pb2.DatasetConfig.InputType.Name(data.input_type),
+                    sample_weight=weight)
 
 
 def _learning_rate(lr) -> LearningRateSpec:
@@ -160,7 +177,7 @@ def _train_spec(loaded: LoadedConfig) -> TrainSpec:
 def _eval_spec(loaded: LoadedConfig) -> EvalSpec:
     config = loaded.proto
     ec = config.eval_config
-    names = [f.input_name for f in config.data_config.input_fields]
+    names = list(input_field_types(config))
     domain = ec.domain_field or None
     if domain and domain not in names:
         raise ConfigError(f"{loaded.locate('domain_field')}: eval_config.domain_field {domain!r} "

@@ -47,6 +47,8 @@ class DataSpec:
     shuffle_buffer_size: int = 32
     prefetch_size: int = 32
     input_type: str = "CSVInput"
+    # EasyRec's data_config.sample_weight: the column whose value weighs each row's loss
+    sample_weight: str | None = None
 
     @property
     def field_names(self) -> list[str]:
@@ -91,29 +93,113 @@ class FeatureSpec:
     log_transform: bool = False
     normalizer_mean: float = 0.0
     normalizer_std: float = 1.0
+    # EasyRec's min_val / max_val: a number x becomes (x - min_val) / (max_val - min_val)
+    # when max_val > min_val (not clipped, as in EasyRec)
+    min_val: float = 0.0
+    max_val: float = 0.0
+    # ComboFeature: the input columns whose values are crossed (`column` is the first),
+    # each split by its separator ("" : one value), joined by combo_join_sep, then hashed
+    combo_columns: tuple[str, ...] = ()
+    combo_seps: tuple[str, ...] = ()
+    combo_join_sep: str = ""
+    # ExprFeature: the parsed expression (easyblocks.config.expressions.FeatureExpression)
+    expression: Any = None
+    # SequenceFeature: numbers (sub_feature_type RawFeature): "ids" (bucketized by
+    # `boundaries`) or "raw" (the values); "" for an id sequence
+    seq_values: str = ""
+    # SequenceFeature: how the sequence is pooled into one vector ("attention", "text_cnn"
+    # with its parameters); None keeps the (batch, length, dim) sequence
+    seq_combiner: dict | None = None
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """Every input column the feature reads."""
+        if self.combo_columns:
+            return self.combo_columns
+        if self.expression is not None:
+            return tuple(self.expression.names)
+        return (self.column,)
+
+    @property
+    def is_sequence(self) -> bool:
+        """A (batch, length, dim) sequence unless a sequence_combiner pools it."""
+        return self.kind in ("seq", "seq_raw") and self.seq_combiner is None
 
     @property
     def uses_table(self) -> bool:
         return self.kind in ("id", "tag", "seq", "bucketized") or (
-            self.kind == "raw" and self.embedding_dim > 0
+            self.kind in ("raw", "seq_raw") and self.embedding_dim > 0
         )
+
+    @property
+    def item_dim(self) -> int:
+        """Width of one value (one sequence step for a sequence)."""
+        if self.kind in ("raw", "seq_raw") and self.embedding_dim == 0:
+            return self.raw_dim
+        return self.embedding_dim
 
     @property
     def output_dim(self) -> int:
         """Width of this feature in its group's concatenated tensor."""
-        if self.kind == "raw" and self.embedding_dim == 0:
-            return self.raw_dim
-        return self.embedding_dim
+        if self.seq_combiner is not None and self.seq_combiner["kind"] == "text_cnn":
+            return sum(self.seq_combiner["num_filters"])
+        return self.item_dim
+
+
+@dataclasses.dataclass(frozen=True)
+class SeqAttSpec:
+    """EasyRec's feature-group `sequence_features`: DIN target attention of the key
+    features over behaviour sequences, appended to the group's tensor.
+
+    keys: features whose embeddings are concatenated into the query (batch, d_k);
+    hist_seqs: sequence features concatenated into the keys/values (batch, L, d_s);
+    aux_hist_seqs: sequences pooled with the same attention weights; dnn: MLP kwargs of
+    the scoring network (its last layer has 1 unit, no activation, no batch norm).
+    """
+
+    name: str
+    keys: tuple[str, ...]
+    hist_seqs: tuple[str, ...]
+    aux_hist_seqs: tuple[str, ...]
+    dnn: dict
+    need_key_feature: bool = True
+    allow_key_transform: bool = False
+    transform_dnn: bool = False
+    key_dim: int = 0
+    seq_dim: int = 0
+    aux_dim: int = 0
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.keys + self.hist_seqs + self.aux_hist_seqs
+
+    @property
+    def transforms_key(self) -> bool:
+        return self.allow_key_transform and self.key_dim != self.seq_dim
+
+    @property
+    def output_dim(self) -> int:
+        """The attention output (and the key, with need_key_feature): its width."""
+        key = self.seq_dim if self.transforms_key else self.key_dim
+        return self.seq_dim + self.aux_dim + (key if self.need_key_feature else 0)
 
 
 @dataclasses.dataclass(frozen=True)
 class FeatureGroupSpec:
     """A named bundle of features. `wide`: each feature gives its 1-dimensional weight
-    (the linear part) instead of its embedding."""
+    (the linear part) instead of its embedding. `seq_att`: EasyRec's sequence_features
+    (target attention), whose outputs follow the features in the group's tensor."""
 
     name: str
     features: tuple[str, ...]
     wide: bool = False
+    seq_att: tuple[SeqAttSpec, ...] = ()
+
+    @property
+    def all_features(self) -> tuple[str, ...]:
+        """The features the group reads, those of its sequence_features included."""
+        extra = [f for s in self.seq_att for f in s.features if f not in self.features]
+        return self.features + tuple(dict.fromkeys(extra))
 
 
 # ---- backbone -----------------------------------------------------------------------------
@@ -389,5 +475,5 @@ class PipelineSpec:
 
     def serving_fields(self) -> list[FieldSpec]:
         """Input fields that features read (what a served model takes), in input order."""
-        used = {s.column for s in self.features.values()}
+        used = {c for s in self.features.values() for c in s.input_columns}
         return [f for f in self.data.fields if f.name in used]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from easyblocks.config.features import input_field_types
 from easyblocks.config.kwargs import message_to_kwargs
 from easyblocks.config.loader import LoadedConfig
 from easyblocks.config.specs import LossSpec, TowerSpec
@@ -49,7 +50,7 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
     config = loaded.proto
     model = config.model_config
     labels = list(config.data_config.label_fields)
-    fields = [f.input_name for f in config.data_config.input_fields]
+    fields = list(input_field_types(config))
     if model.model_class == "RankModel":
         if not labels:
             raise ConfigError(f"{loaded.path}: RankModel needs data_config.label_fields")

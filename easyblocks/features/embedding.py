@@ -7,8 +7,13 @@ import math
 import keras
 import tensorflow as tf
 
-from easyblocks.config.specs import FeatureGroupSpec, FeatureSpec
-from easyblocks.features.preprocess import PAD_ID
+from easyblocks.blocks.mlp import MLP
+from easyblocks.blocks.sequence import TextCNN
+from easyblocks.config.specs import FeatureGroupSpec, FeatureSpec, SeqAttSpec
+from easyblocks.features.preprocess import LENGTH_SUFFIX, PAD_ID
+
+# EasyRec's score of a padded position before the softmax (exp of it underflows to 0)
+_PADDING_SCORE = -(2.0**32) + 1
 
 
 def _lookup_padded(table, ids: tf.Tensor) -> tf.RaggedTensor:
@@ -30,15 +35,91 @@ def _pool(rows: tf.RaggedTensor, combiner: str) -> tf.Tensor:
     return pooled
 
 
+def _masked_softmax(scores: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+    """Softmax over the first `lengths` positions of scores (batch, L); as in EasyRec, the
+    others get score -2^32 + 1 (a row without positions gets equal weights on its zero
+    padding)."""
+    mask = tf.sequence_mask(lengths, tf.shape(scores)[1])
+    return tf.nn.softmax(tf.where(mask, scores, tf.fill(tf.shape(scores), _PADDING_SCORE)))
+
+
+class AttentionCombiner(keras.layers.Layer):
+    """EasyRec's `sequence_combiner { attention {} }`: a learned weighted mean of a sequence.
+
+        a = softmax_t(w . e_t)   over the valid positions t,   out = sum_t a_t e_t
+
+    with w (d,) a Dense(1) kernel without bias. Input (batch, L, d) and lengths (batch,);
+    output (batch, d).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.score = keras.layers.Dense(1, use_bias=False, name="attention")
+
+    def call(self, seq: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        weights = _masked_softmax(self.score(seq)[..., 0], lengths)
+        return tf.einsum("bl,bld->bd", weights, seq)
+
+
+class TargetAttention(keras.layers.Layer):
+    """EasyRec's feature-group `sequence_features`: DIN's attention of a target (the key
+    features) over a behaviour sequence (Zhou et al., KDD 2018, eq. 3, with EasyRec's
+    softmax over the valid positions).
+
+        q = key (transformed to the sequence width with allow_key_transform)
+        s_t = DNN([q, h_t, q - h_t, q * h_t])       (last layer: 1 unit, linear, no BN)
+        a = softmax_t(s_t),   out = [sum_t a_t h_t, sum_t a_t aux_t ..., q (need_key_feature)]
+
+    allow_key_transform, when the widths differ: a key narrower than the sequence is
+    zero-padded, unless transform_dnn (or a wider key): then a Dense maps the key and
+    another the sequence to the sequence width.
+
+    Call args: key (batch, d_k), hist (batch, L, d_s), lengths (batch,), auxes: list of
+    (batch, L, d_a). Returns (batch, spec.output_dim).
+    """
+
+    def __init__(self, spec: SeqAttSpec, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.dnn = MLP(name="seq_dnn", **spec.dnn)
+        self.pad_key = spec.transforms_key and spec.seq_dim > spec.key_dim and \
+            not spec.transform_dnn
+        self.key_dense = self.seq_dense = None
+        if spec.transforms_key and not self.pad_key:
+            self.key_dense = keras.layers.Dense(spec.seq_dim, name="key_transform")
+            self.seq_dense = keras.layers.Dense(spec.seq_dim, name="seq_transform")
+
+    def call(self, key, hist, lengths, auxes=(), training=None):
+        if self.pad_key:
+            key = tf.pad(key, [[0, 0], [0, self.spec.seq_dim - self.spec.key_dim]])
+        elif self.key_dense is not None:
+            key, hist = self.key_dense(key), self.seq_dense(hist)
+        q = tf.tile(key[:, None, :], [1, tf.shape(hist)[1], 1])
+        scores = self.dnn(tf.concat([q, hist, q - hist, q * hist], axis=-1), training=training)
+        weights = _masked_softmax(scores[..., 0], lengths)
+        pooled = [tf.einsum("bl,bld->bd", weights, h) for h in [hist, *auxes]]
+        if self.spec.need_key_feature:
+            pooled.append(key)
+        return tf.concat(pooled, axis=-1)
+
+
+def _pad_to(seq: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
+    """Zero-pads (batch, L, d) on the time axis to `length` >= L."""
+    return tf.pad(seq, [[0, 0], [0, length - tf.shape(seq)[1]], [0, 0]])
+
+
 class FeatureGroups(keras.layers.Layer):
     """Embeds the features and assembles the configured feature groups.
 
     Call with the dict produced by `Preprocessor`. Returns a dict with
-      "groups":  group name -> (batch, sum of feature widths) float32, the concatenation;
-                 a sequence group (one SequenceFeature) -> (batch, length, dim), zeros at
-                 padded positions; a WIDE group -> (batch, num_features), each feature's
-                 1-dimensional weight (w * x for raw features): their sum is the linear part
-      "lists":   group name -> list of (batch, width) tensors, one per feature
+      "groups":  group name -> (batch, sum of feature widths) float32, the concatenation
+                 (features in config order, sequences pooled by their sequence_combiner
+                 after them, then the outputs of the group's sequence_features, as in
+                 EasyRec); a sequence group (one SequenceFeature without combiner) ->
+                 (batch, length, dim), zeros at padded positions; a WIDE group ->
+                 (batch, num_features), each feature's 1-dimensional weight (w * x for raw
+                 features): their sum is the linear part
+      "lists":   group name -> list of (batch, width) tensors, in that order
       "raw":     group name -> (batch, num_features): the un-embedded bucket ids (int64)
                  or numbers (float32 when the group has raw features)
       "embedding_l2": mean over the batch of the squared norm of the looked-up embeddings
@@ -49,11 +130,11 @@ class FeatureGroups(keras.layers.Layer):
         super().__init__(**kwargs)
         self.specs = specs
         self.group_features = {g.name: list(g.features) for g in groups.values()}
+        self.group_seq_att = {g.name: list(g.seq_att) for g in groups.values()}
         self.wide_groups = {g.name for g in groups.values() if g.wide}
-        groups = self.group_features
-        wide_features = {f for g in self.wide_groups for f in groups[g]}
-        deep_features = {f for g, names in groups.items() if g not in self.wide_groups
-                         for f in names}
+        wide_features = {f for g in self.wide_groups for f in self.group_features[g]}
+        deep_features = {f for g in groups.values() if g.name not in self.wide_groups
+                         for f in g.all_features}
         self.tables = {}
         self.wide_tables = {}
         for spec in specs.values():
@@ -63,7 +144,8 @@ class FeatureGroups(keras.layers.Layer):
                     shape=(spec.num_ids, 1), initializer="zeros", name=f"wide_{spec.table}")
             if spec.name not in deep_features:
                 continue
-            if spec.uses_table and spec.kind != "raw" and spec.table not in self.tables:
+            if spec.uses_table and spec.kind not in ("raw", "seq_raw") and \
+                    spec.table not in self.tables:
                 self.tables[spec.table] = self.add_weight(
                     shape=(spec.num_ids, spec.embedding_dim),
                     initializer=keras.initializers.TruncatedNormal(
@@ -76,11 +158,36 @@ class FeatureGroups(keras.layers.Layer):
             for spec in specs.values()
             if spec.kind == "raw" and spec.embedding_dim > 0 and spec.name in deep_features
         }
+        # EasyRec's numeric sequence with embedding_dim: each value times one embedding row
+        # (no bias)
+        self.seq_projections = {
+            spec.name: self.add_weight(
+                shape=(spec.raw_dim, spec.embedding_dim),
+                initializer=keras.initializers.TruncatedNormal(
+                    stddev=1.0 / math.sqrt(spec.embedding_dim)),
+                name=f"projection_{spec.name}")
+            for spec in specs.values()
+            if spec.kind == "seq_raw" and spec.embedding_dim > 0 and spec.name in deep_features
+        }
         self.wide_raw = {
             spec.name: keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros",
                                           name=f"wide_{spec.name}")
             for spec in specs.values() if spec.kind == "raw" and spec.name in wide_features
         }
+        self.combiners = {}
+        for spec in specs.values():
+            if spec.seq_combiner is None or spec.name not in deep_features:
+                continue
+            c = spec.seq_combiner
+            if c["kind"] == "attention":
+                self.combiners[spec.name] = AttentionCombiner(name=f"attention_{spec.name}")
+            else:
+                self.combiners[spec.name] = TextCNN(
+                    c["filter_sizes"], c["num_filters"], c["pad_sequence_length"],
+                    c["activation"], name=f"text_cnn_{spec.name}")
+        self.target_attention = {
+            (g, s.name): TargetAttention(s, name=f"seq_att_{g}_{s.name}")
+            for g, atts in self.group_seq_att.items() for s in atts}
 
     @property
     def table_variables(self) -> list:
@@ -93,22 +200,44 @@ class FeatureGroups(keras.layers.Layer):
         for g, names in self.group_features.items():
             if g in self.wide_groups:
                 dims[g] = len(names)
-            elif self.specs[names[0]].kind == "seq":
-                dims[g] = f"length, {self.specs[names[0]].embedding_dim}"
+            elif len(names) == 1 and self.specs[names[0]].is_sequence:
+                dims[g] = f"length, {self.specs[names[0]].item_dim}"
             else:
-                dims[g] = sum(self.specs[f].output_dim for f in names)
+                dims[g] = sum(self.specs[f].output_dim for f in names) + sum(
+                    s.output_dim for s in self.group_seq_att[g])
         return dims
 
-    def _embed(self, spec: FeatureSpec, value: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
-        """Returns the feature's tensor (batch, width) and its looked-up rows for the L2 term."""
+    def _sequence(self, spec: FeatureSpec, features: dict) -> tuple:
+        """(sequence (batch, L, dim) zero-padded, lengths (batch,) int32, looked-up rows
+        for the L2 term or None)."""
+        value = features[spec.name]
+        if spec.kind == "seq_raw":
+            lengths = features[spec.name + LENGTH_SUFFIX]
+            seq = value[..., None]
+            if spec.name in self.seq_projections:
+                seq = seq * self.seq_projections[spec.name][0]
+            return seq, lengths, None
+        rows = _lookup_padded(self.tables[spec.table], value)  # ragged (batch, (len), dim)
+        # the longest row has no padding, so this keeps the id matrix's length
+        return rows.to_tensor(), tf.cast(rows.row_lengths(), tf.int32), rows.flat_values
+
+    def _embed(self, spec: FeatureSpec, features: dict, training=None) -> tuple:
+        """Returns the feature's tensor ((batch, width), or (batch, L, dim) for a sequence
+        without combiner) and its looked-up rows for the L2 term (or None)."""
+        value = features[spec.name]
         if spec.kind in ("id", "bucketized"):
             emb = tf.gather(self.tables[spec.table], value)
             return emb, emb
-        if spec.kind in ("tag", "seq"):
-            rows = _lookup_padded(self.tables[spec.table], value)  # ragged (batch, (len), dim)
-            if spec.kind == "seq":
-                # the longest row has no padding, so this keeps the id matrix's length
-                return rows.to_tensor(), rows.flat_values
+        if spec.kind in ("seq", "seq_raw"):
+            seq, lengths, rows = self._sequence(spec, features)
+            if spec.seq_combiner is None:
+                return seq, rows
+            combiner = self.combiners[spec.name]
+            if spec.seq_combiner["kind"] == "attention":
+                return combiner(seq, lengths), rows
+            return combiner([seq, lengths], training=training), rows
+        if spec.kind == "tag":
+            rows = _lookup_padded(self.tables[spec.table], value)
             return _pool(rows, spec.combiner), rows.flat_values
         if spec.name in self.projections:
             return self.projections[spec.name](value), None
@@ -123,34 +252,70 @@ class FeatureGroups(keras.layers.Layer):
             return tf.gather(table, value)
         return _pool(_lookup_padded(table, value), spec.combiner)
 
-    def call(self, features: dict[str, tf.Tensor], groups=None) -> dict:
+    def _seq_att(self, group: str, spec: SeqAttSpec, features: dict, embedded: dict,
+                 training=None) -> tf.Tensor:
+        key = tf.concat([embedded[k] for k in spec.keys], axis=-1)
+        names = spec.hist_seqs + spec.aux_hist_seqs
+        seqs = [self._sequence(self.specs[h], features) for h in names]
+        length = tf.reduce_max(tf.stack([tf.shape(s)[1] for s, _, _ in seqs]))
+        lengths = seqs[0][1]
+        checks = [tf.debugging.assert_equal(
+            lengths, other, message=f"feature group {group!r}: sequence_features "
+            f"{spec.name!r}: {names[0]!r} and {name!r} have different lengths in a row")
+            for name, (_, other, _) in zip(names[1:], seqs[1:])]
+        with tf.control_dependencies(checks):
+            padded = [_pad_to(s, length) for s, _, _ in seqs]
+        n = len(spec.hist_seqs)
+        hist = tf.concat(padded[:n], axis=-1)
+        return self.target_attention[(group, spec.name)](key, hist, lengths, padded[n:],
+                                                        training=training)
+
+    def call(self, features: dict[str, tf.Tensor], groups=None, training=None) -> dict:
         """`groups`: only these groups (e.g. for exporting one tower); default all."""
         selected = {g: n for g, n in self.group_features.items() if groups is None or g in groups}
         embedded, l2 = {}, []
-        deep = {f for g, names in selected.items() if g not in self.wide_groups for f in names}
+        deep = set()
+        for g, names in selected.items():
+            if g not in self.wide_groups:
+                deep |= set(names)
+                deep |= {f for s in self.group_seq_att[g] for f in s.keys}
         for name in sorted(deep):
             spec = self.specs[name]
-            embedded[name], rows = self._embed(spec, features[name])
+            embedded[name], rows = self._embed(spec, features, training)
             if rows is not None:
                 l2.append(tf.reduce_sum(tf.square(rows)))
+        for g in selected:
+            for s in self.group_seq_att[g]:
+                for h in s.hist_seqs + s.aux_hist_seqs:
+                    if h not in embedded:  # rows for the L2 term, once per feature
+                        embedded[h] = None
+                        rows = self._sequence(self.specs[h], features)[2]
+                        if rows is not None:
+                            l2.append(tf.reduce_sum(tf.square(rows)))
         batch = tf.cast(tf.shape(next(iter(features.values())))[0], tf.float32)
         out = {"groups": {}, "lists": {}, "raw": {}}
         for group, names in selected.items():
             if group in self.wide_groups:
                 tensors = [self._wide(self.specs[n], features[n]) for n in names]
             else:
-                tensors = [embedded[n] for n in names]
+                pooled = [n for n in names if self.specs[n].seq_combiner is not None]
+                tensors = [embedded[n] for n in names if n not in pooled] + \
+                    [embedded[n] for n in pooled]
+                tensors += [self._seq_att(group, s, features, embedded, training)
+                            for s in self.group_seq_att[group]]
             out["lists"][group] = tensors
             out["groups"][group] = tensors[0] if len(tensors) == 1 else tf.concat(tensors, -1)
-            out["raw"][group] = self._raw(names, features)
+            out["raw"][group] = self._raw(group, names, features)
         out["embedding_l2"] = tf.add_n(l2) / batch if l2 else tf.constant(0.0)
         return out
 
-    def _raw(self, names: list[str], features: dict[str, tf.Tensor]) -> tf.Tensor | None:
+    def _raw(self, group: str, names: list[str],
+             features: dict[str, tf.Tensor]) -> tf.Tensor | None:
         specs = [self.specs[n] for n in names]
-        if len(specs) == 1 and specs[0].kind == "seq":
+        if len(specs) == 1 and specs[0].is_sequence and specs[0].kind == "seq":
             return features[specs[0].name]  # (batch, length) ids, PAD_ID at padding
-        if any(s.kind in ("tag", "seq") for s in specs):
+        if self.group_seq_att[group] or any(s.kind in ("tag", "seq", "seq_raw")
+                                            for s in specs):
             return None  # multi-valued: no fixed-width raw form
         cols = []
         for s in specs:

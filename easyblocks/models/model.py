@@ -81,7 +81,7 @@ class CTRModel(keras.Model):
         return self(features, training=training, return_aux=True)
 
     def call(self, features, training=None, return_aux=False):
-        fg = self.feature_groups(features)
+        fg = self.feature_groups(features, training=training)
         out = self.backbone(fg, training=training)
         extras = {}
         if self.logit_blocks:

@@ -69,10 +69,10 @@ class BlockServingModule(tf.Module):
             raise ConfigError(f"--block: {', '.join(unknown)} is not a backbone block; blocks: "
                               f"{', '.join(dag.order)}")
         order, groups = dag.upstream(blocks)
-        features = {f for g in groups for f in spec.groups[g].features}
+        features = {f for g in groups for f in spec.groups[g].all_features}
         specs = {k: v for k, v in spec.features.items() if k in features}
         self.preprocessor = Preprocessor(specs)
-        columns = {s.column for s in specs.values()}
+        columns = {c for s in specs.values() for c in s.input_columns}
         self.fields = [f for f in spec.data.fields if f.name in columns]
         tensor_specs = {f.name: tf.TensorSpec([None], TF_TYPES[f.type], f.name)
                         for f in self.fields}
