@@ -218,8 +218,9 @@ FIELDS: dict[str, FieldState] = {
         "padding is masked by each row's length (EasyRec pads to sequence_length and counts "
         "the padding as steps)"),
     "FeatureConfig.sequence_length": H(
-        "numeric sequences keep their first sequence_length values (EasyRec fails on a "
-        "longer row)"),
+        "a numeric sequence without boundaries keeps its first sequence_length values (EasyRec "
+        "fails on a longer row); unset, all of them (EasyRec's default 1 fails on longer "
+        "rows); no effect on other features, as in EasyRec"),
     "FeatureConfig.expression": H(
         "parsed by a small grammar and interpreted, never eval'ed: numbers, input names, "
         "+ - * /, comparisons, & and |, parentheses, with the usual precedence"),

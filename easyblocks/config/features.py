@@ -156,8 +156,7 @@ def _sequence(fc, spec: FeatureSpec, ctype: str, where: str) -> None:
         raise ConfigError(f"{where}: raw_input_dim > 1 of a numeric sequence needs "
                           "seq_multi_sep, which is not implemented yet")
     spec.min_val, spec.max_val = fc.min_val, fc.max_val
-    # EasyRec keeps `sequence_length` values of a numeric sequence (max_seq_len: of ids)
-    spec.max_seq_len = fc.sequence_length or fc.max_seq_len
+    spec.max_seq_len = fc.max_seq_len
     bounds = _sorted_boundaries(fc, where) if fc.boundaries else _normalized_buckets(fc)
     if bounds:
         spec.kind, spec.seq_values = "seq", "ids"
@@ -166,6 +165,10 @@ def _sequence(fc, spec: FeatureSpec, ctype: str, where: str) -> None:
         _check_embedding(fc, spec, where, pooled=False)
     else:
         spec.kind, spec.seq_values = "seq_raw", "raw"
+        # EasyRec pads the values to sequence_length (and fails on a longer row); here the
+        # first sequence_length values are kept when it is set
+        if fc.HasField("sequence_length"):
+            spec.max_seq_len = fc.sequence_length
         if spec.seq_combiner is not None and fc.embedding_dim == 0:
             raise ConfigError(f"{where}: a sequence_combiner needs embedding_dim > 0")
 
