@@ -90,13 +90,22 @@ EASYREC_BLOCK_PARAMS = (
     "transformer", "text_encoder", "gate", "aitm", "cin",
 )
 
-_METRIC_NOT_COMPUTED = "metric not computed yet (easyblocks computes auc, gauc and logloss)"
+_METRIC_NOT_COMPUTED = ("metric not computed yet (easyblocks computes auc, gauc, logloss, "
+                        "session_auc, max_f1 and recall_at_topk)")
 
 
 def _optimizer_todo(name: str) -> str:
     return f"{name} is not implemented yet (adam_optimizer, lazy_adam_optimizer, " \
-        "adagrad_optimizer and sgd_optimizer are)"
+        "adagrad_optimizer, sgd_optimizer, momentum_optimizer, adamw_optimizer, " \
+        "momentumw_optimizer and ftrl_optimizer are)"
 
+
+_DECOUPLED = ("decoupled weight decay as TF1's: var -= weight_decay * var (not scaled by the "
+              "learning rate) before each update; the tables' rows when looked up")
+
+_PARQUET = ("read with pyarrow (pip install 'easyblocks[parquet]'); each input field is the "
+            "column of its name; a list column is joined by its feature's separator, so an "
+            "exported model takes the same columns as with CSV")
 _MIN_MAX = ("(x - min_val) / (max_val - min_val) when max_val > min_val, not clipped, as in "
             "EasyRec; with num_buckets > 1 the result is bucketized at 0, 1/n, ..., (n-1)/n")
 _SAMPLER = "negative samplers (graph-learn) are not available here"
@@ -109,13 +118,13 @@ FIELDS: dict[str, FieldState] = {
     "EasyRecConfig.datahub_train_input": R(f"{NOT_HERE} (Datahub)"),
     "EasyRecConfig.hive_train_input": R(f"{NOT_HERE} (Hive)"),
     "EasyRecConfig.binary_train_input": R(f"{NOT_HERE} (EasyRec's binary input)"),
-    "EasyRecConfig.parquet_train_input": R("Parquet input is not implemented yet"),
+    "EasyRecConfig.parquet_train_input": H(_PARQUET),
     "EasyRecConfig.eval_input_path": H(),
     "EasyRecConfig.kafka_eval_input": R(f"{NOT_HERE} (Kafka)"),
     "EasyRecConfig.datahub_eval_input": R(f"{NOT_HERE} (Datahub)"),
     "EasyRecConfig.hive_eval_input": R(f"{NOT_HERE} (Hive)"),
     "EasyRecConfig.binary_eval_input": R(f"{NOT_HERE} (EasyRec's binary input)"),
-    "EasyRecConfig.parquet_eval_input": R("Parquet input is not implemented yet"),
+    "EasyRecConfig.parquet_eval_input": H(_PARQUET),
     "EasyRecConfig.model_dir": H(),
     "EasyRecConfig.train_config": H(),
     "EasyRecConfig.eval_config": H(),
@@ -154,9 +163,12 @@ FIELDS: dict[str, FieldState] = {
     "DatasetConfig.pai_worker_queue": NA("a PAI setting"),
     "DatasetConfig.pai_worker_slice_num": NA("a PAI setting"),
     "DatasetConfig.chief_redundant": NA("a setting of EasyRec's parameter-server training"),
-    "DatasetConfig.sample_weight": R("sample_weight is not implemented yet"),
+    "DatasetConfig.sample_weight": H(
+        "each loss is reduced as TF1's tf.losses with weights: sum(w * loss) / number of "
+        "nonzero w (EasyRec); ZILN_LOSS with sample weights is refused (EasyRec ignores them)"),
     "DatasetConfig.data_compression_type": R("compressed input is not implemented yet", ("",)),
-    "DatasetConfig.n_data_batch_tfrecord": R("TFRecord input is not implemented yet"),
+    "DatasetConfig.n_data_batch_tfrecord": NA("BatchTFRecordInput reads however many rows "
+                                              "each record holds"),
     "DatasetConfig.with_header": H(),
     "DatasetConfig.feature_fields": R("feature_fields is not implemented yet"),
     "DatasetConfig.negative_sampler": R(_SAMPLER),
@@ -244,9 +256,9 @@ FIELDS: dict[str, FieldState] = {
     "TrainConfig.optimizer_config": FieldState(
         HONOURED, "a second optimizer_config (EasyRec: one for the embedding tables, one for "
         "the other weights) is not implemented yet", max_items=1),
-    "TrainConfig.gradient_clipping_by_norm": R(
-        "gradient clipping of the embedding tables is not implemented yet (only the dense "
-        "weights would be clipped)", (0.0,)),
+    "TrainConfig.gradient_clipping_by_norm": H(
+        "every gradient, the embedding tables' included, clipped by their global norm (as "
+        "EasyRec's optimize_loss)"),
     "TrainConfig.num_steps": H(),
     "TrainConfig.fine_tune_checkpoint": R("fine_tune_checkpoint is not implemented yet", ("",)),
     "TrainConfig.fine_tune_ckpt_var_map": R("fine_tune_checkpoint is not implemented yet",
@@ -282,25 +294,43 @@ FIELDS: dict[str, FieldState] = {
     "TrainConfig.seed": H(),
     "TrainConfig.jit_compile": NA("the train step is not XLA-compiled", (False,)),
     "Optimizer.rms_prop_optimizer": R(_optimizer_todo("rms_prop_optimizer")),
-    "Optimizer.momentum_optimizer": R(_optimizer_todo("momentum_optimizer")),
+    "Optimizer.momentum_optimizer": H("TF1's momentum (a = m a + g; var -= lr a); the "
+                                      "tables' rows are updated when looked up"),
     "Optimizer.adam_optimizer": H(
         "embedding tables are updated row-wise for the rows a batch looked up (lazy Adam: "
         "moments of other rows are not decayed), for speed; EasyRec's Adam updates every row"),
-    "Optimizer.momentumw_optimizer": R(_optimizer_todo("momentumw_optimizer")),
-    "Optimizer.adamw_optimizer": R(_optimizer_todo("adamw_optimizer")),
+    "Optimizer.momentumw_optimizer": H(_DECOUPLED),
+    "Optimizer.adamw_optimizer": H(_DECOUPLED),
     "Optimizer.adam_async_optimizer": R("AdamAsync (PAI-TF) is not available here; use "
                                         "adam_optimizer"),
     "Optimizer.adagrad_optimizer": H("Keras' Adagrad adds 1e-7 to the denominator; TF1's "
                                      "had no epsilon"),
-    "Optimizer.ftrl_optimizer": R(_optimizer_todo("ftrl_optimizer")),
+    "Optimizer.ftrl_optimizer": H("TensorFlow's FTRL-proximal; the tables' rows are updated "
+                                  "when looked up (as TF1 with sparse gradients)"),
     "Optimizer.adam_asyncw_optimizer": R("AdamAsyncW (PAI-TF) is not available here"),
     "Optimizer.lazy_adam_optimizer": H(),
     "Optimizer.sgd_optimizer": H(),
     "Optimizer.use_moving_average": R("use_moving_average (weight averaging) is not "
                                       "implemented yet", (False,)),
     "Optimizer.moving_average_decay": H("used only with use_moving_average"),
-    "Optimizer.embedding_learning_rate_multiplier": R(
-        "embedding_learning_rate_multiplier is not implemented yet"),
+    "Optimizer.embedding_learning_rate_multiplier": H(
+        "the embedding tables' gradients are multiplied by it before clipping, as in EasyRec "
+        "(for Adam-like optimizers a gradient scale barely changes the update)"),
+    "MomentumOptimizer.learning_rate": H(),
+    "MomentumOptimizer.momentum_optimizer_value": H(),
+    "MomentumWOptimizer.learning_rate": H(),
+    "MomentumWOptimizer.weight_decay": H(),
+    "MomentumWOptimizer.momentum_optimizer_value": H(),
+    "AdamWOptimizer.learning_rate": H(),
+    "AdamWOptimizer.weight_decay": H(),
+    "AdamWOptimizer.beta1": H(),
+    "AdamWOptimizer.beta2": H(),
+    "FtrlOptimizer.learning_rate": H(),
+    "FtrlOptimizer.learning_rate_power": H(),
+    "FtrlOptimizer.initial_accumulator_value": H(),
+    "FtrlOptimizer.l1_reg": H(),
+    "FtrlOptimizer.l2_reg": H(),
+    "FtrlOptimizer.l2_shrinkage_reg": H(),
     "AdamOptimizer.learning_rate": H(),
     "AdamOptimizer.beta1": H(),
     "AdamOptimizer.beta2": H(),
@@ -338,14 +368,20 @@ FIELDS: dict[str, FieldState] = {
     "EvalConfig.eval_online": NA("evaluation runs on eval_input_path"),
     "EvalConfig.domain_field": H(),
     "EvalMetrics.auc": H(),
-    "EvalMetrics.recall_at_topk": NA(_METRIC_NOT_COMPUTED),
+    "EvalMetrics.recall_at_topk": H("exact, over all evaluated rows; multi-class towers"),
     "EvalMetrics.mean_absolute_error": NA(_METRIC_NOT_COMPUTED),
     "EvalMetrics.mean_squared_error": NA(_METRIC_NOT_COMPUTED),
     "EvalMetrics.accuracy": NA(_METRIC_NOT_COMPUTED),
-    "EvalMetrics.max_f1": NA(_METRIC_NOT_COMPUTED),
+    "EvalMetrics.max_f1": H(
+        "the exact maximum over every threshold of the probability; EasyRec scans 200 "
+        "thresholds in [0, 1] of the logit (a defect: it sees probabilities 0.5-0.73 only)"),
     "EvalMetrics.root_mean_squared_error": NA(_METRIC_NOT_COMPUTED),
     "EvalMetrics.gauc": H(),
-    "EvalMetrics.session_auc": NA(_METRIC_NOT_COMPUTED),
+    "EvalMetrics.session_auc": H("one session_auc (session_id_field, reduction) for every "
+                                 "tower that asks for it; exact AUC per session"),
+    "SessionAUC.session_id_field": H(),
+    "SessionAUC.reduction": H(),
+    "RecallAtTopK.topk": H(),
     "EvalMetrics.recall": NA(_METRIC_NOT_COMPUTED),
     "EvalMetrics.precision": NA(_METRIC_NOT_COMPUTED),
     "EvalMetrics.precision_at_topk": NA(_METRIC_NOT_COMPUTED),
@@ -444,8 +480,7 @@ FIELDS: dict[str, FieldState] = {
     "BayesTaskTower.in_task_space_weight": R(_TASK_SPACE, (1.0,)),
     "BayesTaskTower.out_task_space_weight": R(_TASK_SPACE, (1.0,)),
     "BayesTaskTower.losses": H(),
-    "BayesTaskTower.use_sample_weight": H("sample weights are not implemented (sample_weight "
-                                          "is refused), so this has no effect"),
+    "BayesTaskTower.use_sample_weight": H(),
     "BayesTaskTower.task_space_indicator_name": R(_TASK_SPACE),
     "BayesTaskTower.task_space_indicator_value": R(_TASK_SPACE),
     "BayesTaskTower.add_to_logit": H(),
@@ -460,6 +495,17 @@ FIELDS: dict[str, FieldState] = {
                      "(EasyRec gave every loss of a tower the first loss's weight, a defect)"),
     "Loss.loss_name": NA("losses are reported as loss/<tower>/<loss type>"),
     "Loss.learn_loss_weight": R("learned loss weights are not implemented yet", (False,)),
+    "Loss.f1_reweighted_loss": H(),
+    "Loss.ziln_loss": H(),
+    "F1ReweighedLoss.f1_beta_square": H(),
+    "F1ReweighedLoss.label_smoothing": H(),
+    "ZILNLoss.mu_regularization": H(),
+    "ZILNLoss.sigma_regularization": H(),
+    "ZILNLoss.max_log_clip_value": H(),
+    "ZILNLoss.max_sigma": H(),
+    "ZILNLoss.return_log_pred_value": H(),
+    "ZILNLoss.classification_weight": H(),
+    "ZILNLoss.regression_weight": H(),
     # ---- backbone -------------------------------------------------------------------
     "BackboneTower.packages": H(),
     "BackboneTower.blocks": H(),
@@ -559,16 +605,22 @@ ENUM_VALUES: dict[str, FieldState] = {
     "DatasetConfig.InputType.RTPInputV2": R(f"{NOT_HERE} (RTP)"),
     "DatasetConfig.InputType.OdpsRTPInput": R(f"{NOT_HERE} (ODPS)"),
     "DatasetConfig.InputType.OdpsRTPInputV2": R(f"{NOT_HERE} (ODPS)"),
-    "DatasetConfig.InputType.TFRecordInput": R("TFRecord input is not implemented yet"),
-    "DatasetConfig.InputType.BatchTFRecordInput": R("TFRecord input is not implemented yet"),
+    "DatasetConfig.InputType.TFRecordInput": H(
+        "one tf.train.Example per row, one value per input field (as EasyRec)"),
+    "DatasetConfig.InputType.BatchTFRecordInput": H(
+        "one tf.train.SequenceExample per record, one feature list per input field"),
     "DatasetConfig.InputType.DummyInput": R(f"{NOT_HERE} (EasyRec's DummyInput)"),
     "DatasetConfig.InputType.KafkaInput": R(f"{NOT_HERE} (Kafka)"),
     "DatasetConfig.InputType.HiveInput": R(f"{NOT_HERE} (Hive)"),
     "DatasetConfig.InputType.HiveRTPInput": R(f"{NOT_HERE} (Hive)"),
     "DatasetConfig.InputType.HiveParquetInput": R(f"{NOT_HERE} (Hive)"),
-    "DatasetConfig.InputType.ParquetInput": R("Parquet input is not implemented yet"),
-    "DatasetConfig.InputType.ParquetInputV2": R("Parquet input is not implemented yet"),
-    "DatasetConfig.InputType.ParquetInputV3": R("Parquet input is not implemented yet"),
+    "DatasetConfig.InputType.ParquetInput": H(_PARQUET),
+    "DatasetConfig.InputType.ParquetInputV2": H(_PARQUET + "; V2 and V3 are read the same way "
+                                                "(their differences are EasyRec's internal "
+                                                "tensor layout)"),
+    "DatasetConfig.InputType.ParquetInputV3": H(_PARQUET + "; V2 and V3 are read the same way "
+                                                "(their differences are EasyRec's internal "
+                                                "tensor layout)"),
     "DatasetConfig.InputType.CriteoInput": R(f"{NOT_HERE} (EasyRec's Criteo binary input)"),
     "FeatureConfig.FeatureType.IdFeature": H(),
     "FeatureConfig.FeatureType.RawFeature": H(),
@@ -603,10 +655,14 @@ ENUM_VALUES: dict[str, FieldState] = {
     **{f"LossType.{name}": R(f"loss_type {name} is not implemented yet") for name in (
         "SIGMOID_L2_LOSS", "CROSS_ENTROPY_LOSS", "SOFTMAX_CROSS_ENTROPY", "CIRCLE_LOSS",
         "MULTI_SIMILARITY_LOSS", "SOFTMAX_CROSS_ENTROPY_WITH_NEGATIVE_MINING",
-        "PAIR_WISE_LOSS", "F1_REWEIGHTED_LOSS", "BINARY_FOCAL_LOSS", "PAIRWISE_FOCAL_LOSS",
+        "PAIR_WISE_LOSS", "BINARY_FOCAL_LOSS", "PAIRWISE_FOCAL_LOSS",
         "PAIRWISE_LOGISTIC_LOSS", "PAIRWISE_HINGE_LOSS", "JRC_LOSS",
         "BINARY_CROSS_ENTROPY_LOSS", "KL_DIVERGENCE_LOSS", "LISTWISE_RANK_LOSS",
-        "LISTWISE_DISTILL_LOSS", "ZILN_LOSS")},
+        "LISTWISE_DISTILL_LOSS")},
+    # ---- EasyRec's losses honoured by issue 13 (models/losses.py) ----
+    "LossType.F1_REWEIGHTED_LOSS": H("num_class 1"),
+    "LossType.ZILN_LOSS": H("num_class 3; the tower also predicts y_<tower>, the expected "
+                            "value; its metrics are auc (of y > 0) and the configured ones"),
     "EasyRecModel.LossWeightStrategy.Fixed": H(),
     "EasyRecModel.LossWeightStrategy.Uncertainty": R("loss_weight_strategy Uncertainty is not "
                                                      "implemented yet"),

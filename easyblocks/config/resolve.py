@@ -7,6 +7,8 @@ class_name, a block's parameters) is checked when the model is built.
 
 from __future__ import annotations
 
+import dataclasses
+
 from easyblocks.config import easyrec_check
 from easyblocks.config.dag import backbone_spec
 from easyblocks.config.features import (
@@ -34,6 +36,7 @@ from easyblocks.protos import data_pb2, train_pb2
 FIELD_TYPES = data_pb2.DatasetConfig.FieldType
 SUPPORTED_STRATEGIES = ("NoStrategy",)
 DEFAULT_LEARNING_RATE = 0.001
+GAUC_REDUCTIONS = easyrec_check.GAUC_REDUCTIONS
 
 
 def resolve(loaded: LoadedConfig) -> PipelineSpec:
@@ -54,14 +57,22 @@ def resolve(loaded: LoadedConfig) -> PipelineSpec:
     backbone = backbone_spec(model_config.backbone, list(groups), loaded.locate_name,
                              extra_outputs=sorted(logit_blocks))
     towers = build_tower_specs(loaded)
+    eval_spec = _eval_spec(loaded)
+    for t in towers:
+        if t.num_class == 1 and "recall_at_topk" in eval_spec.metrics + t.metrics:
+            raise ConfigError(f"{loaded.locate('recall_at_topk')}: recall_at_topk needs a "
+                              f"multi-class tower (num_class > 1); tower {t.name!r} has 1")
     model = ModelSpec(model_class=model_config.model_class, groups=groups, backbone=backbone,
                       towers=towers,
                       l2_regularization=model_config.model_params.l2_regularization,
                       embedding_regularization=model_config.embedding_regularization)
     return PipelineSpec(
-        path=loaded.path, train_input_path=config.train_input_path,
-        eval_input_path=config.eval_input_path, model_dir=config.model_dir, data=data,
-        features=features, model=model, train=_train_spec(loaded), eval=_eval_spec(loaded),
+        path=loaded.path,
+        # EasyRec's parquet_train_input / parquet_eval_input are the paths of Parquet input
+        train_input_path=config.train_input_path or config.parquet_train_input,
+        eval_input_path=config.eval_input_path or config.parquet_eval_input,
+        model_dir=config.model_dir, data=data,
+        features=features, model=model, train=_train_spec(loaded), eval=eval_spec,
         export=ExportSpec(export_dir=config.export_config.export_dir),
         plugins=list(config.plugins))
 
@@ -132,6 +143,15 @@ def _learning_rate(lr) -> LearningRateSpec:
 
 
 def _optimizer_spec(loaded: LoadedConfig) -> OptimizerSpec:
+    spec = _optimizer_settings(loaded)
+    configs = loaded.proto.train_config.optimizer_config
+    if configs and configs[0].HasField("embedding_learning_rate_multiplier"):
+        spec = dataclasses.replace(
+            spec, embedding_lr_multiplier=configs[0].embedding_learning_rate_multiplier)
+    return spec
+
+
+def _optimizer_settings(loaded: LoadedConfig) -> OptimizerSpec:
     tc = loaded.proto.train_config
     clip = tc.gradient_clipping_by_norm
     if not tc.optimizer_config:
@@ -155,6 +175,21 @@ def _optimizer_spec(loaded: LoadedConfig) -> OptimizerSpec:
                              clip_norm=clip)
     if which == "sgd_optimizer":
         return OptimizerSpec("sgd", lr, momentum=c.momentum, clip_norm=clip)
+    # EasyRec's other optimizers: TF1's momentum, AdamW / MomentumW (decoupled weight
+    # decay, TF1's epsilon 1e-8) and FTRL
+    if which == "momentum_optimizer":
+        return OptimizerSpec("momentum", lr, momentum=c.momentum_optimizer_value,
+                             clip_norm=clip)
+    if which == "momentumw_optimizer":
+        return OptimizerSpec("momentumw", lr, momentum=c.momentum_optimizer_value,
+                             weight_decay=c.weight_decay, clip_norm=clip)
+    if which == "adamw_optimizer":
+        return OptimizerSpec("adamw", lr, beta1=c.beta1, beta2=c.beta2, epsilon=1e-8,
+                             weight_decay=c.weight_decay, clip_norm=clip)
+    if which == "ftrl_optimizer":
+        return OptimizerSpec("ftrl", lr, initial_accumulator_value=c.initial_accumulator_value,
+                             learning_rate_power=c.learning_rate_power, l1=c.l1_reg,
+                             l2=c.l2_reg, l2_shrinkage=c.l2_shrinkage_reg, clip_norm=clip)
     raise ConfigError(f"{loaded.locate(which)}: {which} is not implemented")  # table refuses
 
 
@@ -189,6 +224,36 @@ def _eval_spec(loaded: LoadedConfig) -> EvalSpec:
                               f"{g.uid_field!r} is not an input field"
                               f"{suggest(g.uid_field, names)}")
     first = gaucs[0] if gaucs else None  # the field table refuses a second gauc
+    towers = config.model_config.model_params.task_towers
+    sets = [("eval_config", ec.metrics_set)] + [(f"tower {t.tower_name!r}", t.metrics_set)
+                                                for t in towers]
+    sessions = [(w, m.session_auc) for w, ms in sets for m in ms
+                if m.WhichOneof("metric") == "session_auc"]
+    for w, s in sessions:
+        if s.session_id_field not in names:
+            raise ConfigError(f"{loaded.locate('session_id_field')}: {w}: session_auc "
+                              f"session_id_field {s.session_id_field!r} is not an input field"
+                              f"{suggest(s.session_id_field, names)}")
+        if s.reduction not in GAUC_REDUCTIONS:
+            raise ConfigError(f"{loaded.locate('session_id_field')}: {w}: session_auc "
+                              f"reduction {s.reduction!r}: expected one of "
+                              f"{', '.join(GAUC_REDUCTIONS)}")
+        if (s.session_id_field, s.reduction) != (sessions[0][1].session_id_field,
+                                                 sessions[0][1].reduction):
+            raise ConfigError(f"{loaded.locate('session_id_field')}: {w}: only one session_auc "
+                              "(session_id_field and reduction) is computed; use the same "
+                              "everywhere")
+    topks = {m.recall_at_topk.topk for _, ms in sets for m in ms
+             if m.WhichOneof("metric") == "recall_at_topk"}
+    if len(topks) > 1:
+        raise ConfigError(f"{loaded.locate('recall_at_topk')}: recall_at_topk is computed for "
+                          f"one topk; got {sorted(topks)}")
+    extra = [m.WhichOneof("metric") for m in ec.metrics_set
+             if m.WhichOneof("metric") in ("max_f1", "session_auc", "recall_at_topk")]
     return EvalSpec(uid_field=first.uid_field if first else None,
                     gauc_reduction=first.reduction if first else "mean",
-                    domain_field=domain, num_examples=ec.num_examples)
+                    domain_field=domain, num_examples=ec.num_examples,
+                    metrics=list(dict.fromkeys(extra)),
+                    session_field=sessions[0][1].session_id_field if sessions else None,
+                    session_reduction=sessions[0][1].reduction if sessions else "mean",
+                    recall_topk=topks.pop() if topks else 5)

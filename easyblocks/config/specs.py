@@ -14,6 +14,9 @@ from typing import Any
 
 # ---- data ---------------------------------------------------------------------------------
 
+# the key of data_config.sample_weight's values in the labels dict of an input batch
+SAMPLE_WEIGHT = "__sample_weight__"
+
 
 @dataclasses.dataclass(frozen=True)
 class FieldSpec:
@@ -336,11 +339,13 @@ class BackboneSpec:
 class LossSpec:
     loss_type: str  # LossType name
     weight: float
+    params: dict = dataclasses.field(default_factory=dict)  # the loss's parameters message
 
     @property
     def key(self) -> str:
         return {"CLASSIFICATION": "classification", "L2_LOSS": "l2",
-                "ORDER_CALIBRATE_LOSS": "order_calibrate"}[self.loss_type]
+                "ORDER_CALIBRATE_LOSS": "order_calibrate",
+                "F1_REWEIGHTED_LOSS": "f1_reweighted", "ZILN_LOSS": "ziln"}[self.loss_type]
 
 
 @dataclasses.dataclass
@@ -364,6 +369,14 @@ class TowerSpec:
     # EasyRec's RankModel: a backbone output that already has num_class units is the
     # logit (no Dense added)
     logit_if_num_class: bool = False
+    # data_config.sample_weight weighs this tower's losses (EasyRec's use_sample_weight)
+    use_sample_weight: bool = True
+
+    @property
+    def ziln(self) -> LossSpec | None:
+        """The tower's ZILN_LOSS: its logits are (positive logit, mu, sigma), its
+        probability the positive probability, and it also predicts y_<tower>."""
+        return next((loss for loss in self.losses if loss.loss_type == "ZILN_LOSS"), None)
 
 
 @dataclasses.dataclass
@@ -399,7 +412,8 @@ class LearningRateSpec:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerSpec:
-    """kind: "adam", "adagrad" or "sgd", with that optimizer's settings."""
+    """kind: "adam", "adagrad", "sgd", or EasyRec's "momentum", "adamw", "momentumw",
+    "ftrl", with that optimizer's settings."""
 
     kind: str = "adam"
     learning_rate: LearningRateSpec = LearningRateSpec()
@@ -408,7 +422,16 @@ class OptimizerSpec:
     epsilon: float = 1e-7
     initial_accumulator_value: float = 0.1
     momentum: float = 0.0
-    clip_norm: float = 0.0  # global gradient clipping by norm (0: off)
+    clip_norm: float = 0.0  # global gradient clipping by norm, tables included (0: off)
+    # adamw, momentumw: decoupled weight decay, var -= weight_decay * var at each update
+    weight_decay: float = 0.0
+    # ftrl: TensorFlow's FTRL-proximal settings
+    learning_rate_power: float = -0.5
+    l1: float = 0.0
+    l2: float = 0.0
+    l2_shrinkage: float = 0.0
+    # the embedding tables' gradients are multiplied by this (before clipping)
+    embedding_lr_multiplier: float = 1.0
 
 
 @dataclasses.dataclass
@@ -432,11 +455,17 @@ class EvalSpec:
     gauc_reduction: str = "mean"  # EasyRec's: mean, mean_by_sample_num, mean_by_positive_num
     domain_field: str | None = None
     num_examples: int = 0
+    # eval_config's other metrics for every tower: "max_f1", "session_auc", "recall_at_topk"
+    metrics: list[str] = dataclasses.field(default_factory=list)
+    session_field: str | None = None  # session_auc: the GAUC of this column
+    session_reduction: str = "mean"
+    recall_topk: int = 5
 
     @property
     def keep_columns(self) -> list[str]:
         """Raw columns the evaluation reads beside the labels."""
-        return sorted({c for c in (self.uid_field, self.domain_field) if c})
+        return sorted({c for c in (self.uid_field, self.domain_field, self.session_field)
+                       if c})
 
 
 @dataclasses.dataclass

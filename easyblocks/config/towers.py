@@ -19,17 +19,53 @@ LossType = loss_pb2.LossType
 DEFAULT_CALIBRATION_WEIGHT = 0.6
 
 
-def _loss_specs(loss_type: int, losses) -> list[LossSpec]:
+# the parameters message of each loss type that has one (Loss.loss_param)
+_LOSS_PARAMS = {"F1_REWEIGHTED_LOSS": ("f1_reweighted_loss", loss_pb2.F1ReweighedLoss),
+                "ZILN_LOSS": ("ziln_loss", loss_pb2.ZILNLoss)}
+
+
+def _loss_params(name: str, loss, where: str) -> dict:
+    """The loss's parameters message as a dict (EasyRec's defaults when unset)."""
+    which = loss.WhichOneof("loss_param") if loss is not None else None
+    field, message = _LOSS_PARAMS.get(name, (None, None))
+    if which is not None and which != field:
+        raise ConfigError(f"{where}: loss parameters {which} {{}} do not apply to loss_type "
+                          f"{name}")
+    if message is None:
+        return {}
+    return message_to_kwargs(getattr(loss, field) if which else message())
+
+
+def _loss_specs(loss_type: int, losses, where: str = "") -> list[LossSpec]:
     if not losses:
-        return [LossSpec(LossType.Name(loss_type), 1.0)]
+        name = LossType.Name(loss_type)
+        return [LossSpec(name, 1.0, _loss_params(name, None, where))]
     specs = []
     for loss in losses:
         name = LossType.Name(loss.loss_type)
         weight = loss.weight
         if name == "ORDER_CALIBRATE_LOSS" and not loss.HasField("weight"):
             weight = DEFAULT_CALIBRATION_WEIGHT
-        specs.append(LossSpec(name, weight))
+        specs.append(LossSpec(name, weight, _loss_params(name, loss, where)))
     return specs
+
+
+def _check_easyrec_losses(t: TowerSpec, where: str, sample_weight: bool) -> None:
+    """EasyRec's rules for its F1_REWEIGHTED_LOSS and ZILN_LOSS."""
+    types = {loss.loss_type for loss in t.losses}
+    if "F1_REWEIGHTED_LOSS" in types and t.num_class != 1:
+        raise ConfigError(f"{where}: F1_REWEIGHTED_LOSS needs num_class 1")
+    if "ZILN_LOSS" in types:
+        if t.num_class != 3:
+            raise ConfigError(f"{where}: ZILN_LOSS needs num_class 3 (positive logit, mu, "
+                              f"sigma), got {t.num_class}")
+        if types != {"ZILN_LOSS"}:
+            raise ConfigError(f"{where}: ZILN_LOSS cannot be combined with other losses in a "
+                              "tower (its logits are not a class score)")
+        if sample_weight and t.use_sample_weight:
+            raise ConfigError(f"{where}: ZILN_LOSS with data_config.sample_weight: EasyRec "
+                              "ignores the weights for this loss; remove sample_weight (or set "
+                              "the tower's use_sample_weight: false)")
 
 
 def _dnn_kwargs(dnn) -> dict | None:
@@ -56,7 +92,8 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
             raise ConfigError(f"{loaded.path}: RankModel needs data_config.label_fields")
         label = model.label_name or labels[0]
         towers = [TowerSpec(name=label, label=label,
-                            losses=_loss_specs(model.loss_type, model.losses),
+                            losses=_loss_specs(model.loss_type, model.losses,
+                                               f"{loaded.locate('model_class')}: model_config"),
                             num_class=model.num_class, add_to_logit=list(model.add_to_logit),
                             logit_from_backbone=model.logit_from_backbone,
                             logit_if_num_class=True)]
@@ -76,7 +113,9 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
                 if which and which not in metrics:
                     metrics.append(which)
             towers.append(TowerSpec(
-                name=t.tower_name, label=label, losses=_loss_specs(t.loss_type, t.losses),
+                name=t.tower_name, label=label,
+                losses=_loss_specs(t.loss_type, t.losses, where),
+                use_sample_weight=t.use_sample_weight,
                 weight=t.weight, num_class=t.num_class,
                 dnn=_dnn_kwargs(t.dnn) if t.HasField("dnn") else None,
                 relation_tower_names=list(t.relation_tower_names), metrics=metrics,
@@ -113,6 +152,9 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
         if t.logit_from_backbone and t.dnn:
             raise ConfigError(f"{where}: logit_from_backbone takes the backbone output as the "
                               "logit; remove dnn")
+        _check_easyrec_losses(t, where, bool(config.data_config.sample_weight))
+        if t.ziln:  # the label is a value (e.g. lifetime value), not 0/1
+            t.metrics = [m for m in t.metrics if m != "logloss"]
         for r in t.relation_tower_names:
             if r not in names or r == t.name:
                 raise ConfigError(f"{where}: relation_tower_names names {r!r}, which is not "

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
-from easyblocks.config.specs import DataSpec, FieldSpec
+from easyblocks.config.specs import SAMPLE_WEIGHT, DataSpec, FieldSpec
 from easyblocks.errors import DataError
 from easyblocks.features.preprocess import Preprocessor
 
@@ -91,7 +91,8 @@ def batches(ds, files: list[str], data: DataSpec) -> Iterator:
         except StopIteration:
             return
         except tf.errors.InvalidArgumentError as e:
-            find_bad_line(files, data)
+            if data.input_type == "CSVInput":
+                find_bad_line(files, data)
             raise DataError(f"cannot parse {', '.join(files)}: {e.message}") from None
         yield element
 
@@ -100,8 +101,12 @@ class CSVInput:
     """Builds the tf.data pipeline of one input (train or eval).
 
     Each element is (features, labels, columns): the preprocessed features, the
-    labels as float32 (batch,), and the raw columns the evaluation needs
-    (e.g. the domain field), as read from the file.
+    labels as float32 (batch,) (with data_config.sample_weight: also the weights, under
+    SAMPLE_WEIGHT), and the raw columns the evaluation needs (e.g. the domain field), as
+    read from the file.
+
+    Other input formats (data/tfrecord_input.py, data/parquet_input.py) subclass it and
+    replace `records` and `parse`: the same columns, preprocessing and pipeline.
     """
 
     def __init__(self, data: DataSpec, preprocessor: Preprocessor, label_fields: list[str],
@@ -122,19 +127,30 @@ class CSVInput:
             cols[f.name] = v
         return cols
 
+    def check_files(self, files: list[str], max_lines: int | None = None) -> None:
+        """Raises DataError for the first malformed row among the first max_lines."""
+        find_bad_line(files, self.config, max_lines=max_lines)
+
+    def records(self, files: list[str]) -> tf.data.Dataset:
+        """The files' rows, one record (a CSV line) per element."""
+        ds = tf.data.Dataset.from_tensor_slices(files)
+        skip = 1 if self.config.with_header else 0
+        return ds.interleave(lambda f: tf.data.TextLineDataset(f).skip(skip), cycle_length=1)
+
     def _map(self, lines):
         cols = self.parse(lines)
         features = self.pre(cols)
         labels = {name: tf.cast(cols[name], tf.float32) for name in self.label_fields}
+        weight = self.config.sample_weight
+        if weight and weight in cols and self.label_fields:
+            labels[SAMPLE_WEIGHT] = tf.cast(cols[weight], tf.float32)
         kept = {name: cols[name] for name in self.keep_columns}
         return features, labels, kept
 
     def dataset(self, files: list[str], batch_size: int, training: bool, num_epochs: int = 1,
                 skip_batches: int = 0, seed: int | None = None) -> tf.data.Dataset:
         """Lines -> shuffled (training) -> batches -> parsed in parallel -> prefetched."""
-        ds = tf.data.Dataset.from_tensor_slices(files)
-        skip = 1 if self.config.with_header else 0
-        ds = ds.interleave(lambda f: tf.data.TextLineDataset(f).skip(skip), cycle_length=1)
+        ds = self.records(files)
         if training and self.config.shuffle:
             ds = ds.shuffle(self.config.shuffle_buffer_size, seed=seed,
                             reshuffle_each_iteration=True)

@@ -10,7 +10,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from easyblocks.data.csv_input import CSVInput, batches, expand_paths, find_bad_line
+from easyblocks.data import make_input
+from easyblocks.data.csv_input import batches, expand_paths
 from easyblocks.eval.metrics import compute_metrics, metrics_by_domain
 from easyblocks.eval.summaries import write_scalar
 from easyblocks.models.state import ModelState
@@ -24,8 +25,8 @@ class Evaluator:
     def __init__(self, state: ModelState):
         self.state = state
         self.spec = state.spec
-        self.input = CSVInput(self.spec.data, state.preprocessor, self.spec.labels,
-                              self.spec.eval.keep_columns)
+        self.input = make_input(self.spec.data, state.preprocessor, self.spec.labels,
+                                self.spec.eval.keep_columns)
 
     def predict_arrays(self, files: list[str], max_examples: int = 0) -> dict[str, np.ndarray]:
         """Runs the model over files; returns outputs, labels and kept columns as arrays."""
@@ -57,19 +58,23 @@ class Evaluator:
         spec, ec = self.spec, self.spec.eval
         path = spec.eval_input_path or spec.train_input_path
         files = expand_paths(path, "eval_input_path")
-        find_bad_line(files, spec.data, max_lines=1000)
+        self.input.check_files(files, max_lines=1000)
         arrays = self.predict_arrays(files, ec.num_examples)
         results: dict = {"step": int(self.state.step.numpy()), "eval_input_path": path,
                          **(extra or {}), "towers": {}}
         uids = arrays.get(ec.uid_field) if ec.uid_field else None
+        more = {"sessions": arrays.get(ec.session_field) if ec.session_field else None,
+                "session_reduction": ec.session_reduction, "topk": ec.recall_topk}
         for tower in spec.towers:
-            names = list(tower.metrics) + (["gauc"] if ec.uid_field else [])
+            names = list(dict.fromkeys(list(tower.metrics) + (["gauc"] if ec.uid_field else [])
+                                       + list(ec.metrics)))
             labels, probs = arrays[tower.label], arrays[f"probs_{tower.name}"]
             entry = {"label": tower.label,
-                     "overall": compute_metrics(labels, probs, names, uids, ec.gauc_reduction)}
+                     "overall": compute_metrics(labels, probs, names, uids, ec.gauc_reduction,
+                                                **more)}
             if ec.domain_field:
                 entry["domains"] = metrics_by_domain(labels, probs, arrays[ec.domain_field],
-                                                     names, uids, ec.gauc_reduction)
+                                                     names, uids, ec.gauc_reduction, **more)
             results["towers"][tower.name] = entry
         self._report(results)
         return results

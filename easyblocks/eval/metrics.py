@@ -1,4 +1,5 @@
-"""Exact evaluation metrics on numpy arrays: AUC, logloss, GAUC, per domain."""
+"""Exact evaluation metrics on numpy arrays: AUC, logloss, GAUC, session AUC, max F1,
+recall@k, per domain."""
 
 from __future__ import annotations
 
@@ -62,10 +63,50 @@ def gauc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray,
     return total / weight if weight else float("nan")
 
 
+def max_f1(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The largest F1 over every threshold t (a row is predicted positive when its score is
+    >= t): F1 = 2 TP / (predicted positives + positives), at each distinct score. 0.0 without
+    positives."""
+    labels = np.asarray(labels).reshape(-1) > 0.5
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    n_pos = int(labels.sum())
+    if n_pos == 0:
+        return 0.0
+    order = np.argsort(-scores, kind="mergesort")
+    s, tp = scores[order], np.cumsum(labels[order])
+    ends = np.append(s[1:] != s[:-1], True)  # cut only after a run of equal scores
+    predicted = np.arange(1, s.size + 1)
+    return float(np.max(2.0 * tp[ends] / (predicted[ends] + n_pos)))
+
+
+def recall_at_topk(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
+    """Multi-class recall@k (TF's recall_at_k, EasyRec's recall_at_topk): the share of rows
+    whose label (a class id) is among the k highest of its scores (batch, num_class); ties
+    go to the lower class id, as tf.nn.top_k."""
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2:
+        raise ValueError(f"recall_at_topk needs scores of shape (rows, num_class), got "
+                         f"{scores.shape}")
+    own = scores[np.arange(labels.size), labels][:, None]
+    classes = np.arange(scores.shape[1])[None, :]
+    rank = np.sum(scores > own, axis=1) + np.sum((scores == own) & (classes < labels[:, None]),
+                                                 axis=1)
+    return float(np.mean(rank < k))
+
+
+def _binary_scores(probs: np.ndarray) -> np.ndarray:
+    """The positive-class score: probs (rows,), or the class-1 column of (rows, 2)."""
+    probs = np.asarray(probs)
+    return probs[:, 1] if probs.ndim == 2 and probs.shape[1] == 2 else probs
+
+
 def compute_metrics(labels: np.ndarray, probs: np.ndarray, names: list[str],
-                    uids: np.ndarray | None = None,
-                    gauc_reduction: str = "mean") -> dict[str, float]:
-    """The named metrics ('auc', 'logloss', 'gauc') of one tower on one set of rows."""
+                    uids: np.ndarray | None = None, gauc_reduction: str = "mean",
+                    sessions: np.ndarray | None = None, session_reduction: str = "mean",
+                    topk: int = 5) -> dict[str, float]:
+    """The named metrics ('auc', 'logloss', 'gauc', 'session_auc', 'max_f1',
+    'recall_at_topk') of one tower on one set of rows."""
     out: dict[str, float] = {"count": float(np.asarray(labels).size)}
     for name in names:
         if name == "auc":
@@ -74,19 +115,33 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, names: list[str],
             out["logloss"] = logloss(labels, probs)
         elif name == "gauc" and uids is not None:
             out["gauc"] = gauc(labels, probs, uids, gauc_reduction)
+        elif name == "session_auc" and sessions is not None:
+            # EasyRec's session AUC: the GAUC of the session_id_field
+            out["session_auc"] = gauc(labels, _binary_scores(probs), sessions,
+                                      session_reduction)
+        elif name == "max_f1":
+            out["max_f1"] = max_f1(labels, _binary_scores(probs))
+        elif name == "recall_at_topk":
+            out["recall_at_topk"] = recall_at_topk(labels, probs, topk)
     return out
 
 
 def metrics_by_domain(labels: np.ndarray, probs: np.ndarray, domains: np.ndarray,
                       names: list[str], uids: np.ndarray | None = None,
-                      gauc_reduction: str = "mean") -> dict[str, dict]:
-    """compute_metrics on the rows of each domain value, keyed by the value as text."""
-    labels, probs, domains = (np.asarray(a).reshape(-1) for a in (labels, probs, domains))
+                      gauc_reduction: str = "mean", **kwargs) -> dict[str, dict]:
+    """compute_metrics on the rows of each domain value, keyed by the value as text
+    (kwargs: compute_metrics' sessions, session_reduction, topk)."""
+    labels, domains = (np.asarray(a).reshape(-1) for a in (labels, domains))
+    probs = np.asarray(probs)
+    probs = probs.reshape(-1) if probs.ndim < 2 else probs
+    sessions = kwargs.pop("sessions", None)
     out = {}
     for value in np.unique(domains):
         mask = domains == value
         key = value.decode() if isinstance(value, bytes) else str(value)
         out[key] = compute_metrics(labels[mask], probs[mask], names,
                                    None if uids is None else np.asarray(uids)[mask],
-                                   gauc_reduction)
+                                   gauc_reduction,
+                                   None if sessions is None else np.asarray(sessions)[mask],
+                                   **kwargs)
     return out

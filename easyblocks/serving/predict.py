@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import time
 
@@ -42,7 +43,8 @@ def predict_file(state: ModelState, input_path: str, output_path: str, keep_colu
     SavedModel in export_dir when given. Returns the number of rows written.
     """
     files = expand_paths(input_path, "--input")
-    data = _fields_of_file(files[0], state.spec.data)
+    # --input is CSV whatever the training input was (TFRecord, Parquet)
+    data = dataclasses.replace(_fields_of_file(files[0], state.spec.data), input_type="CSVInput")
     names = data.field_names
     for c in keep_columns:
         if c not in names:

@@ -15,12 +15,17 @@ import time
 import tensorflow as tf
 
 from easyblocks.config.specs import PipelineSpec, TrainSpec
-from easyblocks.data.csv_input import CSVInput, batches, expand_paths, find_bad_line
+from easyblocks.data import make_input
+from easyblocks.data.csv_input import batches, expand_paths
 from easyblocks.errors import ConfigError
 from easyblocks.eval.evaluator import Evaluator
 from easyblocks.eval.summaries import write_scalar
 from easyblocks.models.state import ModelState, restore_checkpoint
-from easyblocks.train.optimizers import SparseTableOptimizer, dense_optimizer
+from easyblocks.train.optimizers import (
+    SparseTableOptimizer,
+    dense_optimizer,
+    prepare_gradients,
+)
 
 log = logging.getLogger("easyblocks")
 
@@ -58,7 +63,7 @@ class Trainer:
             max_to_keep=spec.train.keep_checkpoint_max or None,
         )
         self.train_examples_per_sec: float | None = None
-        self.input = CSVInput(spec.data, self.state.preprocessor, spec.labels)
+        self.input = make_input(spec.data, self.state.preprocessor, spec.labels)
 
     @property
     def model(self):
@@ -94,6 +99,7 @@ class Trainer:
                 outputs, emb_l2 = model.forward(features, training=True)
                 terms = model.compute_losses(labels, outputs, emb_l2)
             grads = tape.gradient(terms["loss/total"], dense_vars + tables)
+            grads = prepare_gradients(grads, n, self.spec.train.optimizer)
             pairs = [(g, v) for g, v in zip(grads[:n], dense_vars) if g is not None]
             self.dense_opt.apply_gradients(pairs)
             self.table_opt.apply(grads[n:], tables)
@@ -112,7 +118,7 @@ class Trainer:
         """Trains to num_steps (or the end of num_epochs), then evaluates; returns the metrics."""
         tc = self.train_spec
         files = expand_paths(self.spec.train_input_path, "train_input_path")
-        find_bad_line(files, self.spec.data, max_lines=1000)
+        self.input.check_files(files, max_lines=1000)
         restored = self.restore()
         start = int(self.step.numpy())
         if restored:
