@@ -1,0 +1,64 @@
+"""EasyRec's max_f1, recall_at_topk and session_auc, exact, against hand-computed values."""
+
+import pytest
+from conftest import tiny_config
+
+from easyblocks.config.loader import parse_config_text
+from easyblocks.config.resolve import resolve
+from easyblocks.errors import ConfigError
+from easyblocks.eval.metrics import compute_metrics, max_f1, metrics_by_domain, recall_at_topk
+
+
+def test_max_f1_by_hand():
+    # cut after k rows (scores descending): F1 = 2 TP / (k + positives)
+    # k=1: 2/4, k=2: 2/5, k=3: 4/6, k=4: 4/7, k=5: 6/8
+    assert max_f1([1, 0, 1, 0, 1], [0.9, 0.8, 0.7, 0.2, 0.1]) == pytest.approx(0.75)
+    assert max_f1([1, 1, 0, 0], [0.9, 0.8, 0.3, 0.1]) == pytest.approx(1.0)
+    # tied scores are cut together: {.9, .9} -> 2/4, all -> 4/5
+    assert max_f1([0, 1, 1], [0.9, 0.9, 0.5]) == pytest.approx(0.8)
+    assert max_f1([0, 0], [0.3, 0.4]) == 0.0
+
+
+def test_recall_at_topk_by_hand_with_ties_to_the_lower_class():
+    scores = [[0.1, 0.5, 0.4], [0.3, 0.3, 0.4], [0.6, 0.2, 0.2]]
+    labels = [2, 1, 2]
+    assert recall_at_topk(labels, scores, 1) == 0.0
+    # k=2: row 0 hits; row 1: class 2 is higher and class 0 ties first; row 2: class 1 ties
+    # first
+    assert recall_at_topk(labels, scores, 2) == pytest.approx(1 / 3)
+    assert recall_at_topk(labels, scores, 3) == 1.0
+
+
+def test_session_auc_is_the_auc_per_session():
+    labels = [1, 0, 0, 0, 1, 1, 0, 1]
+    probs = [0.9, 0.1, 0.2, 0.5, 0.2, 0.6, 0.4, 0.5]
+    sessions = ["a", "a", "a", "b", "b", "b", "b", "c"]
+    # a: 1.0 (3 rows), b: 2 of 4 pairs = 0.5 (4 rows), c: one class, left out
+    out = compute_metrics(labels, probs, ["session_auc", "max_f1"], sessions=sessions,
+                          session_reduction="mean_by_sample_num")
+    assert out["session_auc"] == pytest.approx((1.0 * 3 + 0.5 * 4) / 7)
+    by_domain = metrics_by_domain(labels, probs, ["x"] * 4 + ["y"] * 4, ["session_auc"],
+                                  sessions=sessions)
+    assert by_domain["x"]["session_auc"] == pytest.approx(1.0)  # b has one class in x
+
+
+def _resolve(metrics: str, model: str = ""):
+    text = tiny_config('backbone { blocks { name: "b" inputs { feature_group_name: "all" } } '
+                       'concat_blocks: "b" }\n' + model,
+                       extra=f"eval_config {{ {metrics} }}\n")
+    return resolve(parse_config_text(text, "t.config"))
+
+
+def test_eval_config_metrics_are_resolved_and_checked():
+    spec = _resolve('metrics_set { max_f1 {} } metrics_set { session_auc { '
+                    'session_id_field: "user" reduction: "mean_by_positive_num" } }')
+    assert spec.eval.metrics == ["max_f1", "session_auc"]
+    assert (spec.eval.session_field, spec.eval.session_reduction) == (
+        "user", "mean_by_positive_num")
+    assert "user" in spec.eval.keep_columns
+    with pytest.raises(ConfigError, match="session_id_field 'usr' is not an input field.*user"):
+        _resolve('metrics_set { session_auc { session_id_field: "usr" } }')
+    with pytest.raises(ConfigError, match="recall_at_topk needs a multi-class tower"):
+        _resolve("metrics_set { recall_at_topk { topk: 2 } }")
+    spec = _resolve("metrics_set { recall_at_topk { topk: 2 } }", "num_class: 3")
+    assert spec.eval.recall_topk == 2
