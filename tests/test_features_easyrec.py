@@ -314,3 +314,55 @@ def test_sequence_without_combiner_must_stay_alone():
                  'features { input_names: "hist_item" feature_type: SequenceFeature '
                  'embedding_dim: 2 num_buckets: 10 }',
                  'feature_groups { group_name: "g" feature_names: ["user", "hist_item"] }')
+
+
+def test_seq_multi_sep_pools_each_step_by_the_combiner():
+    r = resolved("""
+      features { input_names: "hist_cate" feature_type: SequenceFeature embedding_dim: 2
+                 num_buckets: 10 seq_multi_sep: ";" combiner: "mean"
+                 sequence_combiner { attention {} } }
+    """, 'feature_groups { group_name: "g" feature_names: "hist_cate" }')
+    columns = dict(COLUMNS, hist_cate=tf.constant(["1;2|3", "", "4;5;6"]))
+    features = Preprocessor(r.features)(columns)
+    np.testing.assert_array_equal(features["hist_cate"].numpy(), [
+        [[1, 2, PAD_ID], [3, PAD_ID, PAD_ID]],
+        [[PAD_ID] * 3, [PAD_ID] * 3],
+        [[4, 5, 6], [PAD_ID] * 3]])
+    np.testing.assert_array_equal(features["hist_cate" + LENGTH_SUFFIX].numpy(), [2, 0, 1])
+    layer = FeatureGroups(r.features, r.groups)
+    layer(features)
+    table = np.arange(20, dtype=np.float32).reshape(10, 2)
+    layer.tables["hist_cate"].assign(table)
+    layer.combiners["hist_cate"].score.kernel.assign([[0.0], [0.0]])  # equal step weights
+    g = layer(features)["groups"]["g"].numpy()
+    steps0 = [(table[1] + table[2]) / 2, table[3]]
+    np.testing.assert_allclose(g[0], (steps0[0] + steps0[1]) / 2, rtol=1e-6)
+    np.testing.assert_allclose(g[2], (table[4] + table[5] + table[6]) / 3, rtol=1e-6)
+    np.testing.assert_allclose(g[1], [0.0, 0.0])
+
+
+def test_input_layer_options_by_hand():
+    from easyblocks.features.embedding import InputLayerOptions
+
+    a, b = tf.constant([[1.0, 3.0], [3.0, 5.0]]), tf.constant([[2.0], [4.0]])
+    features = tf.concat([a, b], -1)
+    layer = InputLayerOptions("layer", per_feature=True)
+    out, parts = layer(features, [a, b], training=False)
+    # layer norm over the last axis (gamma 1, beta 0): row [1, 3, 2] -> (x - 2) / sqrt(2/3)
+    np.testing.assert_allclose(out.numpy()[0], np.array([-1.0, 1.0, 0.0]) / np.sqrt(2 / 3),
+                               rtol=1e-5)
+    np.testing.assert_allclose(parts[0].numpy(), [[-1.0, 1.0], [-1.0, 1.0]], rtol=1e-5)
+    np.testing.assert_allclose(parts[1].numpy(), [[0.0], [0.0]], atol=1e-6)
+    # feature dropout: each feature kept (scaled by 1 / keep) or zeroed as a whole
+    layer = InputLayerOptions(feature_dropout_rate=0.5)
+    seen = set()
+    for _ in range(20):
+        out, _ = layer(features, [a, b], training=True)
+        kept = tuple(bool(np.any(out.numpy()[:, s] != 0)) for s in (slice(0, 2), slice(2, 3)))
+        for (k, s, x) in zip(kept, (slice(0, 2), slice(2, 3)), (a, b)):
+            if k:
+                np.testing.assert_allclose(out.numpy()[:, s], 2 * x.numpy())
+        seen.add(kept)
+    assert len(seen) > 1
+    out, _ = layer(features, [a, b], training=False)
+    np.testing.assert_allclose(out.numpy(), features.numpy())  # only when training

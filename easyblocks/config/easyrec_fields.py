@@ -204,8 +204,10 @@ FIELDS: dict[str, FieldState] = {
     "FeatureConfig.boundaries": H(),
     "FeatureConfig.separator": H(),
     "FeatureConfig.kv_separator": R("weighted tags (kv_separator) are not implemented yet"),
-    "FeatureConfig.seq_multi_sep": R("multi-value sequence items (seq_multi_sep) are not "
-                                     "implemented yet"),
+    "FeatureConfig.seq_multi_sep": H(
+        "SequenceFeature: each step's values (ids, or numbers bucketized by boundaries) are "
+        "pooled by `combiner`; on other features, or numeric steps without boundaries, it is "
+        "refused (not implemented yet)"),
     "FeatureConfig.max_seq_len": H(),
     "FeatureConfig.vocab_file": R("vocab_file is not implemented yet (vocab_list is)"),
     "FeatureConfig.vocab_list": H(
@@ -540,13 +542,10 @@ FIELDS: dict[str, FieldState] = {
     "Input.reset_input": R("reset_input is not implemented yet"),
     "Input.package_input": H(),
     "Input.package_input_fn": R("package_input_fn is not implemented yet"),
-    "InputLayer.do_batch_norm": R("input_layer do_batch_norm is not implemented yet",
-                                  (False,)),
-    "InputLayer.do_layer_norm": R("input_layer do_layer_norm is not implemented yet",
-                                  (False,)),
-    "InputLayer.dropout_rate": R("input_layer dropout_rate is not implemented yet", (0.0,)),
-    "InputLayer.feature_dropout_rate": R("input_layer feature_dropout_rate is not implemented "
-                                         "yet", (0.0,)),
+    "InputLayer.do_batch_norm": H(),
+    "InputLayer.do_layer_norm": H(),
+    "InputLayer.dropout_rate": H(),
+    "InputLayer.feature_dropout_rate": H(),
     "InputLayer.only_output_feature_list": H(),
     "InputLayer.only_output_3d_tensor": H(),
     "InputLayer.output_2d_tensor_and_feature_list": H(),

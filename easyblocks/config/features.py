@@ -140,6 +140,13 @@ def _sequence(fc, spec: FeatureSpec, ctype: str, where: str) -> None:
         raise ConfigError(f"{where}: a SequenceFeature needs a STRING input field (values "
                           "joined by `separator`)")
     spec.seq_combiner = _sequence_combiner(fc, where)
+    if fc.seq_multi_sep:
+        if spec.combiner not in ("mean", "sum"):
+            raise ConfigError(f"{where}: expected combiner 'mean' or 'sum' (how the values of "
+                              f"a step are pooled), received {spec.combiner!r}")
+        if fc.seq_multi_sep == fc.separator:
+            raise ConfigError(f"{where}: seq_multi_sep must differ from separator")
+        spec.seq_multi_sep = fc.seq_multi_sep
     if fc.sub_feature_type == FC.IdFeature:
         spec.kind = "seq"
         spec.max_seq_len = fc.max_seq_len
@@ -165,6 +172,10 @@ def _sequence(fc, spec: FeatureSpec, ctype: str, where: str) -> None:
         _check_embedding(fc, spec, where, pooled=False)
     else:
         spec.kind, spec.seq_values = "seq_raw", "raw"
+        if spec.seq_multi_sep:
+            raise ConfigError(f"{where}: seq_multi_sep on a numeric sequence without "
+                              "boundaries (vectors of raw_input_dim values per step) is not "
+                              "implemented yet")
         # EasyRec pads the values to sequence_length (and fails on a longer row); here the
         # first sequence_length values are kept when it is set
         if fc.HasField("sequence_length"):
@@ -189,6 +200,10 @@ def build_feature_specs(loaded: LoadedConfig) -> dict[str, FeatureSpec]:
         if name in specs:
             raise ConfigError(f"{where}: duplicate feature name")
         ftype = fc.feature_type
+        if fc.seq_multi_sep and ftype != FC.SequenceFeature:
+            raise ConfigError(f"{where}: seq_multi_sep of a {FC.FeatureType.Name(ftype)} (values "
+                              "combined per row) is not implemented yet; it is implemented for "
+                              "SequenceFeature")
         several = ftype in (FC.ComboFeature, FC.ExprFeature)
         if len(fc.input_names) != 1 and not several:
             raise ConfigError(f"{where}: expected one input_names entry, got {len(fc.input_names)}")

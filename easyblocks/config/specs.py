@@ -110,6 +110,9 @@ class FeatureSpec:
     # SequenceFeature: numbers (sub_feature_type RawFeature): "ids" (bucketized by
     # `boundaries`) or "raw" (the values); "" for an id sequence
     seq_values: str = ""
+    # SequenceFeature: each step holds several values separated by this, pooled by
+    # `combiner` into the step's embedding (EasyRec's seq_multi_sep)
+    seq_multi_sep: str = ""
     # SequenceFeature: how the sequence is pooled into one vector ("attention", "text_cnn"
     # with its parameters); None keeps the (batch, length, dim) sequence
     seq_combiner: dict | None = None
@@ -275,6 +278,16 @@ class BlockSpec:
     only_output_feature_list: bool = False  # input_layer
     only_output_3d_tensor: bool = False  # input_layer
     output_2d_tensor_and_feature_list: bool = False  # input_layer
+    # input_layer: EasyRec's do_batch_norm ("batch") / do_layer_norm ("layer"), dropout_rate,
+    # feature_dropout_rate
+    input_norm: str = ""
+    dropout_rate: float = 0.0
+    feature_dropout_rate: float = 0.0
+
+    @property
+    def has_input_options(self) -> bool:
+        return bool(self.input_norm) or 0.0 < self.dropout_rate < 1.0 or \
+            0.0 < self.feature_dropout_rate < 1.0
 
     @property
     def class_name(self) -> str:

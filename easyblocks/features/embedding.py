@@ -103,6 +103,69 @@ class TargetAttention(keras.layers.Layer):
         return tf.concat(pooled, axis=-1)
 
 
+class InputLayerOptions(keras.layers.Layer):
+    """EasyRec's input_layer options on a feature group's tensors (its EnhancedInputLayer).
+
+    Call args: features (batch, d), the group's concatenation; feature_list, its per-feature
+    tensors. Returns both, processed:
+      feature_dropout_rate r (training only): each feature is kept with probability 1 - r
+        (one draw per feature for the whole batch) and scaled by 1 / (1 - r); the
+        concatenation is rebuilt from the list;
+      otherwise do_batch_norm / do_layer_norm normalizes the concatenation (one layer);
+      with a list output (per_feature), every feature is normalized by its own layer too;
+      dropout_rate: dropout of the concatenation (without feature dropout) and, with a list
+        output, of each feature.
+    Layer norm is TF1's layer_norm on the last axis (epsilon 1e-12).
+    """
+
+    def __init__(self, norm: str = "", dropout_rate: float = 0.0,
+                 feature_dropout_rate: float = 0.0, per_feature: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.norm, self.rate, self.feature_rate = norm, dropout_rate, feature_dropout_rate
+        self.per_feature = per_feature
+        self.concat_norm = self._norm_layer("norm")
+        self.feature_norms = []  # created on the first call (one per feature)
+        self.dropout = keras.layers.Dropout(dropout_rate) if 0.0 < dropout_rate < 1.0 \
+            else None
+        self.seed = keras.random.SeedGenerator()
+
+    def _norm_layer(self, name: str):
+        if self.norm == "batch":
+            return keras.layers.BatchNormalization(name=name)
+        if self.norm == "layer":
+            return keras.layers.LayerNormalization(epsilon=1e-12, name=name)
+        return None
+
+    def build(self, features_shape, feature_list_shape=None):
+        if self.norm and (self.per_feature or 0.0 < self.feature_rate < 1.0):
+            self.feature_norms = [self._norm_layer(f"norm_{i}")
+                                  for i in range(len(feature_list_shape or []))]
+
+    def call(self, features, feature_list, training=None):
+        feature_list = list(feature_list)
+        drop_features = bool(training) and 0.0 < self.feature_rate < 1.0
+        if drop_features:
+            keep = 1.0 - self.feature_rate
+            mask = tf.cast(keras.random.uniform((len(feature_list),), seed=self.seed) < keep,
+                           features.dtype)
+        elif self.concat_norm is not None:
+            features = self.concat_norm(features, training=training)
+        for i in range(len(feature_list)):
+            fea = feature_list[i]
+            if self.feature_norms:
+                fea = self.feature_norms[i](fea, training=training)
+            if self.dropout is not None and self.per_feature:
+                fea = self.dropout(fea, training=training)
+            if drop_features:
+                fea = fea / keep * mask[i]
+            feature_list[i] = fea
+        if drop_features:
+            features = tf.concat(feature_list, axis=-1)
+        elif self.dropout is not None:
+            features = self.dropout(features, training=training)
+        return features, feature_list
+
+
 def _pad_to(seq: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
     """Zero-pads (batch, L, d) on the time axis to `length` >= L."""
     return tf.pad(seq, [[0, 0], [0, length - tf.shape(seq)[1]], [0, 0]])
@@ -217,6 +280,14 @@ class FeatureGroups(keras.layers.Layer):
             if spec.name in self.seq_projections:
                 seq = seq * self.seq_projections[spec.name][0]
             return seq, lengths, None
+        if spec.seq_multi_sep:  # (batch, steps, values): each step pooled by the combiner
+            nested = tf.RaggedTensor.from_tensor(value, padding=PAD_ID, ragged_rank=2)
+            rows = nested.values.with_flat_values(
+                tf.gather(self.tables[spec.table], nested.flat_values))  # (steps, (k), dim)
+            steps = tf.RaggedTensor.from_row_splits(_pool(rows, spec.combiner),
+                                                    nested.row_splits)
+            lengths = features[spec.name + LENGTH_SUFFIX]
+            return steps.to_tensor(), lengths, rows.flat_values
         rows = _lookup_padded(self.tables[spec.table], value)  # ragged (batch, (len), dim)
         # the longest row has no padding, so this keeps the id matrix's length
         return rows.to_tensor(), tf.cast(rows.row_lengths(), tf.int32), rows.flat_values
@@ -312,7 +383,8 @@ class FeatureGroups(keras.layers.Layer):
     def _raw(self, group: str, names: list[str],
              features: dict[str, tf.Tensor]) -> tf.Tensor | None:
         specs = [self.specs[n] for n in names]
-        if len(specs) == 1 and specs[0].is_sequence and specs[0].kind == "seq":
+        if len(specs) == 1 and specs[0].is_sequence and specs[0].kind == "seq" and \
+                not specs[0].seq_multi_sep:
             return features[specs[0].name]  # (batch, length) ids, PAD_ID at padding
         if self.group_seq_att[group] or any(s.kind in ("tag", "seq", "seq_raw")
                                             for s in specs):

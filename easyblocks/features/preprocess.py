@@ -41,7 +41,9 @@ class Preprocessor(tf.Module):
     Outputs, by feature name:
       id, bucketized: int64 (batch,)
       tag, seq:       int64 (batch, max_len_in_batch), padded with PAD_ID (seq: at most
-                      max_seq_len values, the first ones)
+                      max_seq_len values, the first ones); a seq with seq_multi_sep: int64
+                      (batch, steps, values per step) padded with PAD_ID, and under
+                      name + LENGTH_SUFFIX the number of steps, int32 (batch,)
       seq_raw:        float32 (batch, max_len_in_batch), zero-padded, and under
                       name + LENGTH_SUFFIX the number of values of each row, int32 (batch,)
       raw:            float32 (batch, raw_dim)
@@ -99,6 +101,14 @@ class Preprocessor(tf.Module):
             col = columns[spec.column]
             if spec.kind == "id":
                 out[name] = self._ids(spec, col)
+            elif spec.seq_multi_sep:
+                steps = self._tokens(spec, col)
+                inner = tf.strings.split(steps.flat_values, spec.seq_multi_sep)
+                inner = tf.ragged.boolean_mask(inner, tf.strings.length(inner) > 0)
+                ids = inner.with_flat_values(self._ids(spec, inner.flat_values))
+                nested = tf.RaggedTensor.from_row_lengths(ids, steps.row_lengths())
+                out[name] = nested.to_tensor(default_value=PAD_ID)
+                out[name + LENGTH_SUFFIX] = tf.cast(steps.row_lengths(), tf.int32)
             elif spec.kind in ("tag", "seq"):
                 tokens = self._tokens(spec, col)
                 ids = tokens.with_flat_values(self._ids(spec, tokens.flat_values))
