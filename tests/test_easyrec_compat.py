@@ -491,10 +491,13 @@ def test_refused_fields_in_an_easyrec_config(write_config):
                                    "zoo, issue 14)")
 
 
-def test_second_optimizer_and_second_gauc_are_refused(write_config):
+def test_third_optimizer_and_second_gauc_are_refused(write_config):
     text = EASYREC_STYLE.replace("  sync_replicas: true", """  sync_replicas: true
   optimizer_config {
     adagrad_optimizer { learning_rate { constant_learning_rate { learning_rate: 0.1 } } }
+  }
+  optimizer_config {
+    momentum_optimizer { learning_rate { constant_learning_rate { learning_rate: 0.1 } } }
   }""").replace("    auc {}", """    auc {}
   }
   metrics_set {
@@ -505,7 +508,7 @@ def test_second_optimizer_and_second_gauc_are_refused(write_config):
     findings = [(f.path, f.line) for f in check_fields(parse_config_text(text, "x.config"))
                 if f.state == T.REFUSED]
     assert findings == [
-        ("train_config.optimizer_config[1]", _line_of(text, "adagrad_optimizer") - 1),
+        ("train_config.optimizer_config[2]", _line_of(text, "momentum_optimizer") - 1),
         ("eval_config.metrics_set[2].gauc", _line_of(text, "gauc", 1)),
     ]
 

@@ -101,3 +101,19 @@ def test_embedding_multiplier_then_global_clipping_with_the_tables():
     np.testing.assert_allclose(out[2].values.numpy(), [[3 * scale, 4 * scale]], rtol=1e-6)
     plain = prepare_gradients([dense, table], 1, optimizer_spec("sgd_optimizer {}"))
     np.testing.assert_allclose(plain[1].values.numpy(), [[1.5, 2.0]])
+
+
+def test_two_optimizer_configs_the_first_for_the_tables():
+    config = tiny_config(
+        'backbone { blocks { name: "b" inputs { feature_group_name: "all" } } }',
+        extra="train_config { optimizer_config { adagrad_optimizer { learning_rate { "
+              "constant_learning_rate { learning_rate: 0.05 } } } "
+              "embedding_learning_rate_multiplier: 3 } "
+              "optimizer_config { ftrl_optimizer { l1_reg: 0.5 } } }\n")
+    train = resolve(parse_config_text(config, "t.config")).train
+    assert train.table_optimizer.kind == "adagrad"
+    assert train.table_optimizer.learning_rate.learning_rate == pytest.approx(0.05)
+    assert (train.optimizer.kind, train.optimizer.l1) == ("ftrl", 0.5)
+    # the multiplier is the first optimizer_config's (EasyRec reads optimizer_config[0])
+    assert train.optimizer.embedding_lr_multiplier == 3.0
+    assert isinstance(dense_optimizer(train.optimizer), keras.optimizers.Ftrl)

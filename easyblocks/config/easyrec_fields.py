@@ -256,8 +256,10 @@ FIELDS: dict[str, FieldState] = {
     "FeatureConfig.normalizer_std": H(),
     # ---- train_config ---------------------------------------------------------------
     "TrainConfig.optimizer_config": FieldState(
-        HONOURED, "a second optimizer_config (EasyRec: one for the embedding tables, one for "
-        "the other weights) is not implemented yet", max_items=1),
+        HONOURED, "a third optimizer_config (EasyRec's WideAndDeep: wide, deep embeddings, "
+        "the rest) is not implemented", max_items=2,
+        note="two: the first updates the embedding tables, the second the other weights "
+        "(EasyRec's grouping; raw-feature projections count as other weights here)"),
     "TrainConfig.gradient_clipping_by_norm": H(
         "every gradient, the embedding tables' included, clipped by their global norm (as "
         "EasyRec's optimize_loss)"),
@@ -706,7 +708,8 @@ def markdown_table() -> str:
     for key, st in entries:
         text = st.reason if st.state != HONOURED else st.note
         if st.state == HONOURED and st.max_items:
-            text = f"at most {st.max_items}; more: refused ({st.reason})"
+            text = (f"{st.note}; " if st.note else "") + \
+                f"at most {st.max_items}; more: refused ({st.reason})"
         if st.ok:
             text += " (honoured when " + " / ".join(repr(v) for v in st.ok) + ")"
         if st.state == HONOURED and not text:

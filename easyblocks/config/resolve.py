@@ -142,8 +142,10 @@ def _learning_rate(lr) -> LearningRateSpec:
                             staircase=c.staircase, min_learning_rate=c.min_learning_rate)
 
 
-def _optimizer_spec(loaded: LoadedConfig) -> OptimizerSpec:
-    spec = _optimizer_settings(loaded)
+def _optimizer_spec(loaded: LoadedConfig, index: int = 0) -> OptimizerSpec:
+    """The optimizer_config[index]; embedding_learning_rate_multiplier is always the first
+    optimizer_config's (as in EasyRec)."""
+    spec = _optimizer_settings(loaded, index)
     configs = loaded.proto.train_config.optimizer_config
     if configs and configs[0].HasField("embedding_learning_rate_multiplier"):
         spec = dataclasses.replace(
@@ -151,13 +153,13 @@ def _optimizer_spec(loaded: LoadedConfig) -> OptimizerSpec:
     return spec
 
 
-def _optimizer_settings(loaded: LoadedConfig) -> OptimizerSpec:
+def _optimizer_settings(loaded: LoadedConfig, index: int = 0) -> OptimizerSpec:
     tc = loaded.proto.train_config
     clip = tc.gradient_clipping_by_norm
     if not tc.optimizer_config:
         return OptimizerSpec("adam", LearningRateSpec("constant", DEFAULT_LEARNING_RATE),
                              clip_norm=clip)
-    opt = tc.optimizer_config[0]
+    opt = tc.optimizer_config[index]
     which = opt.WhichOneof("optimizer")
     if which is None:
         raise ConfigError(f"{loaded.locate(r'optimizer_config')}: train_config.optimizer_config "
@@ -202,7 +204,12 @@ def _train_spec(loaded: LoadedConfig) -> TrainSpec:
                           f"{strategy} is not supported yet; use NoStrategy")
     # num_epochs 0 with num_steps: repeat until num_steps
     num_epochs = data.num_epochs if data.num_epochs or not tc.num_steps else 0
-    return TrainSpec(optimizer=_optimizer_spec(loaded), num_steps=tc.num_steps,
+    # EasyRec's two optimizer_config: the first for the embedding tables, the second for the
+    # other weights
+    two = len(tc.optimizer_config) == 2
+    return TrainSpec(optimizer=_optimizer_spec(loaded, 1 if two else 0),
+                     table_optimizer=_optimizer_spec(loaded, 0) if two else None,
+                     num_steps=tc.num_steps,
                      num_epochs=num_epochs, save_checkpoints_steps=tc.save_checkpoints_steps,
                      log_step_count_steps=max(tc.log_step_count_steps, 1),
                      keep_checkpoint_max=tc.keep_checkpoint_max, strategy=strategy,

@@ -450,6 +450,8 @@ class OptimizerSpec:
 @dataclasses.dataclass
 class TrainSpec:
     optimizer: OptimizerSpec
+    # the embedding tables' optimizer when it differs (EasyRec's second optimizer_config)
+    table_optimizer: OptimizerSpec | None = None
     num_steps: int = 0  # 0: until num_epochs passes end
     num_epochs: int = 1  # 0: repeat forever (only with num_steps)
     save_checkpoints_steps: int = 1000

@@ -55,7 +55,8 @@ class Trainer:
             self.dense_vars = [v for v in self.model.trainable_variables if id(v) not in table_ids]
             self.dense_opt = dense_optimizer(spec.train.optimizer)
             self.dense_opt.build(self.dense_vars)
-            self.table_opt = SparseTableOptimizer(spec.train.optimizer, self.tables)
+            self.table_opt = SparseTableOptimizer(
+                spec.train.table_optimizer or spec.train.optimizer, self.tables)
         self.checkpoint = self.state.checkpoint(optimizer=self.dense_opt,
                                                 table_optimizer=self.table_opt)
         self.manager = tf.train.CheckpointManager(
