@@ -308,12 +308,37 @@ def test_name_ranges_expand_in_groups_and_with_auto_expand_input_fields():
         resolve(parse_config_text(text.replace("auto_expand_input_fields: true", ""), "t"))
 
 
-def test_sequence_without_combiner_must_stay_alone():
-    with pytest.raises(ConfigError, match="must be alone in a DEEP group.*sequence_combiner"):
-        resolved('features { input_names: "user" embedding_dim: 2 hash_bucket_size: 10 }\n'
-                 'features { input_names: "hist_item" feature_type: SequenceFeature '
-                 'embedding_dim: 2 num_buckets: 10 }',
-                 'feature_groups { group_name: "g" feature_names: ["user", "hist_item"] }')
+def test_sequence_beside_other_features_needs_output_seq_and_normal_feature():
+    features = ('features { input_names: "user" embedding_dim: 2 hash_bucket_size: 10 }\n'
+                'features { input_names: "hist_item" feature_type: SequenceFeature '
+                'embedding_dim: 2 num_buckets: 10 }\n'
+                'features { input_names: "hist_cate" feature_type: SequenceFeature '
+                'embedding_dim: 3 hash_bucket_size: 10 }')
+    group = 'feature_groups { group_name: "g" feature_names: ["user", "hist_item", "hist_cate"] }'
+    with pytest.raises(ConfigError, match="holds SequenceFeatures .* output_seq_and_normal"):
+        resolved(features, group)
+    text = DATA + "feature_config {\n" + features + "\n}\nmodel_config {\n" \
+        'model_class: "RankModel"\n' + group + """
+        backbone {
+          blocks { name: "g" inputs { feature_group_name: "g" }
+                   input_layer { output_seq_and_normal_feature: true } }
+          blocks { name: "b" inputs { block_name: "g" } }
+          concat_blocks: "b"
+        }
+        }"""
+    r = resolve(parse_config_text(text, "t.config"))
+    layer = FeatureGroups(r.features, r.groups)
+    features_in = Preprocessor(r.features)(COLUMNS)
+    out = layer(features_in)
+    seq, lengths, target = out["seq_and_normal"]["g"]
+    assert out["groups"]["g"] is None
+    assert seq.shape == (3, 2, 5) and target.shape == (3, 2)
+    np.testing.assert_array_equal(lengths.numpy(), [2, 1, 0])
+    items = layer.tables["hist_item"].numpy()
+    np.testing.assert_allclose(seq.numpy()[0, :, :2], items[[1, 2]], rtol=1e-6)
+    np.testing.assert_allclose(seq.numpy()[1, 1], 0.0)  # padding
+    np.testing.assert_allclose(target.numpy(), layer.tables["user"].numpy()[
+        features_in["user"].numpy()], rtol=1e-6)
 
 
 def test_seq_multi_sep_pools_each_step_by_the_combiner():

@@ -210,6 +210,9 @@ class Dag(keras.layers.Layer):
         spec = block.spec
         if spec.kind == "input_layer":  # EasyRec's precedence of the output options
             group = spec.inputs[0].name
+            if spec.output_seq_and_normal_feature:
+                seq, lengths, target = features["seq_and_normal"][group]
+                return [seq, lengths] if target is None else [seq, lengths, target]
             tensor, tensors = features["groups"][group], list(features["lists"][group])
             if block.input_options is not None:
                 tensor, tensors = block.input_options(tensor, tensors, training=training)

@@ -201,6 +201,7 @@ def block_spec(proto: Any, where: str, block_names=()) -> BlockSpec:
         return BlockSpec(kind=kind, only_output_feature_list=opts.only_output_feature_list,
                          only_output_3d_tensor=opts.only_output_3d_tensor,
                          output_2d_tensor_and_feature_list=opts.output_2d_tensor_and_feature_list,
+                         output_seq_and_normal_feature=opts.output_seq_and_normal_feature,
                          input_norm=norm, dropout_rate=opts.dropout_rate,
                          feature_dropout_rate=opts.feature_dropout_rate, **common)
     if proto.layers:

@@ -551,8 +551,9 @@ FIELDS: dict[str, FieldState] = {
     "InputLayer.only_output_feature_list": H(),
     "InputLayer.only_output_3d_tensor": H(),
     "InputLayer.output_2d_tensor_and_feature_list": H(),
-    "InputLayer.output_seq_and_normal_feature": R(
-        "input_layer output_seq_and_normal_feature is not implemented yet", (False,)),
+    "InputLayer.output_seq_and_normal_feature": H(
+        "[the sequences concatenated (batch, L, d), the first one's lengths, the other "
+        "features concatenated] (without other features: the first two)"),
     "InputLayer.wide_output_dim": R("wide_output_dim other than 1 is not implemented yet (a "
                                     "WIDE group gives each feature's 1-dimensional weight)",
                                     (1,)),

@@ -349,11 +349,11 @@ def build_group_specs(loaded: LoadedConfig,
         if g.sequence_features and mode == "WIDE":
             raise ConfigError(f"{where}: sequence_features need a DEEP group")
         sequences = [f for f in names if specs[f].is_sequence]
-        if sequences and (len(names) > 1 or mode == "WIDE" or g.sequence_features):
+        if sequences and (mode == "WIDE" or g.sequence_features):
             raise ConfigError(f"{where}: SequenceFeature {sequences[0]!r} without "
-                              "sequence_combiner must be alone in a DEEP group (the group gives "
-                              "its (batch, length, dim) sequence); set a sequence_combiner "
-                              "(attention or text_cnn) to pool it, or use a TagFeature")
+                              "sequence_combiner cannot be in a WIDE group or a group with "
+                              "sequence_features; set a sequence_combiner (attention or "
+                              "text_cnn) to pool it, or use a TagFeature")
         if mode == "WIDE":
             pooled = [f for f in names if specs[f].kind in ("seq", "seq_raw")]
             if pooled:
@@ -361,7 +361,7 @@ def build_group_specs(loaded: LoadedConfig,
                                   "group")
         groups[g.group_name] = FeatureGroupSpec(
             g.group_name, tuple(names), wide=mode == "WIDE",
-            seq_att=_seq_att_specs(loaded, g, specs, where))
+            seq_att=_seq_att_specs(loaded, g, specs, where), sequences=tuple(sequences))
     if not groups:
         raise ConfigError(f"{loaded.path}: model_config has no feature_groups")
     return groups

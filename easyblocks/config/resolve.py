@@ -56,6 +56,7 @@ def resolve(loaded: LoadedConfig) -> PipelineSpec:
         b for t in model_config.model_params.task_towers for b in t.add_to_logit}
     backbone = backbone_spec(model_config.backbone, list(groups), loaded.locate_name,
                              extra_outputs=sorted(logit_blocks))
+    _check_sequence_groups(groups, backbone)
     towers = build_tower_specs(loaded)
     eval_spec = _eval_spec(loaded)
     for t in towers:
@@ -75,6 +76,30 @@ def resolve(loaded: LoadedConfig) -> PipelineSpec:
         features=features, model=model, train=_train_spec(loaded), eval=eval_spec,
         export=ExportSpec(export_dir=config.export_config.export_dir),
         plugins=list(config.plugins))
+
+
+def _check_sequence_groups(groups: dict, backbone) -> None:
+    """A group that mixes SequenceFeatures (without combiner) with other features, or holds
+    several, has no single tensor: only an input_layer with output_seq_and_normal_feature
+    reads it (EasyRec fails on it elsewhere too)."""
+    mixed = {g for g, spec in groups.items() if spec.needs_seq_output}
+    for dag in [backbone.dag] + list(backbone.packages.values()):
+        for block in dag.blocks.values():
+            reads = [i.name for i in block.inputs if i.kind == "group"] + [
+                i.package_input for i in block.inputs if i.kind == "package"
+                and i.package_input in groups]
+            for g in reads:
+                if g in mixed and not (block.kind == "input_layer"
+                                       and block.output_seq_and_normal_feature):
+                    raise ConfigError(
+                        f"{block.where}: feature group {g!r} holds SequenceFeatures "
+                        f"({', '.join(groups[g].sequences)}) beside other features: read it "
+                        "with input_layer { output_seq_and_normal_feature: true }, or give "
+                        "its sequences a sequence_combiner")
+            if block.output_seq_and_normal_feature and not groups[block.inputs[0].name].sequences:
+                raise ConfigError(f"{block.where}: output_seq_and_normal_feature needs a feature "
+                                  f"group with a SequenceFeature; {block.inputs[0].name!r} has "
+                                  "none")
 
 
 def data_spec(loaded: LoadedConfig) -> DataSpec:

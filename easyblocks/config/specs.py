@@ -201,6 +201,19 @@ class FeatureGroupSpec:
     wide: bool = False
     seq_att: tuple[SeqAttSpec, ...] = ()
 
+    sequences: tuple[str, ...] = ()  # its SequenceFeatures without sequence_combiner
+
+    @property
+    def is_sequence_group(self) -> bool:
+        """One SequenceFeature without combiner: the group is its (batch, L, dim) sequence."""
+        return len(self.features) == 1 and len(self.sequences) == 1
+
+    @property
+    def needs_seq_output(self) -> bool:
+        """Sequences mixed with other features (or several): only an input_layer with
+        output_seq_and_normal_feature can read the group (there is no one tensor)."""
+        return bool(self.sequences) and not self.is_sequence_group
+
     @property
     def all_features(self) -> tuple[str, ...]:
         """The features the group reads, those of its sequence_features included."""
@@ -278,6 +291,9 @@ class BlockSpec:
     only_output_feature_list: bool = False  # input_layer
     only_output_3d_tensor: bool = False  # input_layer
     output_2d_tensor_and_feature_list: bool = False  # input_layer
+    # input_layer: [the group's sequences concatenated (batch, L, d), their lengths (batch,),
+    # the other features concatenated (batch, d') or none]
+    output_seq_and_normal_feature: bool = False
     # input_layer: EasyRec's do_batch_norm ("batch") / do_layer_norm ("layer"), dropout_rate,
     # feature_dropout_rate
     input_norm: str = ""

@@ -263,8 +263,9 @@ class FeatureGroups(keras.layers.Layer):
         for g, names in self.group_features.items():
             if g in self.wide_groups:
                 dims[g] = len(names)
-            elif len(names) == 1 and self.specs[names[0]].is_sequence:
-                dims[g] = f"length, {self.specs[names[0]].item_dim}"
+            elif any(self.specs[f].is_sequence for f in names):
+                seq = sum(self.specs[f].item_dim for f in names if self.specs[f].is_sequence)
+                dims[g] = f"length, {seq}"
             else:
                 dims[g] = sum(self.specs[f].output_dim for f in names) + sum(
                     s.output_dim for s in self.group_seq_att[g])
@@ -364,8 +365,18 @@ class FeatureGroups(keras.layers.Layer):
                         if rows is not None:
                             l2.append(tf.reduce_sum(tf.square(rows)))
         batch = tf.cast(tf.shape(next(iter(features.values())))[0], tf.float32)
-        out = {"groups": {}, "lists": {}, "raw": {}}
+        out = {"groups": {}, "lists": {}, "raw": {}, "seq_and_normal": {}}
         for group, names in selected.items():
+            sequences = [n for n in names if self.specs[n].is_sequence]
+            if sequences:
+                out["seq_and_normal"][group] = self._seq_and_normal(names, sequences,
+                                                                    features, embedded)
+            if sequences and len(names) > 1 or len(sequences) > 1:
+                # no single tensor (the config allows only output_seq_and_normal_feature)
+                out["groups"][group] = None
+                out["lists"][group] = [embedded[n] for n in names if n not in sequences]
+                out["raw"][group] = None
+                continue
             if group in self.wide_groups:
                 tensors = [self._wide(self.specs[n], features[n]) for n in names]
             else:
@@ -379,6 +390,19 @@ class FeatureGroups(keras.layers.Layer):
             out["raw"][group] = self._raw(group, names, features)
         out["embedding_l2"] = tf.add_n(l2) / batch if l2 else tf.constant(0.0)
         return out
+
+    def _seq_and_normal(self, names: list[str], sequences: list[str], features: dict,
+                        embedded: dict) -> list:
+        """EasyRec's output_seq_and_normal_feature: [the sequences concatenated on the last
+        axis (batch, L, d) (zero-padded to the longest), the first one's lengths (batch,),
+        the other features concatenated (batch, d') or None]."""
+        seqs = [self._sequence(self.specs[n], features) for n in sequences]
+        length = tf.reduce_max(tf.stack([tf.shape(s)[1] for s, _, _ in seqs]))
+        seq = tf.concat([_pad_to(s, length) for s, _, _ in seqs], axis=-1)
+        others = [embedded[n] for n in names if n not in sequences]
+        target = None if not others else others[0] if len(others) == 1 else \
+            tf.concat(others, axis=-1)
+        return [seq, seqs[0][1], target]
 
     def _raw(self, group: str, names: list[str],
              features: dict[str, tf.Tensor]) -> tf.Tensor | None:
