@@ -133,3 +133,31 @@ def test_sample_weight_reaches_the_tower_losses():
     with pytest.raises(ConfigError, match="sample_weight 'user' must be a number"):
         resolve(parse_config_text(text.replace('sample_weight: "buy"', 'sample_weight: "user"'),
                                   "t.config"))
+
+
+def test_pairwise_loss_by_hand():
+    labels, logits = tf.constant([1.0, 0.0, 0.0]), tf.constant([2.0, 1.0, 0.0])
+    # pairs (0, 1): s diff 1, (0, 2): 2
+    expected = (_softplus(-1.0) + _softplus(-2.0)) / 2
+    assert float(L.pairwise_loss(labels, logits)) == pytest.approx(expected, rel=1e-6)
+    # margin 0.5, temperature 2: diffs 0.5 - 0.5 = 0 and 1 - 0.5 = 0.5
+    value = L.pairwise_loss(labels, logits, margin=0.5, temperature=2.0)
+    assert float(value) == pytest.approx((_softplus(0.0) + _softplus(-0.5)) / 2, rel=1e-6)
+    # sessions: row 2 is in another session, only (0, 1) is a pair
+    sessions = tf.constant(["a", "a", "b"])
+    assert float(L.pairwise_loss(labels, logits, sessions)) == pytest.approx(
+        _softplus(-1.0), rel=1e-6)
+    # a pair weighs the positive's sample weight
+    weighted = L.pairwise_loss(tf.constant([1.0, 0.0, 1.0]), tf.constant([2.0, 1.0, 0.0]),
+                               weights=tf.constant([3.0, 1.0, 1.0]))
+    assert float(weighted) == pytest.approx((3 * _softplus(-1.0) + _softplus(1.0)) / 2, rel=1e-6)
+    assert float(L.pairwise_loss(tf.zeros(3), logits)) == 0.0  # no pairs
+
+
+def test_pairwise_session_name_is_a_feature_or_an_input_field():
+    spec = _resolve('losses { loss_type: PAIR_WISE_LOSS pairwise_loss { session_name: "user" } }')
+    assert spec.data.loss_columns == ("user",)
+    assert spec.towers[0].losses[0].params["session_column"] == "user"
+    with pytest.raises(ConfigError, match="session_name 'usr' is neither a feature nor an input "
+                                          "field.*user"):
+        _resolve('losses { loss_type: PAIR_WISE_LOSS pairwise_loss { session_name: "usr" } }')

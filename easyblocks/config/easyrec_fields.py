@@ -501,6 +501,10 @@ FIELDS: dict[str, FieldState] = {
     "Loss.learn_loss_weight": R("learned loss weights are not implemented yet", (False,)),
     "Loss.f1_reweighted_loss": H(),
     "Loss.ziln_loss": H(),
+    "Loss.pairwise_loss": H(),
+    "PairwiseLoss.margin": H(),
+    "PairwiseLoss.session_name": H(),
+    "PairwiseLoss.temperature": H(),
     "F1ReweighedLoss.f1_beta_square": H(),
     "F1ReweighedLoss.label_smoothing": H(),
     "ZILNLoss.mu_regularization": H(),
@@ -657,12 +661,13 @@ ENUM_VALUES: dict[str, FieldState] = {
     **{f"LossType.{name}": R(f"loss_type {name} is not implemented yet") for name in (
         "SIGMOID_L2_LOSS", "CROSS_ENTROPY_LOSS", "SOFTMAX_CROSS_ENTROPY", "CIRCLE_LOSS",
         "MULTI_SIMILARITY_LOSS", "SOFTMAX_CROSS_ENTROPY_WITH_NEGATIVE_MINING",
-        "PAIR_WISE_LOSS", "BINARY_FOCAL_LOSS", "PAIRWISE_FOCAL_LOSS",
+        "BINARY_FOCAL_LOSS", "PAIRWISE_FOCAL_LOSS",
         "PAIRWISE_LOGISTIC_LOSS", "PAIRWISE_HINGE_LOSS", "JRC_LOSS",
         "BINARY_CROSS_ENTROPY_LOSS", "KL_DIVERGENCE_LOSS", "LISTWISE_RANK_LOSS",
         "LISTWISE_DISTILL_LOSS")},
     # ---- EasyRec's losses honoured by issue 13 (models/losses.py) ----
     "LossType.F1_REWEIGHTED_LOSS": H("num_class 1"),
+    "LossType.PAIR_WISE_LOSS": H("num_class 1; pairs within the batch (and the session)"),
     "LossType.ZILN_LOSS": H("num_class 3; the tower also predicts y_<tower>, the expected "
                             "value; its metrics are auc (of y > 0) and the configured ones"),
     "EasyRecModel.LossWeightStrategy.Fixed": H(),

@@ -58,6 +58,7 @@ def resolve(loaded: LoadedConfig) -> PipelineSpec:
                              extra_outputs=sorted(logit_blocks))
     _check_sequence_groups(groups, backbone)
     towers = build_tower_specs(loaded)
+    data = _loss_columns(loaded, data, features, towers)
     eval_spec = _eval_spec(loaded)
     for t in towers:
         if t.num_class == 1 and "recall_at_topk" in eval_spec.metrics + t.metrics:
@@ -76,6 +77,32 @@ def resolve(loaded: LoadedConfig) -> PipelineSpec:
         features=features, model=model, train=_train_spec(loaded), eval=eval_spec,
         export=ExportSpec(export_dir=config.export_config.export_dir),
         plugins=list(config.plugins))
+
+
+def _loss_columns(loaded: LoadedConfig, data: DataSpec, features: dict,
+                  towers: list) -> DataSpec:
+    """PAIR_WISE_LOSS's session_name (a feature or input field) -> the raw column the loss
+    reads, also recorded in the DataSpec so that the input passes it on."""
+    columns = []
+    for t in towers:
+        for loss in t.losses:
+            name = loss.params.get("session_name")
+            if not name:
+                continue
+            if name in features:
+                column = features[name].column
+            elif name in data.field_names:
+                column = name
+            else:
+                raise ConfigError(f"{loaded.locate_name('session_name', name)}: tower "
+                                  f"{t.name!r}: PAIR_WISE_LOSS session_name {name!r} is neither "
+                                  f"a feature nor an input field"
+                                  f"{suggest(name, list(features) + data.field_names)}")
+            loss.params["session_column"] = column
+            columns.append(column)
+    if not columns:
+        return data
+    return dataclasses.replace(data, loss_columns=tuple(dict.fromkeys(columns)))
 
 
 def _check_sequence_groups(groups: dict, backbone) -> None:
@@ -102,6 +129,22 @@ def _check_sequence_groups(groups: dict, backbone) -> None:
                                   "none")
 
 
+def _default_val(field) -> str | None:
+    """An input field's default_val as EasyRec reads it: "" is the type's default (0, ""),
+    a BOOL's "true" / "false" is 1 / 0."""
+    if not field.HasField("default_val"):
+        return None
+    value = field.default_val
+    kind = FIELD_TYPES.Name(field.input_type)
+    if kind == "STRING":
+        return value
+    if value.strip() == "":
+        return None
+    if kind == "BOOL" and value.strip().lower() in ("true", "false"):
+        return "1" if value.strip().lower() == "true" else "0"
+    return value
+
+
 def data_spec(loaded: LoadedConfig) -> DataSpec:
     config = loaded.proto
     data = config.data_config
@@ -124,8 +167,7 @@ def data_spec(loaded: LoadedConfig) -> DataSpec:
     if data.num_epochs == 0 and config.train_config.num_steps == 0:
         raise ConfigError(f"{loaded.locate('num_epochs')}: data_config.num_epochs 0 repeats the "
                           "data forever; set train_config.num_steps or num_epochs > 0")
-    fields = [FieldSpec(name, FIELD_TYPES.Name(f.input_type),
-                        f.default_val if f.HasField("default_val") else None)
+    fields = [FieldSpec(name, FIELD_TYPES.Name(f.input_type), _default_val(f))
               for name, f in protos]
     weight = data.sample_weight or None
     if weight is not None:

@@ -16,6 +16,9 @@ from typing import Any
 
 # the key of data_config.sample_weight's values in the labels dict of an input batch
 SAMPLE_WEIGHT = "__sample_weight__"
+# the labels dict also holds, under this prefix + column name, the raw columns that losses
+# read (a PAIR_WISE_LOSS's session_name)
+LOSS_COLUMN = "__column__:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +55,8 @@ class DataSpec:
     input_type: str = "CSVInput"
     # EasyRec's data_config.sample_weight: the column whose value weighs each row's loss
     sample_weight: str | None = None
+    # raw columns that losses read (in the labels dict under LOSS_COLUMN + name)
+    loss_columns: tuple[str, ...] = ()
 
     @property
     def field_names(self) -> list[str]:
@@ -374,7 +379,8 @@ class LossSpec:
     def key(self) -> str:
         return {"CLASSIFICATION": "classification", "L2_LOSS": "l2",
                 "ORDER_CALIBRATE_LOSS": "order_calibrate",
-                "F1_REWEIGHTED_LOSS": "f1_reweighted", "ZILN_LOSS": "ziln"}[self.loss_type]
+                "F1_REWEIGHTED_LOSS": "f1_reweighted", "ZILN_LOSS": "ziln",
+                "PAIR_WISE_LOSS": "pairwise"}[self.loss_type]
 
 
 @dataclasses.dataclass

@@ -21,7 +21,8 @@ DEFAULT_CALIBRATION_WEIGHT = 0.6
 
 # the parameters message of each loss type that has one (Loss.loss_param)
 _LOSS_PARAMS = {"F1_REWEIGHTED_LOSS": ("f1_reweighted_loss", loss_pb2.F1ReweighedLoss),
-                "ZILN_LOSS": ("ziln_loss", loss_pb2.ZILNLoss)}
+                "ZILN_LOSS": ("ziln_loss", loss_pb2.ZILNLoss),
+                "PAIR_WISE_LOSS": ("pairwise_loss", loss_pb2.PairwiseLoss)}
 
 
 def _loss_params(name: str, loss, where: str) -> dict:
@@ -53,8 +54,9 @@ def _loss_specs(loss_type: int, losses, where: str = "") -> list[LossSpec]:
 def _check_easyrec_losses(t: TowerSpec, where: str, sample_weight: bool) -> None:
     """EasyRec's rules for its F1_REWEIGHTED_LOSS and ZILN_LOSS."""
     types = {loss.loss_type for loss in t.losses}
-    if "F1_REWEIGHTED_LOSS" in types and t.num_class != 1:
-        raise ConfigError(f"{where}: F1_REWEIGHTED_LOSS needs num_class 1")
+    for name in ("F1_REWEIGHTED_LOSS", "PAIR_WISE_LOSS"):
+        if name in types and t.num_class != 1:
+            raise ConfigError(f"{where}: {name} needs num_class 1")
     if "ZILN_LOSS" in types:
         if t.num_class != 3:
             raise ConfigError(f"{where}: ZILN_LOSS needs num_class 3 (positive logit, mu, "

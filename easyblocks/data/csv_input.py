@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
-from easyblocks.config.specs import SAMPLE_WEIGHT, DataSpec, FieldSpec
+from easyblocks.config.specs import LOSS_COLUMN, SAMPLE_WEIGHT, DataSpec, FieldSpec
 from easyblocks.errors import DataError
 from easyblocks.features.preprocess import Preprocessor
 
@@ -144,6 +144,8 @@ class CSVInput:
         weight = self.config.sample_weight
         if weight and weight in cols and self.label_fields:
             labels[SAMPLE_WEIGHT] = tf.cast(cols[weight], tf.float32)
+        for name in self.config.loss_columns if self.label_fields else ():
+            labels[LOSS_COLUMN + name] = cols[name]
         kept = {name: cols[name] for name in self.keep_columns}
         return features, labels, kept
 

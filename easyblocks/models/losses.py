@@ -121,6 +121,34 @@ def weighted_classification_loss_on_probs(labels: tf.Tensor, probs: tf.Tensor,
     return weighted_mean(values, weights)
 
 
+def pairwise_loss(labels: tf.Tensor, logits: tf.Tensor, sessions: tf.Tensor | None = None,
+                  margin: float = 0.0, temperature: float = 1.0,
+                  weights: tf.Tensor | None = None) -> tf.Tensor:
+    """EasyRec's PAIR_WISE_LOSS (RankNet-style): over every pair (i, j) of the batch with
+    label_i > label_j (and the same session, with session_name),
+
+        mean of log(1 + exp(-(s_i - s_j - margin)))   with s = logits / temperature,
+
+    a pair weighing sample weight w_i, reduced as TF1's tf.losses (sum(w * loss) / number
+    of nonzero w); 0 for a batch without such pairs.
+
+    Args:
+      labels, logits: (batch,). sessions: optional (batch,) ids. weights: optional (batch,).
+    """
+    labels = tf.reshape(tf.cast(labels, tf.float32), [-1])
+    s = tf.reshape(logits, [-1]) / temperature
+    diff = s[:, None] - s[None, :] - margin
+    mask = labels[:, None] > labels[None, :]
+    if sessions is not None:
+        sessions = tf.reshape(sessions, [-1])
+        mask = tf.logical_and(mask, tf.equal(sessions[:, None], sessions[None, :]))
+    pair_weights = tf.ones_like(diff) if weights is None else \
+        tf.tile(tf.reshape(tf.cast(weights, tf.float32), [-1, 1]), [1, tf.shape(s)[0]])
+    pair_weights = pair_weights * tf.cast(mask, tf.float32)
+    nonzero = tf.reduce_sum(tf.cast(tf.not_equal(pair_weights, 0.0), tf.float32))
+    return tf.math.divide_no_nan(tf.reduce_sum(pair_weights * tf.nn.softplus(-diff)), nonzero)
+
+
 def _ziln_sigma(logits: tf.Tensor, max_sigma: float) -> tf.Tensor:
     # Keras' epsilon 1e-7: sigma is clipped to [sqrt(1e-7), max_sigma] as in EasyRec
     return tf.clip_by_value(tf.nn.softplus(logits[:, 2]), tf.sqrt(1e-7), max_sigma)

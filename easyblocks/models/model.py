@@ -11,7 +11,13 @@ import tensorflow as tf
 from easyblocks.backbone.dag import Backbone
 from easyblocks.blocks.mlp import MLP
 from easyblocks.blocks.weights import l2_weights
-from easyblocks.config.specs import SAMPLE_WEIGHT, FeatureSpec, ModelSpec, TowerSpec
+from easyblocks.config.specs import (
+    LOSS_COLUMN,
+    SAMPLE_WEIGHT,
+    FeatureSpec,
+    ModelSpec,
+    TowerSpec,
+)
 from easyblocks.errors import ConfigError
 from easyblocks.features.embedding import FeatureGroups
 from easyblocks.models import losses as L
@@ -186,6 +192,12 @@ class CTRModel(keras.Model):
                     value = L.f1_reweighted_loss(labels[spec.label], logits,
                                                  loss.params["f1_beta_square"],
                                                  loss.params["label_smoothing"], weights)
+                elif loss.loss_type == "PAIR_WISE_LOSS":
+                    column = loss.params.get("session_column")
+                    value = L.pairwise_loss(
+                        labels[spec.label], logits,
+                        labels[LOSS_COLUMN + column] if column else None,
+                        loss.params["margin"], loss.params["temperature"], weights)
                 elif loss.loss_type == "ZILN_LOSS":
                     p = loss.params
                     value = L.ziln_loss(labels[spec.label], logits, p["max_sigma"],
