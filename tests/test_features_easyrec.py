@@ -391,3 +391,14 @@ def test_input_layer_options_by_hand():
     assert len(seen) > 1
     out, _ = layer(features, [a, b], training=False)
     np.testing.assert_allclose(out.numpy(), features.numpy())  # only when training
+
+
+def test_shared_names_copy_the_feature_per_input():
+    r = resolved("""
+      features { input_names: "hist_item" shared_names: ["hist_cate", "tags"]
+                 feature_type: TagFeature embedding_dim: 2 hash_bucket_size: 10
+                 embedding_name: "shared" }
+    """, 'feature_groups { group_name: "g" feature_names: ["hist_item", "hist_cate", "tags"] }')
+    assert list(r.features) == ["hist_item", "hist_cate", "tags"]
+    assert {s.table for s in r.features.values()} == {"shared"}
+    assert r.features["tags"].column == "tags" and r.features["tags"].hash_bucket_size == 10

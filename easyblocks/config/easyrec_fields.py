@@ -213,8 +213,9 @@ FIELDS: dict[str, FieldState] = {
     "FeatureConfig.vocab_list": H(
         "values outside the list get their own extra row; EasyRec maps them to id 0, the "
         "first value's row (a defect: unknown values would share its embedding)"),
-    "FeatureConfig.shared_names": R("shared_names is not implemented yet (declare one feature "
-                                    "per input, with the same embedding_name)"),
+    "FeatureConfig.shared_names": H(
+        "a copy of the feature per shared name (that name its input), after the others; the "
+        "copies share a table only through embedding_name, as in EasyRec"),
     "FeatureConfig.lookup_max_sel_elem_num": R("LookupFeature is not implemented yet"),
     "FeatureConfig.max_partitions": NA("embedding partitioning across parameter servers"),
     "FeatureConfig.combiner": H(),

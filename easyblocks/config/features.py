@@ -43,8 +43,24 @@ def input_field_types(config) -> dict[str, str]:
 
 
 def all_feature_configs(config) -> list:
-    """EasyRec accepts `feature_config { features {} }` and repeated `feature_configs`."""
-    return list(config.feature_configs) + list(config.feature_config.features)
+    """EasyRec accepts `feature_config { features {} }` and repeated `feature_configs`. A
+    feature with `shared_names` is copied, after all the others, once per shared name (name
+    ranges expanded with auto_expand_input_fields) with that name as its one input, as
+    EasyRec's auto_expand_share_feature_configs."""
+    configs = list(config.feature_configs) + list(config.feature_config.features)
+    copies = []
+    for fc in configs:
+        for shared in fc.shared_names:
+            names = expand_names(shared) if config.data_config.auto_expand_input_fields \
+                else [shared]
+            for name in names:
+                copy = feature_pb2.FeatureConfig()
+                copy.CopyFrom(fc)
+                copy.ClearField("shared_names")
+                copy.ClearField("input_names")
+                copy.input_names.append(name)
+                copies.append(copy)
+    return configs + copies
 
 
 def _normalized_buckets(fc) -> tuple[float, ...]:
