@@ -41,6 +41,9 @@ class ParquetInput(CSVInput):
         # a list column is joined with the separator of the (first) feature reading it
         self.list_separators = {}
         for spec in preprocessor.specs.values():
+            for column, sep in zip(spec.combo_columns, spec.combo_seps):
+                if sep:
+                    self.list_separators.setdefault(column, sep)
             self.list_separators.setdefault(spec.column, spec.separator)
 
     def check_files(self, files: list[str], max_lines: int | None = None) -> None:

@@ -356,14 +356,13 @@ class FeatureGroups(keras.layers.Layer):
             embedded[name], rows = self._embed(spec, features, training)
             if rows is not None:
                 l2.append(tf.reduce_sum(tf.square(rows)))
-        for g in selected:
-            for s in self.group_seq_att[g]:
-                for h in s.hist_seqs + s.aux_hist_seqs:
-                    if h not in embedded:  # rows for the L2 term, once per feature
-                        embedded[h] = None
-                        rows = self._sequence(self.specs[h], features)[2]
-                        if rows is not None:
-                            l2.append(tf.reduce_sum(tf.square(rows)))
+        # the L2 term of sequences only sequence_features read (once per feature)
+        attended = {h for g in selected for s in self.group_seq_att[g]
+                    for h in s.hist_seqs + s.aux_hist_seqs} - set(embedded)
+        for h in sorted(attended):
+            rows = self._sequence(self.specs[h], features)[2]
+            if rows is not None:
+                l2.append(tf.reduce_sum(tf.square(rows)))
         batch = tf.cast(tf.shape(next(iter(features.values())))[0], tf.float32)
         out = {"groups": {}, "lists": {}, "raw": {}, "seq_and_normal": {}}
         for group, names in selected.items():
