@@ -46,6 +46,7 @@ train_config {{
 eval_config {{
   metrics_set: {{ auc {{}} }}
   metrics_set: {{ max_f1 {{}} }}
+  metrics_set: {{ mean_absolute_error {{}} }}
 }}
 
 data_config {{
@@ -189,7 +190,7 @@ def test_trains_the_same_on_csv_tfrecord_and_parquet_and_exports_the_raw_columns
         with open(tmp_path / f"model_{input_type}" / "eval_results.json") as f:
             assert json.load(f)["towers"]["clk"]["overall"]["count"] == 64
     metrics = {k: r["towers"]["clk"]["overall"] for k, r in results.items()}
-    for name in ("auc", "logloss", "max_f1"):
+    for name in ("auc", "logloss", "max_f1", "mean_absolute_error"):
         values = [m[name] for m in metrics.values()]
         assert np.isfinite(values).all()
         np.testing.assert_allclose(values, values[0], rtol=1e-5, err_msg=name)

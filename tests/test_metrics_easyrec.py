@@ -62,3 +62,29 @@ def test_eval_config_metrics_are_resolved_and_checked():
         _resolve("metrics_set { recall_at_topk { topk: 2 } }")
     spec = _resolve("metrics_set { recall_at_topk { topk: 2 } }", "num_class: 3")
     assert spec.eval.recall_topk == 2
+
+
+def test_regression_metrics_and_accuracy_by_hand():
+    labels, probs = [1, 0, 1, 0], [0.9, 0.2, 0.6, 0.5]
+    out = compute_metrics(labels, probs, ["mean_absolute_error", "mean_squared_error",
+                                          "root_mean_squared_error"])
+    # errors .1 .2 .4 .5
+    assert out["mean_absolute_error"] == pytest.approx(1.2 / 4)
+    assert out["mean_squared_error"] == pytest.approx(0.46 / 4)
+    assert out["root_mean_squared_error"] == pytest.approx((0.46 / 4) ** 0.5)
+    # a regression tower compares its predictions (EasyRec's y), not the probabilities
+    out = compute_metrics([2.0, 4.0], [0.5, 0.5], ["mean_absolute_error"],
+                          predictions=[1.0, 7.0])
+    assert out["mean_absolute_error"] == pytest.approx(2.0)
+    out = compute_metrics([0, 2, 1], [[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.4, 0.4, 0.2]],
+                          ["accuracy"])
+    assert out["accuracy"] == pytest.approx(2 / 3)  # the tie in row 3 goes to class 0
+
+
+def test_accuracy_needs_several_classes_and_errors_a_single_output():
+    with pytest.raises(ConfigError, match="accuracy needs a multi-class tower"):
+        _resolve("metrics_set { accuracy {} }")
+    with pytest.raises(ConfigError, match="mean_squared_error needs a tower with one output"):
+        _resolve("metrics_set { mean_squared_error {} }", "num_class: 3")
+    spec = _resolve("metrics_set { mean_squared_error {} }", "loss_type: L2_LOSS")
+    assert spec.towers[0].prediction_key == "logits"

@@ -91,7 +91,10 @@ EASYREC_BLOCK_PARAMS = (
 )
 
 _METRIC_NOT_COMPUTED = ("metric not computed yet (easyblocks computes auc, gauc, logloss, "
-                        "session_auc, max_f1 and recall_at_topk)")
+                        "session_auc, max_f1, recall_at_topk, accuracy and the mean absolute / "
+                        "squared errors)")
+_REGRESSION_METRIC = ("of EasyRec's y: the logit of an L2_LOSS tower, the expected value of a "
+                      "ZILN tower, else the probability")
 
 
 def _optimizer_todo(name: str) -> str:
@@ -374,13 +377,13 @@ FIELDS: dict[str, FieldState] = {
     "EvalConfig.domain_field": H(),
     "EvalMetrics.auc": H(),
     "EvalMetrics.recall_at_topk": H("exact, over all evaluated rows; multi-class towers"),
-    "EvalMetrics.mean_absolute_error": NA(_METRIC_NOT_COMPUTED),
-    "EvalMetrics.mean_squared_error": NA(_METRIC_NOT_COMPUTED),
-    "EvalMetrics.accuracy": NA(_METRIC_NOT_COMPUTED),
+    "EvalMetrics.mean_absolute_error": H(_REGRESSION_METRIC),
+    "EvalMetrics.mean_squared_error": H(_REGRESSION_METRIC),
+    "EvalMetrics.accuracy": H("multi-class towers: argmax of the probabilities == label"),
     "EvalMetrics.max_f1": H(
         "the exact maximum over every threshold of the probability; EasyRec scans 200 "
         "thresholds in [0, 1] of the logit (a defect: it sees probabilities 0.5-0.73 only)"),
-    "EvalMetrics.root_mean_squared_error": NA(_METRIC_NOT_COMPUTED),
+    "EvalMetrics.root_mean_squared_error": H(_REGRESSION_METRIC),
     "EvalMetrics.gauc": H(),
     "EvalMetrics.session_auc": H("one session_auc (session_id_field, reduction) for every "
                                  "tower that asks for it; exact AUC per session"),

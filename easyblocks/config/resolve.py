@@ -37,6 +37,9 @@ FIELD_TYPES = data_pb2.DatasetConfig.FieldType
 SUPPORTED_STRATEGIES = ("NoStrategy",)
 DEFAULT_LEARNING_RATE = 0.001
 GAUC_REDUCTIONS = easyrec_check.GAUC_REDUCTIONS
+# eval_config metrics computed for every tower (besides auc, logloss and gauc)
+EXTRA_METRICS = ("max_f1", "session_auc", "recall_at_topk", "accuracy", "mean_absolute_error",
+                 "mean_squared_error", "root_mean_squared_error")
 
 
 def resolve(loaded: LoadedConfig) -> PipelineSpec:
@@ -61,9 +64,17 @@ def resolve(loaded: LoadedConfig) -> PipelineSpec:
     data = _loss_columns(loaded, data, features, towers)
     eval_spec = _eval_spec(loaded)
     for t in towers:
-        if t.num_class == 1 and "recall_at_topk" in eval_spec.metrics + t.metrics:
-            raise ConfigError(f"{loaded.locate('recall_at_topk')}: recall_at_topk needs a "
-                              f"multi-class tower (num_class > 1); tower {t.name!r} has 1")
+        for name in ("recall_at_topk", "accuracy"):
+            if t.num_class == 1 and name in eval_spec.metrics + t.metrics:
+                raise ConfigError(f"{loaded.locate(name)}: {name} needs a multi-class tower "
+                                  f"(num_class > 1); tower {t.name!r} has 1")
+        regression = [m for m in eval_spec.metrics + t.metrics
+                      if m in ("mean_absolute_error", "mean_squared_error",
+                               "root_mean_squared_error")]
+        if regression and t.num_class != 1 and t.ziln is None:
+            raise ConfigError(f"{loaded.locate(regression[0])}: {regression[0]} needs a tower "
+                              f"with one output or ZILN_LOSS; tower {t.name!r} has "
+                              f"num_class {t.num_class}")
     model = ModelSpec(model_class=model_config.model_class, groups=groups, backbone=backbone,
                       towers=towers,
                       l2_regularization=model_config.model_params.l2_regularization,
@@ -323,7 +334,7 @@ def _eval_spec(loaded: LoadedConfig) -> EvalSpec:
         raise ConfigError(f"{loaded.locate('recall_at_topk')}: recall_at_topk is computed for "
                           f"one topk; got {sorted(topks)}")
     extra = [m.WhichOneof("metric") for m in ec.metrics_set
-             if m.WhichOneof("metric") in ("max_f1", "session_auc", "recall_at_topk")]
+             if m.WhichOneof("metric") in EXTRA_METRICS]
     return EvalSpec(uid_field=first.uid_field if first else None,
                     gauc_reduction=first.reduction if first else "mean",
                     domain_field=domain, num_examples=ec.num_examples,

@@ -408,6 +408,16 @@ class TowerSpec:
     use_sample_weight: bool = True
 
     @property
+    def prediction_key(self) -> str:
+        """What regression metrics compare with the label: EasyRec's y, the expected value
+        of a ZILN tower ("y"), the logit of an L2_LOSS tower ("logits"), else "probs"."""
+        if self.ziln is not None:
+            return "y"
+        if any(loss.loss_type == "L2_LOSS" for loss in self.losses):
+            return "logits"
+        return "probs"
+
+    @property
     def ziln(self) -> LossSpec | None:
         """The tower's ZILN_LOSS: its logits are (positive logit, mu, sigma), its
         probability the positive probability, and it also predicts y_<tower>."""

@@ -69,12 +69,14 @@ class Evaluator:
             names = list(dict.fromkeys(list(tower.metrics) + (["gauc"] if ec.uid_field else [])
                                        + list(ec.metrics)))
             labels, probs = arrays[tower.label], arrays[f"probs_{tower.name}"]
+            values = arrays[f"{tower.prediction_key}_{tower.name}"]
             entry = {"label": tower.label,
                      "overall": compute_metrics(labels, probs, names, uids, ec.gauc_reduction,
-                                                **more)}
+                                                predictions=values, **more)}
             if ec.domain_field:
                 entry["domains"] = metrics_by_domain(labels, probs, arrays[ec.domain_field],
-                                                     names, uids, ec.gauc_reduction, **more)
+                                                     names, uids, ec.gauc_reduction,
+                                                     predictions=values, **more)
             results["towers"][tower.name] = entry
         self._report(results)
         return results

@@ -95,6 +95,26 @@ def recall_at_topk(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
     return float(np.mean(rank < k))
 
 
+def mean_absolute_error(labels: np.ndarray, predictions: np.ndarray) -> float:
+    labels, predictions = (np.asarray(a, np.float64).reshape(-1) for a in (labels, predictions))
+    return float(np.mean(np.abs(predictions - labels)))
+
+
+def mean_squared_error(labels: np.ndarray, predictions: np.ndarray) -> float:
+    labels, predictions = (np.asarray(a, np.float64).reshape(-1) for a in (labels, predictions))
+    return float(np.mean(np.square(predictions - labels)))
+
+
+def accuracy(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Multi-class accuracy: the share of rows whose most probable class (the first on ties,
+    as argmax) is the label."""
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    return float(np.mean(np.argmax(np.asarray(probs), axis=1) == labels))
+
+
+REGRESSION_METRICS = ("mean_absolute_error", "mean_squared_error", "root_mean_squared_error")
+
+
 def _binary_scores(probs: np.ndarray) -> np.ndarray:
     """The positive-class score: probs (rows,), or the class-1 column of (rows, 2)."""
     probs = np.asarray(probs)
@@ -104,9 +124,11 @@ def _binary_scores(probs: np.ndarray) -> np.ndarray:
 def compute_metrics(labels: np.ndarray, probs: np.ndarray, names: list[str],
                     uids: np.ndarray | None = None, gauc_reduction: str = "mean",
                     sessions: np.ndarray | None = None, session_reduction: str = "mean",
-                    topk: int = 5) -> dict[str, float]:
+                    topk: int = 5, predictions: np.ndarray | None = None) -> dict[str, float]:
     """The named metrics ('auc', 'logloss', 'gauc', 'session_auc', 'max_f1',
-    'recall_at_topk') of one tower on one set of rows."""
+    'recall_at_topk', 'accuracy', 'mean_absolute_error', 'mean_squared_error',
+    'root_mean_squared_error') of one tower on one set of rows. The last three compare the
+    labels with `predictions` (a regression tower's value; default: probs)."""
     out: dict[str, float] = {"count": float(np.asarray(labels).size)}
     for name in names:
         if name == "auc":
@@ -123,6 +145,14 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, names: list[str],
             out["max_f1"] = max_f1(labels, _binary_scores(probs))
         elif name == "recall_at_topk":
             out["recall_at_topk"] = recall_at_topk(labels, probs, topk)
+        elif name == "accuracy":
+            out["accuracy"] = accuracy(labels, probs)
+        elif name in REGRESSION_METRICS:
+            values = probs if predictions is None else predictions
+            mse = mean_squared_error(labels, values)
+            out[name] = {"mean_absolute_error": mean_absolute_error(labels, values),
+                         "mean_squared_error": mse,
+                         "root_mean_squared_error": float(np.sqrt(mse))}[name]
     return out
 
 
@@ -135,6 +165,7 @@ def metrics_by_domain(labels: np.ndarray, probs: np.ndarray, domains: np.ndarray
     probs = np.asarray(probs)
     probs = probs.reshape(-1) if probs.ndim < 2 else probs
     sessions = kwargs.pop("sessions", None)
+    predictions = kwargs.pop("predictions", None)
     out = {}
     for value in np.unique(domains):
         mask = domains == value
@@ -143,5 +174,6 @@ def metrics_by_domain(labels: np.ndarray, probs: np.ndarray, domains: np.ndarray
                                    None if uids is None else np.asarray(uids)[mask],
                                    gauc_reduction,
                                    None if sessions is None else np.asarray(sessions)[mask],
-                                   **kwargs)
+                                   predictions=None if predictions is None
+                                   else np.asarray(predictions)[mask], **kwargs)
     return out
