@@ -60,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     p_.add_argument("--input", required=True, help="CSV rows: with a header line, columns by "
                     "name; without, the config's columns (labels optional)")
     p_.add_argument("--output", required=True, help="CSV of kept columns and each tower's "
-                    "prediction (probs_<tower>; y_<tower> for regression)")
+                    "prediction (probs_<tower>; y_<tower> for regression and ZILN; "
+                    "probs_<tower>_<class> for a multi-class tower)")
     p_.add_argument("--keep", default="", help="comma-separated columns to copy (e.g. user_id)")
     p_.add_argument("--export_dir", help="score with this SavedModel instead of a checkpoint")
     p_.add_argument("--checkpoint", help=checkpoint_help)

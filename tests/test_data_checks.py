@@ -55,7 +55,7 @@ def test_regression_labels_may_be_any_number(tmp_path):
     open(run["config"], "w").write(text)
     results = api.train(run["config"])
     overall = results["towers"]["clk"]["overall"]
-    assert set(overall) == {"count", "mse", "mae"}
+    assert set(overall) == {"count", "mean_squared_error", "mean_absolute_error"}
     # the prediction is the logit (not a probability): scored as a number
     out = os.path.join(tmp_path, "y.csv")
     api.predict(run["config"], run["data"], out)
@@ -63,8 +63,10 @@ def test_regression_labels_may_be_any_number(tmp_path):
     assert scored[0] == ["y_clk"]
     y = np.array([float(r[0]) for r in scored[1:]])
     labels = np.array([float(line.split(",")[0]) for line in lines])
-    assert overall["mse"] == pytest.approx(float(np.mean((y - labels) ** 2)), rel=1e-4)
-    assert overall["mae"] == pytest.approx(float(np.mean(np.abs(y - labels))), rel=1e-4)
+    assert overall["mean_squared_error"] == pytest.approx(float(np.mean((y - labels) ** 2)),
+                                                          rel=1e-4)
+    assert overall["mean_absolute_error"] == pytest.approx(float(np.mean(np.abs(y - labels))),
+                                                           rel=1e-4)
 
 
 # ---- item 4: non-finite inputs ------------------------------------------------------------
@@ -186,3 +188,32 @@ def test_ids_outside_num_buckets_are_counted_in_a_warning(tmp_path, caplog):
     ones = sum(line.split(",")[1] == "1" for line in open(run["data"]))
     assert f"feature 'buy_id': {ones} of the first 64 rows have ids outside [0, 1)" \
         in caplog.text
+
+
+def test_multi_class_labels_are_class_ids_and_the_tower_trains_evaluates_and_predicts(tmp_path):
+    # a num_class 3 tower (softmax): labels 0, 1, 2; evaluated with logloss and accuracy;
+    # predict writes one probability per class
+    lines = [f"{i % 3}" + line[1:] for i, line in enumerate(rows(40))]
+    run = make_run(tmp_path, train=_train_file(tmp_path, lines), num_steps=4)
+    text = open(run["config"]).read().replace('model_class: "RankModel"',
+                                              'model_class: "RankModel"\n  num_class: 3')
+    open(run["config"], "w").write(text)
+    overall = api.train(run["config"])["towers"]["clk"]["overall"]
+    assert set(overall) == {"count", "logloss", "accuracy"}
+    assert 0.0 <= overall["accuracy"] <= 1.0 and overall["logloss"] > 0
+    out = os.path.join(tmp_path, "p.csv")
+    api.predict(run["config"], run["data"], out)
+    scored = list(csv.reader(open(out)))
+    assert scored[0] == ["probs_clk_0", "probs_clk_1", "probs_clk_2"]
+    probs = np.array([[float(x) for x in r] for r in scored[1:]])
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    # the accuracy of what predict wrote
+    labels = np.array([int(line[0]) for line in lines])
+    assert overall["accuracy"] == pytest.approx(float(np.mean(probs.argmax(axis=1) == labels)))
+
+    lines[5] = "3" + lines[5][1:]
+    bad = _train_file(tmp_path, lines, name="bad.csv")
+    open(run["config"], "w").write(text.replace(run["data"], bad))
+    with pytest.raises(DataError, match=r"bad.csv:6: label 'clk' is '3'; a tower of num_class 3 "
+                                        r"needs class ids 0 to 2"):
+        api.train(run["config"])

@@ -471,7 +471,8 @@ def test_each_refused_enum_value_is_one_error_line(path, field, value, state, wr
 def test_refused_fields_in_an_easyrec_config(write_config):
     text = EASYREC_STYLE.replace("    use_moving_average: false", "    use_moving_average: true")
     text = text.replace('  model_class: "RankModel"', '  model_class: "DeepFM"')
-    text = text.replace("    boundaries: [1.0, 10.0]", "    min_val: 0.0\n    max_val: 10.0")
+    text = text.replace("    boundaries: [1.0, 10.0]",
+                        "    boundaries: [1.0, 10.0]\n    vocab_file: 'v.txt'")
     config = write_config(text)
     with pytest.raises(ConfigError) as e:
         resolve(load_config(config))
@@ -483,17 +484,20 @@ def test_refused_fields_in_an_easyrec_config(write_config):
     findings = check_fields(load_config(config))
     assert [(f.path, f.line) for f in findings if f.state == T.REFUSED] == [
         ("train_config.optimizer_config[0].use_moving_average", line),
-        ("feature_config.features[1].max_val", _line_of(text, "max_val")),
+        ("feature_config.features[1].vocab_file", _line_of(text, "vocab_file")),
         ('model_config.model_class = \'DeepFM\'', _line_of(text, "model_class")),
     ]
     assert findings[-1].reason == ("model_class DeepFM is not available yet (EasyRec's model "
                                    "zoo, issue 14)")
 
 
-def test_second_optimizer_and_second_gauc_are_refused(write_config):
+def test_third_optimizer_and_second_gauc_are_refused(write_config):
     text = EASYREC_STYLE.replace("  sync_replicas: true", """  sync_replicas: true
   optimizer_config {
     adagrad_optimizer { learning_rate { constant_learning_rate { learning_rate: 0.1 } } }
+  }
+  optimizer_config {
+    momentum_optimizer { learning_rate { constant_learning_rate { learning_rate: 0.1 } } }
   }""").replace("    auc {}", """    auc {}
   }
   metrics_set {
@@ -504,7 +508,7 @@ def test_second_optimizer_and_second_gauc_are_refused(write_config):
     findings = [(f.path, f.line) for f in check_fields(parse_config_text(text, "x.config"))
                 if f.state == T.REFUSED]
     assert findings == [
-        ("train_config.optimizer_config[1]", _line_of(text, "adagrad_optimizer") - 1),
+        ("train_config.optimizer_config[2]", _line_of(text, "momentum_optimizer") - 1),
         ("eval_config.metrics_set[2].gauc", _line_of(text, "gauc", 1)),
     ]
 
@@ -623,20 +627,19 @@ def _main(args: list[str]) -> tuple[int, str]:
 def test_validate_explain_lists_every_field_and_exits_2_when_one_is_refused(write_config):
 
     text = EASYREC_STYLE.replace("  num_steps: 100", "  num_steps: 100\n  save_summary_steps: 10")
-    text = text.replace("    wide_deep: DEEP", "    wide_deep: DEEP\n    sequence_features {\n"
-                        '      group_name: "seq"\n    }')
+    text = text.replace("    wide_deep: DEEP", "    wide_deep: DEEP\n    negative_sampler: true")
     config = write_config(text)
     rc, out = _main(["validate", "--explain", "--config", config])
     assert rc == 2
     sync, summary = _line_of(text, "sync_replicas"), _line_of(text, "save_summary_steps")
-    seq = _line_of(text, "sequence_features")
+    seq = _line_of(text, "negative_sampler")
     assert out.splitlines() == [
         f"{config}:{sync}: train_config.sync_replicas: accepted, not applicable: replica "
         "synchronisation follows the distribution strategy",
         f"{config}:{summary}: train_config.save_summary_steps: accepted, not applicable: "
         "summaries are written every log_step_count_steps",
-        f"{config}:{seq}: model_config.feature_groups[0].sequence_features[0]: refused: "
-        "feature-group sequence_features (DIN-style attention groups) are not implemented yet",
+        f"{config}:{seq}: model_config.feature_groups[0].negative_sampler: refused: "
+        "negative samplers (graph-learn) are not available here",
         f"{config}: 2 field(s) accepted, not applicable; 1 refused",
     ]
 

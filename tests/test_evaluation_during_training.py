@@ -373,3 +373,24 @@ def test_checkpoint_choice_without_a_best_one(tmp_path):
     # until training has written a best one
     assert state.find_checkpoint(None) is None and state.find_checkpoint("latest") is None
     assert state.restore() == str(tmp_path / "ckpt-3")
+
+
+def test_selection_by_easyrec_metrics_of_regression_and_eval_config():
+    # a regression tower's errors (EasyRec's names) are smaller-is-better; EasyRec's
+    # "<metric>_<tower>" works with metric names that have "_" too; eval_config's other
+    # metrics (max_f1) can be monitored
+    regression = MLP + "\nloss_type: L2_LOSS"
+    s = spec_of('export_config { exporter_type: "best" '
+                'best_exporter_metric: "mean_squared_error" }', model=regression)
+    assert (s.train.selection.metric, s.train.selection.bigger) == (
+        "clk/mean_squared_error", False)
+    s = spec_of('export_config { exporter_type: "best" '
+                'best_exporter_metric: "mean_absolute_error_clk" }', model=regression)
+    assert (s.train.selection.metric, s.train.selection.bigger) == (
+        "clk/mean_absolute_error", False)
+    s = spec_of('eval_config { metrics_set { max_f1 {} } } '
+                'export_config { exporter_type: "best" best_exporter_metric: "max_f1" }')
+    assert (s.train.selection.metric, s.train.selection.bigger) == ("clk/max_f1", True)
+    with pytest.raises(ConfigError, match=re.escape("'auc' is not a metric of this config")):
+        spec_of('export_config { exporter_type: "best" best_exporter_metric: "auc" }',
+                model=regression)

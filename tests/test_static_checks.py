@@ -121,11 +121,28 @@ def test_set_replaces_a_list_instead_of_appending(tmp_path):
 
 # ---- item 11: heads, losses, domains ------------------------------------------------------
 
-def test_multi_class_and_zero_class_towers_are_refused():
-    for n, what in [(2, "num_class 2: multi-class towers"), (0, "num_class 0 gives no output")]:
+def test_zero_class_towers_and_multi_class_regression_are_refused():
+    text = tiny_config(MLP).replace('model_class: "RankModel"',
+                                    'model_class: "RankModel"\n  num_class: 0')
+    refused(text, r"t.config:\d+: tower 'clk': num_class 0 gives no output")
+    text = tiny_config(MLP).replace('model_class: "RankModel"',
+                                    'model_class: "RankModel"\n  num_class: 2\n'
+                                    '  loss_type: L2_LOSS')
+    refused(text, r"tower 'clk': num_class 2: L2_LOSS predicts one number; it needs num_class 1")
+
+
+def test_multi_class_towers_have_class_id_labels_and_their_metrics():
+    # multi-class towers (softmax, EasyRec's num_class > 1) are accepted: their label is a
+    # class id, and without one positive score more than two classes are evaluated with
+    # logloss and accuracy
+    for n, metrics in [(2, ["auc", "logloss"]), (3, ["logloss", "accuracy"])]:
         text = tiny_config(MLP).replace('model_class: "RankModel"',
                                         f'model_class: "RankModel"\n  num_class: {n}')
-        refused(text, rf"t.config:\d+: tower 'clk': {what}")
+        spec = spec_of(text)
+        tower = spec.towers[0]
+        assert tower.is_multiclass and tower.prediction_key == "probs_clk"
+        assert tower.metrics == metrics
+        assert spec.data.label_rules == {"clk": f"class:{n}"}
 
 
 def test_regression_tower_spec_and_mixed_losses():
@@ -133,7 +150,7 @@ def test_regression_tower_spec_and_mixed_losses():
                                     'model_class: "RankModel"\n  loss_type: L2_LOSS')
     tower = spec_of(text).towers[0]
     assert tower.is_regression and tower.prediction_key == "y_clk"
-    assert tower.metrics == ["mse", "mae"]
+    assert tower.metrics == ["mean_squared_error", "mean_absolute_error"]
     assert spec_of(text).data.label_rules == {"clk": "number"}
     mixed = tiny_config(MLP).replace('model_class: "RankModel"', 'model_class: "RankModel"\n'
                                      "  losses { loss_type: L2_LOSS } losses { loss_type: "

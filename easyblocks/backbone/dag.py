@@ -22,6 +22,7 @@ from easyblocks.config.checks import check_slice_against_shape
 from easyblocks.config.slicing import apply_slice
 from easyblocks.config.specs import BackboneSpec, BlockSpec, DagSpec, InputSpec, StepSpec
 from easyblocks.errors import ConfigError, EasyblocksError
+from easyblocks.features.embedding import InputLayerOptions
 
 
 def _concat(values: list, axis: int, where: str, join_lists: bool = False):
@@ -114,6 +115,12 @@ class _Block:
         single = len(spec.steps) == 1
         self.steps = [_Step(s, spec.name if single else f"{spec.name}_{i}", spec.where)
                       for i, s in enumerate(spec.steps)]
+        # an input_layer's do_batch_norm / do_layer_norm / dropout (EasyRec's input layer)
+        self.input_options = InputLayerOptions(
+            spec.input_norm, spec.dropout_rate, spec.feature_dropout_rate,
+            per_feature=spec.only_output_feature_list or spec.only_output_3d_tensor
+            or spec.output_2d_tensor_and_feature_list,
+            name=f"{spec.name}_input_layer") if spec.has_input_options else None
 
     @property
     def layers(self) -> list:
@@ -138,7 +145,8 @@ class Dag(keras.layers.Layer):
         self.extra_outputs = list(extra_outputs)
         self.blocks: dict[str, _Block] = {name: _Block(b) for name, b in spec.blocks.items()}
         # tracked by Keras, so that the blocks' weights are this layer's weights
-        self.tracked_layers = [layer for b in self.blocks.values() for layer in b.layers]
+        self.tracked_layers = [layer for b in self.blocks.values() for layer in b.layers] + [
+            b.input_options for b in self.blocks.values() if b.input_options is not None]
 
     @property
     def order(self) -> list[str]:
@@ -204,13 +212,19 @@ class Dag(keras.layers.Layer):
         spec = block.spec
         if spec.kind == "input_layer":  # EasyRec's precedence of the output options
             group = spec.inputs[0].name
+            if spec.output_seq_and_normal_feature:
+                seq, lengths, target = features["seq_and_normal"][group]
+                return [seq, lengths] if target is None else [seq, lengths, target]
+            tensor, tensors = features["groups"][group], list(features["lists"][group])
+            if block.input_options is not None:
+                tensor, tensors = block.input_options(tensor, tensors, training=training)
             if spec.only_output_feature_list:
-                return list(features["lists"][group])
+                return tensors
             if spec.only_output_3d_tensor:
-                return tf.stack(features["lists"][group], axis=1)
+                return tf.stack(tensors, axis=1)
             if spec.output_2d_tensor_and_feature_list:
-                return [features["groups"][group], list(features["lists"][group])]
-            return features["groups"][group]
+                return [tensor, tensors]
+            return tensor
         if spec.kind == "raw_input":
             group = spec.inputs[0].name
             raw = features["raw"][group]

@@ -23,8 +23,9 @@ from easyblocks.errors import ConfigError
 MAX_TABLE_ROWS = 2**31 - 1
 # Default limit of the memory that the embedding tables (and their optimizer slots) take.
 DEFAULT_MAX_MEMORY_GB = 8.0
-# optimizer slots per table element (Adam: m and v; Adagrad: the accumulator)
-_SLOTS = {"adam": 2, "adagrad": 1}
+# optimizer slots per table element (Adam: m and v; FTRL: accumulator and linear; Adagrad,
+# momentum: the accumulator)
+_SLOTS = {"adam": 2, "adamw": 2, "ftrl": 2, "adagrad": 1, "momentum": 1, "momentumw": 1}
 
 _FLOATS = (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE)
 
@@ -74,12 +75,13 @@ def check_labels_are_not_features(loaded: LoadedConfig, spec: PipelineSpec) -> N
     """A feature that reads a label column shows the model its own target."""
     labels = set(spec.data.label_fields) | set(spec.labels)
     for f in spec.features.values():
-        if f.column in labels:
+        column = next((c for c in f.input_columns if c in labels), None)  # combos: several
+        if column is not None:
             where = loaded.locate_name("feature_name", f.name)
             if where == loaded.path:
-                where = loaded.locate_name("input_names", f.column)
+                where = loaded.locate_name("input_names", column)
             raise ConfigError(f"{where}: feature {f.name!r} reads the label column "
-                              f"{f.column!r}: the model would see its own target; remove the "
+                              f"{column!r}: the model would see its own target; remove the "
                               "feature or the label")
 
 
@@ -108,8 +110,9 @@ def table_memory(spec: PipelineSpec, training: bool) -> tuple[int, list[tuple[st
             tables.setdefault(f.table, f.num_ids * f.embedding_dim * 4)
         if f.name in wide:
             tables.setdefault(f"wide_{f.table}", f.num_ids * 4)
-    factor = 1 + (_SLOTS.get(spec.train.optimizer.kind, 0) if training else 0)
-    if training and spec.train.optimizer.kind == "sgd" and spec.train.optimizer.momentum:
+    optimizer = spec.train.table_optimizer or spec.train.optimizer  # what updates the tables
+    factor = 1 + (_SLOTS.get(optimizer.kind, 0) if training else 0)
+    if training and optimizer.kind == "sgd" and optimizer.momentum:
         factor = 2
     sizes = sorted(((k, v * factor) for k, v in tables.items()), key=lambda kv: -kv[1])
     return sum(v for _, v in sizes), sizes

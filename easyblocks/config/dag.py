@@ -190,10 +190,20 @@ def block_spec(proto: Any, where: str, block_names=()) -> BlockSpec:
         if len(inputs) != 1 or inputs[0].kind != "group":
             raise ConfigError(f"{where}: {kind} takes exactly one feature_group_name input")
         opts = proto.input_layer
+        if opts.do_batch_norm and opts.do_layer_norm:
+            raise ConfigError(f"{where}: input_layer cannot set both do_batch_norm and "
+                              "do_layer_norm")
+        for name in ("dropout_rate", "feature_dropout_rate"):
+            if not 0.0 <= getattr(opts, name) < 1.0:
+                raise ConfigError(f"{where}: input_layer {name} must be in [0, 1), got "
+                                  f"{getattr(opts, name)}")
+        norm = "batch" if opts.do_batch_norm else "layer" if opts.do_layer_norm else ""
         return BlockSpec(kind=kind, only_output_feature_list=opts.only_output_feature_list,
                          only_output_3d_tensor=opts.only_output_3d_tensor,
                          output_2d_tensor_and_feature_list=opts.output_2d_tensor_and_feature_list,
-                         **common)
+                         output_seq_and_normal_feature=opts.output_seq_and_normal_feature,
+                         input_norm=norm, dropout_rate=opts.dropout_rate,
+                         feature_dropout_rate=opts.feature_dropout_rate, **common)
     if proto.layers:
         steps = tuple(_step_spec(layer, where) for layer in proto.layers)
     elif kind is not None:

@@ -90,14 +90,27 @@ EASYREC_BLOCK_PARAMS = (
     "transformer", "text_encoder", "gate", "aitm", "cin",
 )
 
-_METRIC_NOT_COMPUTED = "metric not computed yet (easyblocks computes auc, gauc and logloss)"
+_METRIC_NOT_COMPUTED = ("metric not computed yet (easyblocks computes auc, gauc, logloss, "
+                        "session_auc, max_f1, recall_at_topk, accuracy and the mean absolute / "
+                        "squared errors)")
+_REGRESSION_METRIC = ("of EasyRec's y: the logit of an L2_LOSS tower, the expected value of a "
+                      "ZILN tower, else the probability")
 
 
 def _optimizer_todo(name: str) -> str:
     return f"{name} is not implemented yet (adam_optimizer, lazy_adam_optimizer, " \
-        "adagrad_optimizer and sgd_optimizer are)"
+        "adagrad_optimizer, sgd_optimizer, momentum_optimizer, adamw_optimizer, " \
+        "momentumw_optimizer and ftrl_optimizer are)"
 
-_COMBO = "ComboFeature is not implemented yet"
+
+_DECOUPLED = ("decoupled weight decay as TF1's: var -= weight_decay * var (not scaled by the "
+              "learning rate) before each update; the tables' rows when looked up")
+
+_PARQUET = ("read with pyarrow (pip install 'easyblocks[parquet]'); each input field is the "
+            "column of its name; a list column is joined by its feature's separator, so an "
+            "exported model takes the same columns as with CSV")
+_MIN_MAX = ("(x - min_val) / (max_val - min_val) when max_val > min_val, not clipped, as in "
+            "EasyRec; with num_buckets > 1 the result is bucketized at 0, 1/n, ..., (n-1)/n")
 _SAMPLER = "negative samplers (graph-learn) are not available here"
 _TASK_SPACE = "task-space loss weights are not implemented yet"
 
@@ -108,13 +121,13 @@ FIELDS: dict[str, FieldState] = {
     "EasyRecConfig.datahub_train_input": R(f"{NOT_HERE} (Datahub)"),
     "EasyRecConfig.hive_train_input": R(f"{NOT_HERE} (Hive)"),
     "EasyRecConfig.binary_train_input": R(f"{NOT_HERE} (EasyRec's binary input)"),
-    "EasyRecConfig.parquet_train_input": R("Parquet input is not implemented yet"),
+    "EasyRecConfig.parquet_train_input": H(_PARQUET),
     "EasyRecConfig.eval_input_path": H(),
     "EasyRecConfig.kafka_eval_input": R(f"{NOT_HERE} (Kafka)"),
     "EasyRecConfig.datahub_eval_input": R(f"{NOT_HERE} (Datahub)"),
     "EasyRecConfig.hive_eval_input": R(f"{NOT_HERE} (Hive)"),
     "EasyRecConfig.binary_eval_input": R(f"{NOT_HERE} (EasyRec's binary input)"),
-    "EasyRecConfig.parquet_eval_input": R("Parquet input is not implemented yet"),
+    "EasyRecConfig.parquet_eval_input": H(_PARQUET),
     "EasyRecConfig.model_dir": H(),
     "EasyRecConfig.train_config": H(),
     "EasyRecConfig.eval_config": H(),
@@ -128,8 +141,7 @@ FIELDS: dict[str, FieldState] = {
     "EasyRecConfig.plugins": H(),
     # ---- data_config ----------------------------------------------------------------
     "DatasetConfig.batch_size": H(),
-    "DatasetConfig.auto_expand_input_fields": R(
-        "auto_expand_input_fields (names like field[1-9]) is not implemented yet", (False,)),
+    "DatasetConfig.auto_expand_input_fields": H(),
     "DatasetConfig.label_fields": H(),
     "DatasetConfig.label_sep": R("multi-value labels (label_sep) are not implemented yet"),
     "DatasetConfig.label_dim": R("multi-dimensional labels (label_dim) are not implemented yet"),
@@ -154,9 +166,12 @@ FIELDS: dict[str, FieldState] = {
     "DatasetConfig.pai_worker_queue": NA("a PAI setting"),
     "DatasetConfig.pai_worker_slice_num": NA("a PAI setting"),
     "DatasetConfig.chief_redundant": NA("a setting of EasyRec's parameter-server training"),
-    "DatasetConfig.sample_weight": R("sample_weight is not implemented yet"),
+    "DatasetConfig.sample_weight": H(
+        "each loss is reduced as TF1's tf.losses with weights: sum(w * loss) / number of "
+        "nonzero w (EasyRec); ZILN_LOSS with sample weights is refused (EasyRec ignores them)"),
     "DatasetConfig.data_compression_type": R("compressed input is not implemented yet", ("",)),
-    "DatasetConfig.n_data_batch_tfrecord": R("TFRecord input is not implemented yet"),
+    "DatasetConfig.n_data_batch_tfrecord": NA("BatchTFRecordInput reads however many rows "
+                                              "each record holds"),
     "DatasetConfig.with_header": H(),
     "DatasetConfig.feature_fields": R("feature_fields is not implemented yet"),
     "DatasetConfig.negative_sampler": R(_SAMPLER),
@@ -192,47 +207,66 @@ FIELDS: dict[str, FieldState] = {
     "FeatureConfig.boundaries": H(),
     "FeatureConfig.separator": H(),
     "FeatureConfig.kv_separator": R("weighted tags (kv_separator) are not implemented yet"),
-    "FeatureConfig.seq_multi_sep": R("multi-value sequence items (seq_multi_sep) are not "
-                                     "implemented yet"),
+    "FeatureConfig.seq_multi_sep": H(
+        "SequenceFeature: each step's values (ids, or numbers bucketized by boundaries) are "
+        "pooled by `combiner`; on other features, or numeric steps without boundaries, it is "
+        "refused (not implemented yet)"),
     "FeatureConfig.max_seq_len": H(),
     "FeatureConfig.vocab_file": R("vocab_file is not implemented yet (vocab_list is)"),
     "FeatureConfig.vocab_list": H(
         "values outside the list get their own extra row; EasyRec maps them to id 0, the "
         "first value's row (a defect: unknown values would share its embedding)"),
-    "FeatureConfig.shared_names": R("shared_names is not implemented yet (declare one feature "
-                                    "per input, with the same embedding_name)"),
+    "FeatureConfig.shared_names": H(
+        "a copy of the feature per shared name (that name its input), after the others; the "
+        "copies share a table only through embedding_name, as in EasyRec"),
     "FeatureConfig.lookup_max_sel_elem_num": R("LookupFeature is not implemented yet"),
     "FeatureConfig.max_partitions": NA("embedding partitioning across parameter servers"),
     "FeatureConfig.combiner": H(),
     "FeatureConfig.initializer": R("embedding initializer is not implemented yet"),
     "FeatureConfig.precision": R("precision (numbers formatted as ids) is not implemented yet",
                                  (-1,)),
-    "FeatureConfig.min_val": R("min_val / max_val normalization is not implemented yet",
-                               (0.0,)),
-    "FeatureConfig.max_val": R("min_val / max_val normalization is not implemented yet",
-                               (0.0,)),
+    "FeatureConfig.min_val": H(_MIN_MAX),
+    "FeatureConfig.max_val": H(_MIN_MAX),
     "FeatureConfig.normalizer_fn": R(f"{NO_PYTHON}; use log_transform / normalizer_mean / "
                                      "normalizer_std"),
     "FeatureConfig.raw_input_dim": H(),
-    "FeatureConfig.sequence_combiner": R("sequence_combiner is not implemented yet"),
-    "FeatureConfig.sub_feature_type": R("numeric sequence features (sub_feature_type "
-                                        "RawFeature) are not implemented yet", (0,)),
-    "FeatureConfig.sequence_length": R("sequence_length is not implemented yet", (1,)),
-    "FeatureConfig.expression": R("ExprFeature is not implemented yet"),
+    "FeatureConfig.sequence_combiner": H(),
+    "FeatureConfig.sub_feature_type": H(
+        "a numeric sequence (RawFeature) without boundaries or num_buckets: its zero "
+        "padding is masked by each row's length (EasyRec pads to sequence_length and counts "
+        "the padding as steps)"),
+    "FeatureConfig.sequence_length": H(
+        "a numeric sequence without boundaries keeps its first sequence_length values (EasyRec "
+        "fails on a longer row); unset, all of them (EasyRec's default 1 fails on longer "
+        "rows); no effect on other features, as in EasyRec"),
+    "FeatureConfig.expression": H(
+        "parsed by a small grammar and interpreted, never eval'ed: numbers, input names, "
+        "+ - * /, comparisons, & and |, parentheses, with the usual precedence"),
+    "SequenceCombiner.attention": H(),
+    "SequenceCombiner.multi_head_attention": R(
+        "sequence_combiner multi_head_attention is not implemented (nor is it in EasyRec, "
+        "which raises NotImplementedError)"),
+    "SequenceCombiner.text_cnn": H(),
+    "SequenceCombiner.TextCNN.filter_sizes": H(),
+    "SequenceCombiner.TextCNN.num_filters": H(),
+    "SequenceCombiner.TextCNN.pad_sequence_length": H(),
+    "SequenceCombiner.TextCNN.activation": H(),
     "FeatureConfig.ev_params": R("EmbeddingVariable settings (ev_params: frequency filter, "
                                  "eviction) are not available here"),
-    "FeatureConfig.combo_join_sep": R(_COMBO, ("",)),
-    "FeatureConfig.combo_input_seps": R(_COMBO),
+    "FeatureConfig.combo_join_sep": H(),
+    "FeatureConfig.combo_input_seps": H(),
     "FeatureConfig.log_transform": H(),
     "FeatureConfig.normalizer_mean": H(),
     "FeatureConfig.normalizer_std": H(),
     # ---- train_config ---------------------------------------------------------------
     "TrainConfig.optimizer_config": FieldState(
-        HONOURED, "a second optimizer_config (EasyRec: one for the embedding tables, one for "
-        "the other weights) is not implemented yet", max_items=1),
-    "TrainConfig.gradient_clipping_by_norm": R(
-        "gradient clipping of the embedding tables is not implemented yet (only the dense "
-        "weights would be clipped)", (0.0,)),
+        HONOURED, "a third optimizer_config (EasyRec's WideAndDeep: wide, deep embeddings, "
+        "the rest) is not implemented", max_items=2,
+        note="two: the first updates the embedding tables, the second the other weights "
+        "(EasyRec's grouping; raw-feature projections count as other weights here)"),
+    "TrainConfig.gradient_clipping_by_norm": H(
+        "every gradient, the embedding tables' included, clipped by their global norm (as "
+        "EasyRec's optimize_loss)"),
     "TrainConfig.num_steps": H(),
     "TrainConfig.fine_tune_checkpoint": R("fine_tune_checkpoint is not implemented yet", ("",)),
     "TrainConfig.fine_tune_ckpt_var_map": R("fine_tune_checkpoint is not implemented yet",
@@ -268,25 +302,43 @@ FIELDS: dict[str, FieldState] = {
     "TrainConfig.seed": H(),
     "TrainConfig.jit_compile": NA("the train step is not XLA-compiled", (False,)),
     "Optimizer.rms_prop_optimizer": R(_optimizer_todo("rms_prop_optimizer")),
-    "Optimizer.momentum_optimizer": R(_optimizer_todo("momentum_optimizer")),
+    "Optimizer.momentum_optimizer": H("TF1's momentum (a = m a + g; var -= lr a); the "
+                                      "tables' rows are updated when looked up"),
     "Optimizer.adam_optimizer": H(
         "embedding tables are updated row-wise for the rows a batch looked up (lazy Adam: "
         "moments of other rows are not decayed), for speed; EasyRec's Adam updates every row"),
-    "Optimizer.momentumw_optimizer": R(_optimizer_todo("momentumw_optimizer")),
-    "Optimizer.adamw_optimizer": R(_optimizer_todo("adamw_optimizer")),
+    "Optimizer.momentumw_optimizer": H(_DECOUPLED),
+    "Optimizer.adamw_optimizer": H(_DECOUPLED),
     "Optimizer.adam_async_optimizer": R("AdamAsync (PAI-TF) is not available here; use "
                                         "adam_optimizer"),
     "Optimizer.adagrad_optimizer": H("Keras' Adagrad adds 1e-7 to the denominator; TF1's "
                                      "had no epsilon"),
-    "Optimizer.ftrl_optimizer": R(_optimizer_todo("ftrl_optimizer")),
+    "Optimizer.ftrl_optimizer": H("TensorFlow's FTRL-proximal; the tables' rows are updated "
+                                  "when looked up (as TF1 with sparse gradients)"),
     "Optimizer.adam_asyncw_optimizer": R("AdamAsyncW (PAI-TF) is not available here"),
     "Optimizer.lazy_adam_optimizer": H(),
     "Optimizer.sgd_optimizer": H(),
     "Optimizer.use_moving_average": R("use_moving_average (weight averaging) is not "
                                       "implemented yet", (False,)),
     "Optimizer.moving_average_decay": H("used only with use_moving_average"),
-    "Optimizer.embedding_learning_rate_multiplier": R(
-        "embedding_learning_rate_multiplier is not implemented yet"),
+    "Optimizer.embedding_learning_rate_multiplier": H(
+        "the embedding tables' gradients are multiplied by it before clipping, as in EasyRec "
+        "(for Adam-like optimizers a gradient scale barely changes the update)"),
+    "MomentumOptimizer.learning_rate": H(),
+    "MomentumOptimizer.momentum_optimizer_value": H(),
+    "MomentumWOptimizer.learning_rate": H(),
+    "MomentumWOptimizer.weight_decay": H(),
+    "MomentumWOptimizer.momentum_optimizer_value": H(),
+    "AdamWOptimizer.learning_rate": H(),
+    "AdamWOptimizer.weight_decay": H(),
+    "AdamWOptimizer.beta1": H(),
+    "AdamWOptimizer.beta2": H(),
+    "FtrlOptimizer.learning_rate": H(),
+    "FtrlOptimizer.learning_rate_power": H(),
+    "FtrlOptimizer.initial_accumulator_value": H(),
+    "FtrlOptimizer.l1_reg": H(),
+    "FtrlOptimizer.l2_reg": H(),
+    "FtrlOptimizer.l2_shrinkage_reg": H(),
     "AdamOptimizer.learning_rate": H(),
     "AdamOptimizer.beta1": H(),
     "AdamOptimizer.beta2": H(),
@@ -325,20 +377,27 @@ FIELDS: dict[str, FieldState] = {
     "EvalConfig.eval_interval_steps": H("easyblocks-only"),
     "EvalConfig.eval_interval_epochs": H("easyblocks-only"),
     "EvalConfig.holdout_fraction": H("easyblocks-only: training rows held out by a hash of "
-                                     "the line"),
+                                     "the row (a CSV line, a TFRecord example, a Parquet "
+                                     "row's values)"),
     "EvalConfig.save_graph": NA("the graph is not written"),
     "EvalConfig.metrics_set": H(),
     "EvalConfig.eval_online": NA("evaluation runs on eval_input_path"),
     "EvalConfig.domain_field": H(),
     "EvalMetrics.auc": H(),
-    "EvalMetrics.recall_at_topk": NA(_METRIC_NOT_COMPUTED),
-    "EvalMetrics.mean_absolute_error": NA(_METRIC_NOT_COMPUTED),
-    "EvalMetrics.mean_squared_error": NA(_METRIC_NOT_COMPUTED),
-    "EvalMetrics.accuracy": NA(_METRIC_NOT_COMPUTED),
-    "EvalMetrics.max_f1": NA(_METRIC_NOT_COMPUTED),
-    "EvalMetrics.root_mean_squared_error": NA(_METRIC_NOT_COMPUTED),
+    "EvalMetrics.recall_at_topk": H("exact, over all evaluated rows; multi-class towers"),
+    "EvalMetrics.mean_absolute_error": H(_REGRESSION_METRIC),
+    "EvalMetrics.mean_squared_error": H(_REGRESSION_METRIC),
+    "EvalMetrics.accuracy": H("multi-class towers: argmax of the probabilities == label"),
+    "EvalMetrics.max_f1": H(
+        "the exact maximum over every threshold of the probability; EasyRec scans 200 "
+        "thresholds in [0, 1] of the logit (a defect: it sees probabilities 0.5-0.73 only)"),
+    "EvalMetrics.root_mean_squared_error": H(_REGRESSION_METRIC),
     "EvalMetrics.gauc": H(),
-    "EvalMetrics.session_auc": NA(_METRIC_NOT_COMPUTED),
+    "EvalMetrics.session_auc": H("one session_auc (session_id_field, reduction) for every "
+                                 "tower that asks for it; exact AUC per session"),
+    "SessionAUC.session_id_field": H(),
+    "SessionAUC.reduction": H(),
+    "RecallAtTopK.topk": H(),
     "EvalMetrics.recall": NA(_METRIC_NOT_COMPUTED),
     "EvalMetrics.precision": NA(_METRIC_NOT_COMPUTED),
     "EvalMetrics.precision_at_topk": NA(_METRIC_NOT_COMPUTED),
@@ -352,8 +411,9 @@ FIELDS: dict[str, FieldState] = {
                                     "(evaluate / export / predict default to it); models are "
                                     "written by `easyblocks export`"),
     "ExportConfig.best_exporter_metric": H("also \"<tower>/<metric>\""),
-    "ExportConfig.metric_bigger": H("when unset, logloss counts smaller as better (EasyRec's "
-                                    "default true would keep the worst logloss)"),
+    "ExportConfig.metric_bigger": H("when unset, logloss and the regression errors "
+                                    "(mean_squared_error, ...) count smaller as better "
+                                    "(EasyRec's default true would keep the worst)"),
     "ExportConfig.enable_early_stop": H(),
     "ExportConfig.early_stop_func": R("a Python function named in a config is not run (a "
                                       "config is data); use max_check_steps or "
@@ -411,8 +471,23 @@ FIELDS: dict[str, FieldState] = {
     "FeatureGroupConfig.group_name": H(),
     "FeatureGroupConfig.feature_names": H(),
     "FeatureGroupConfig.wide_deep": H(),
-    "FeatureGroupConfig.sequence_features": R("feature-group sequence_features (DIN-style "
-                                              "attention groups) are not implemented yet"),
+    "FeatureGroupConfig.sequence_features": H(
+        "several hist_seq must have equal lengths in every row (a runtime check, as in "
+        "EasyRec); aux_hist_seq of every seq_att_map is used (EasyRec kept only the last "
+        "map's)"),
+    "SeqAttGroupConfig.group_name": H(),
+    "SeqAttGroupConfig.seq_att_map": H(),
+    "SeqAttGroupConfig.tf_summary": NA("TensorBoard histograms of the sequences are not "
+                                       "written", (False,)),
+    "SeqAttGroupConfig.seq_dnn": H(),
+    "SeqAttGroupConfig.allow_key_search": H(
+        "no effect, as in EasyRec: a key outside the group is looked up either way"),
+    "SeqAttGroupConfig.need_key_feature": H(),
+    "SeqAttGroupConfig.allow_key_transform": H(),
+    "SeqAttGroupConfig.transform_dnn": H(),
+    "SeqAttMap.key": H(),
+    "SeqAttMap.hist_seq": H(),
+    "SeqAttMap.aux_hist_seq": H(),
     "FeatureGroupConfig.negative_sampler": R(_SAMPLER, (False,)),
     "BayesTaskTower.tower_name": H(),
     "BayesTaskTower.label_name": H(),
@@ -428,8 +503,7 @@ FIELDS: dict[str, FieldState] = {
     "BayesTaskTower.in_task_space_weight": R(_TASK_SPACE, (1.0,)),
     "BayesTaskTower.out_task_space_weight": R(_TASK_SPACE, (1.0,)),
     "BayesTaskTower.losses": H(),
-    "BayesTaskTower.use_sample_weight": H("sample weights are not implemented (sample_weight "
-                                          "is refused), so this has no effect"),
+    "BayesTaskTower.use_sample_weight": H(),
     "BayesTaskTower.task_space_indicator_name": R(_TASK_SPACE),
     "BayesTaskTower.task_space_indicator_value": R(_TASK_SPACE),
     "BayesTaskTower.add_to_logit": H(),
@@ -444,6 +518,21 @@ FIELDS: dict[str, FieldState] = {
                      "(EasyRec gave every loss of a tower the first loss's weight, a defect)"),
     "Loss.loss_name": NA("losses are reported as loss/<tower>/<loss type>"),
     "Loss.learn_loss_weight": R("learned loss weights are not implemented yet", (False,)),
+    "Loss.f1_reweighted_loss": H(),
+    "Loss.ziln_loss": H(),
+    "Loss.pairwise_loss": H(),
+    "PairwiseLoss.margin": H(),
+    "PairwiseLoss.session_name": H(),
+    "PairwiseLoss.temperature": H(),
+    "F1ReweighedLoss.f1_beta_square": H(),
+    "F1ReweighedLoss.label_smoothing": H(),
+    "ZILNLoss.mu_regularization": H(),
+    "ZILNLoss.sigma_regularization": H(),
+    "ZILNLoss.max_log_clip_value": H(),
+    "ZILNLoss.max_sigma": H(),
+    "ZILNLoss.return_log_pred_value": H(),
+    "ZILNLoss.classification_weight": H(),
+    "ZILNLoss.regression_weight": H(),
     # ---- backbone -------------------------------------------------------------------
     "BackboneTower.packages": H(),
     "BackboneTower.blocks": H(),
@@ -478,18 +567,16 @@ FIELDS: dict[str, FieldState] = {
     "Input.reset_input": R("reset_input is not implemented yet"),
     "Input.package_input": H(),
     "Input.package_input_fn": R("package_input_fn is not implemented yet"),
-    "InputLayer.do_batch_norm": R("input_layer do_batch_norm is not implemented yet",
-                                  (False,)),
-    "InputLayer.do_layer_norm": R("input_layer do_layer_norm is not implemented yet",
-                                  (False,)),
-    "InputLayer.dropout_rate": R("input_layer dropout_rate is not implemented yet", (0.0,)),
-    "InputLayer.feature_dropout_rate": R("input_layer feature_dropout_rate is not implemented "
-                                         "yet", (0.0,)),
+    "InputLayer.do_batch_norm": H(),
+    "InputLayer.do_layer_norm": H(),
+    "InputLayer.dropout_rate": H(),
+    "InputLayer.feature_dropout_rate": H(),
     "InputLayer.only_output_feature_list": H(),
     "InputLayer.only_output_3d_tensor": H(),
     "InputLayer.output_2d_tensor_and_feature_list": H(),
-    "InputLayer.output_seq_and_normal_feature": R(
-        "input_layer output_seq_and_normal_feature is not implemented yet", (False,)),
+    "InputLayer.output_seq_and_normal_feature": H(
+        "[the sequences concatenated (batch, L, d), the first one's lengths, the other "
+        "features concatenated] (without other features: the first two)"),
     "InputLayer.wide_output_dim": R("wide_output_dim other than 1 is not implemented yet (a "
                                     "WIDE group gives each feature's 1-dimensional weight)",
                                     (1,)),
@@ -543,24 +630,32 @@ ENUM_VALUES: dict[str, FieldState] = {
     "DatasetConfig.InputType.RTPInputV2": R(f"{NOT_HERE} (RTP)"),
     "DatasetConfig.InputType.OdpsRTPInput": R(f"{NOT_HERE} (ODPS)"),
     "DatasetConfig.InputType.OdpsRTPInputV2": R(f"{NOT_HERE} (ODPS)"),
-    "DatasetConfig.InputType.TFRecordInput": R("TFRecord input is not implemented yet"),
-    "DatasetConfig.InputType.BatchTFRecordInput": R("TFRecord input is not implemented yet"),
+    "DatasetConfig.InputType.TFRecordInput": H(
+        "one tf.train.Example per row, one value per input field (as EasyRec)"),
+    "DatasetConfig.InputType.BatchTFRecordInput": H(
+        "one tf.train.SequenceExample per record, one feature list per input field"),
     "DatasetConfig.InputType.DummyInput": R(f"{NOT_HERE} (EasyRec's DummyInput)"),
     "DatasetConfig.InputType.KafkaInput": R(f"{NOT_HERE} (Kafka)"),
     "DatasetConfig.InputType.HiveInput": R(f"{NOT_HERE} (Hive)"),
     "DatasetConfig.InputType.HiveRTPInput": R(f"{NOT_HERE} (Hive)"),
     "DatasetConfig.InputType.HiveParquetInput": R(f"{NOT_HERE} (Hive)"),
-    "DatasetConfig.InputType.ParquetInput": R("Parquet input is not implemented yet"),
-    "DatasetConfig.InputType.ParquetInputV2": R("Parquet input is not implemented yet"),
-    "DatasetConfig.InputType.ParquetInputV3": R("Parquet input is not implemented yet"),
+    "DatasetConfig.InputType.ParquetInput": H(_PARQUET),
+    "DatasetConfig.InputType.ParquetInputV2": H(_PARQUET + "; V2 and V3 are read the same way "
+                                                "(their differences are EasyRec's internal "
+                                                "tensor layout)"),
+    "DatasetConfig.InputType.ParquetInputV3": H(_PARQUET + "; V2 and V3 are read the same way "
+                                                "(their differences are EasyRec's internal "
+                                                "tensor layout)"),
     "DatasetConfig.InputType.CriteoInput": R(f"{NOT_HERE} (EasyRec's Criteo binary input)"),
     "FeatureConfig.FeatureType.IdFeature": H(),
     "FeatureConfig.FeatureType.RawFeature": H(),
     "FeatureConfig.FeatureType.TagFeature": H(),
-    "FeatureConfig.FeatureType.ComboFeature": R(_COMBO),
+    "FeatureConfig.FeatureType.ComboFeature": H(
+        "without combo_join_sep the ids are EasyRec's (TensorFlow's feature cross); FLOAT "
+        "inputs are refused (EasyRec needs `precision` for them)"),
     "FeatureConfig.FeatureType.LookupFeature": R("LookupFeature is not implemented yet"),
     "FeatureConfig.FeatureType.SequenceFeature": H(),
-    "FeatureConfig.FeatureType.ExprFeature": R("ExprFeature is not implemented yet"),
+    "FeatureConfig.FeatureType.ExprFeature": H(),
     "FeatureConfig.FeatureType.PassThroughFeature": R("PassThroughFeature is not implemented "
                                                       "yet"),
     "WideOrDeep.DEEP": H(),
@@ -585,10 +680,15 @@ ENUM_VALUES: dict[str, FieldState] = {
     **{f"LossType.{name}": R(f"loss_type {name} is not implemented yet") for name in (
         "SIGMOID_L2_LOSS", "CROSS_ENTROPY_LOSS", "SOFTMAX_CROSS_ENTROPY", "CIRCLE_LOSS",
         "MULTI_SIMILARITY_LOSS", "SOFTMAX_CROSS_ENTROPY_WITH_NEGATIVE_MINING",
-        "PAIR_WISE_LOSS", "F1_REWEIGHTED_LOSS", "BINARY_FOCAL_LOSS", "PAIRWISE_FOCAL_LOSS",
+        "BINARY_FOCAL_LOSS", "PAIRWISE_FOCAL_LOSS",
         "PAIRWISE_LOGISTIC_LOSS", "PAIRWISE_HINGE_LOSS", "JRC_LOSS",
         "BINARY_CROSS_ENTROPY_LOSS", "KL_DIVERGENCE_LOSS", "LISTWISE_RANK_LOSS",
-        "LISTWISE_DISTILL_LOSS", "ZILN_LOSS")},
+        "LISTWISE_DISTILL_LOSS")},
+    # ---- EasyRec's losses honoured by issue 13 (models/losses.py) ----
+    "LossType.F1_REWEIGHTED_LOSS": H("num_class 1"),
+    "LossType.PAIR_WISE_LOSS": H("num_class 1; pairs within the batch (and the session)"),
+    "LossType.ZILN_LOSS": H("num_class 3; the tower also predicts y_<tower>, the expected "
+                            "value; its metrics are auc (of y > 0) and the configured ones"),
     "EasyRecModel.LossWeightStrategy.Fixed": H(),
     "EasyRecModel.LossWeightStrategy.Uncertainty": R("loss_weight_strategy Uncertainty is not "
                                                      "implemented yet"),
@@ -633,7 +733,8 @@ def markdown_table() -> str:
     for key, st in entries:
         text = st.reason if st.state != HONOURED else st.note
         if st.state == HONOURED and st.max_items:
-            text = f"at most {st.max_items}; more: refused ({st.reason})"
+            text = (f"{st.note}; " if st.note else "") + \
+                f"at most {st.max_items}; more: refused ({st.reason})"
         if st.ok:
             text += " (honoured when " + " / ".join(repr(v) for v in st.ok) + ")"
         if st.state == HONOURED and not text:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from easyblocks.config.features import input_field_types
 from easyblocks.config.kwargs import message_to_kwargs
 from easyblocks.config.loader import LoadedConfig
-from easyblocks.config.specs import LossSpec, TowerSpec
+from easyblocks.config.specs import REGRESSION_METRICS, LossSpec, TowerSpec
 from easyblocks.errors import ConfigError, suggest
 from easyblocks.protos import loss_pb2
 
@@ -16,20 +17,43 @@ LossType = loss_pb2.LossType
 # AITM's alpha (Xi et al. 2021, section 4.1.4 uses 0.6): the calibration loss weight
 # when the config does not set one.
 DEFAULT_CALIBRATION_WEIGHT = 0.6
-# what a regression (L2_LOSS) tower is evaluated with
-REGRESSION_METRICS = ("mse", "mae")
+# what a regression (L2_LOSS) tower is evaluated with (EasyRec's metric names), and what else
+# it may ask for in its metrics_set
+REGRESSION_TOWER_METRICS = ("mean_squared_error", "mean_absolute_error")
+# a tower of more than two classes has no single positive score (for AUC): it is evaluated with
+# the cross-entropy and the accuracy
+MULTICLASS_METRICS = ("logloss", "accuracy")
 
 
-def _loss_specs(loss_type: int, losses) -> list[LossSpec]:
+# the parameters message of each loss type that has one (Loss.loss_param)
+_LOSS_PARAMS = {"F1_REWEIGHTED_LOSS": ("f1_reweighted_loss", loss_pb2.F1ReweighedLoss),
+                "ZILN_LOSS": ("ziln_loss", loss_pb2.ZILNLoss),
+                "PAIR_WISE_LOSS": ("pairwise_loss", loss_pb2.PairwiseLoss)}
+
+
+def _loss_params(name: str, loss, where: str) -> dict:
+    """The loss's parameters message as a dict (EasyRec's defaults when unset)."""
+    which = loss.WhichOneof("loss_param") if loss is not None else None
+    field, message = _LOSS_PARAMS.get(name, (None, None))
+    if which is not None and which != field:
+        raise ConfigError(f"{where}: loss parameters {which} {{}} do not apply to loss_type "
+                          f"{name}")
+    if message is None:
+        return {}
+    return message_to_kwargs(getattr(loss, field) if which else message())
+
+
+def _loss_specs(loss_type: int, losses, where: str = "") -> list[LossSpec]:
     if not losses:
-        return [LossSpec(LossType.Name(loss_type), 1.0)]
+        name = LossType.Name(loss_type)
+        return [LossSpec(name, 1.0, _loss_params(name, None, where))]
     specs = []
     for loss in losses:
         name = LossType.Name(loss.loss_type)
         weight = loss.weight
         if name == "ORDER_CALIBRATE_LOSS" and not loss.HasField("weight"):
             weight = DEFAULT_CALIBRATION_WEIGHT
-        specs.append(LossSpec(name, weight))
+        specs.append(LossSpec(name, weight, _loss_params(name, loss, where)))
     # two losses of one type in a tower get distinct names: "l2", "l2_1", ...
     seen: dict[str, int] = {}
     for spec in specs:
@@ -38,6 +62,25 @@ def _loss_specs(loss_type: int, losses) -> list[LossSpec]:
         if n:
             spec.name = f"{spec.key}_{n}"
     return specs
+
+
+def _check_easyrec_losses(t: TowerSpec, where: str, sample_weight: bool) -> None:
+    """EasyRec's rules for its F1_REWEIGHTED_LOSS and ZILN_LOSS."""
+    types = {loss.loss_type for loss in t.losses}
+    for name in ("F1_REWEIGHTED_LOSS", "PAIR_WISE_LOSS"):
+        if name in types and t.num_class != 1:
+            raise ConfigError(f"{where}: {name} needs num_class 1")
+    if "ZILN_LOSS" in types:
+        if t.num_class != 3:
+            raise ConfigError(f"{where}: ZILN_LOSS needs num_class 3 (positive logit, mu, "
+                              f"sigma), got {t.num_class}")
+        if types != {"ZILN_LOSS"}:
+            raise ConfigError(f"{where}: ZILN_LOSS cannot be combined with other losses in a "
+                              "tower (its logits are not a class score)")
+        if sample_weight and t.use_sample_weight:
+            raise ConfigError(f"{where}: ZILN_LOSS with data_config.sample_weight: EasyRec "
+                              "ignores the weights for this loss; remove sample_weight (or set "
+                              "the tower's use_sample_weight: false)")
 
 
 def _dnn_kwargs(dnn) -> dict | None:
@@ -58,18 +101,21 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
     config = loaded.proto
     model = config.model_config
     labels = list(config.data_config.label_fields)
-    fields = [f.input_name for f in config.data_config.input_fields]
+    fields = list(input_field_types(config))
     if model.model_class == "RankModel":
         if not labels:
             raise ConfigError(f"{loaded.path}: RankModel needs data_config.label_fields")
         label = model.label_name or labels[0]
         towers = [TowerSpec(name=label, label=label,
-                            losses=_loss_specs(model.loss_type, model.losses),
+                            losses=_loss_specs(model.loss_type, model.losses,
+                                               f"{loaded.locate('model_class')}: model_config"),
                             num_class=model.num_class, add_to_logit=list(model.add_to_logit),
                             logit_from_backbone=model.logit_from_backbone,
                             logit_if_num_class=True)]
         if towers[0].is_regression:
-            towers[0].metrics = list(REGRESSION_METRICS)
+            towers[0].metrics = list(REGRESSION_TOWER_METRICS)
+        elif towers[0].is_multiclass and towers[0].num_class > 2:
+            towers[0].metrics = list(MULTICLASS_METRICS)
     elif model.model_class == "MultiTaskModel":
         protos = model.model_params.task_towers
         if not protos:
@@ -89,13 +135,20 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
                 if t.losses else t.loss_type == LossType.L2_LOSS
             if regression:
                 asked = [m.WhichOneof("metric") for m in t.metrics_set]
-                if any(asked):
-                    raise ConfigError(f"{where}: metrics_set {', '.join(filter(None, asked))}: "
-                                      "a regression (L2_LOSS) tower is evaluated with MSE and "
-                                      "MAE; remove its metrics_set")
-                metrics = list(REGRESSION_METRICS)
+                wrong = [m for m in asked if m and m not in REGRESSION_METRICS]
+                if wrong:
+                    raise ConfigError(f"{where}: metrics_set {', '.join(wrong)}: a regression "
+                                      "(L2_LOSS) tower predicts a number, evaluated with "
+                                      f"{', '.join(REGRESSION_METRICS)}; remove the others")
+                metrics = list(dict.fromkeys(REGRESSION_TOWER_METRICS + tuple(filter(None, asked))))
+            elif t.num_class > 2 and not any(loss.loss_type == LossType.ZILN_LOSS
+                                             for loss in t.losses):
+                metrics = list(MULTICLASS_METRICS) + [m for m in metrics[2:]
+                                                      if m not in MULTICLASS_METRICS]
             towers.append(TowerSpec(
-                name=t.tower_name, label=label, losses=_loss_specs(t.loss_type, t.losses),
+                name=t.tower_name, label=label,
+                losses=_loss_specs(t.loss_type, t.losses, where),
+                use_sample_weight=t.use_sample_weight,
                 weight=t.weight, num_class=t.num_class,
                 dnn=_dnn_kwargs(t.dnn) if t.HasField("dnn") else None,
                 relation_tower_names=list(t.relation_tower_names), metrics=metrics,
@@ -128,11 +181,18 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
             if r not in earlier:
                 raise ConfigError(f"{where}: prob_product_of names {r!r}, which is not a tower "
                                   f"listed before this one{suggest(r, earlier)}")
-        if t.num_class != 1:
-            what = "num_class 0 gives no output" if t.num_class == 0 else (
-                f"num_class {t.num_class}: multi-class towers (softmax) are not supported yet")
-            raise ConfigError(f"{loaded.locate(r'num_class')}: tower {t.name!r}: {what}; use "
-                              "num_class 1 (a binary label), or one binary tower per class")
+        if t.num_class < 1:
+            raise ConfigError(f"{loaded.locate(r'num_class')}: tower {t.name!r}: num_class "
+                              f"{t.num_class} gives no output; use num_class 1 (a binary label "
+                              "or, with L2_LOSS, a number) or more (a class id: softmax)")
+        if t.num_class != 1 and (t.is_regression or t.prob_product_of or any(
+                loss.loss_type == "ORDER_CALIBRATE_LOSS" for loss in t.losses)):
+            what = ("L2_LOSS predicts one number" if t.is_regression else
+                    "prob_product_of multiplies probabilities of a binary label"
+                    if t.prob_product_of else
+                    "ORDER_CALIBRATE_LOSS compares probabilities of binary labels")
+            raise ConfigError(f"{loaded.locate(r'num_class')}: tower {t.name!r}: num_class "
+                              f"{t.num_class}: {what}; it needs num_class 1")
         kinds = {"L2_LOSS" if loss.loss_type == "L2_LOSS" else "classification"
                  for loss in t.losses}
         if len(kinds) > 1:
@@ -144,9 +204,15 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
             if t.is_regression or by_name[r].is_regression:
                 raise ConfigError(f"{where}: prob_product_of multiplies probabilities; "
                                   "regression (L2_LOSS) towers have none")
+            if by_name[r].num_class != 1:
+                raise ConfigError(f"{where}: prob_product_of names {r!r}, a tower of num_class "
+                                  f"{by_name[r].num_class}; it needs towers of num_class 1")
         if t.logit_from_backbone and t.dnn:
             raise ConfigError(f"{where}: logit_from_backbone takes the backbone output as the "
                               "logit; remove dnn")
+        _check_easyrec_losses(t, where, bool(config.data_config.sample_weight))
+        if t.ziln:  # the label is a value (e.g. lifetime value), not 0/1
+            t.metrics = [m for m in t.metrics if m != "logloss"]
         for r in t.relation_tower_names:
             if r not in names or r == t.name:
                 raise ConfigError(f"{where}: relation_tower_names names {r!r}, which is not "
@@ -154,10 +220,12 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
     _infer_relations(loaded, towers)
     for t in towers:
         for r in t.relation_tower_names:
-            if by_name[r].is_regression:
+            if by_name[r].is_regression or by_name[r].num_class != 1:
+                what = ("a regression (L2_LOSS) tower" if by_name[r].is_regression
+                        else f"a tower of num_class {by_name[r].num_class}")
                 raise ConfigError(f"{loaded.locate_name('tower_name', t.name)}: tower "
-                                  f"{t.name!r}: relation tower {r!r} is a regression (L2_LOSS) "
-                                  "tower; ORDER_CALIBRATE_LOSS compares probabilities")
+                                  f"{t.name!r}: relation tower {r!r} is {what}; "
+                                  "ORDER_CALIBRATE_LOSS compares probabilities of binary labels")
     return towers
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
-from easyblocks.config.specs import DataSpec, FeatureSpec, FieldSpec
+from easyblocks.config.specs import LOSS_COLUMN, SAMPLE_WEIGHT, DataSpec, FeatureSpec, FieldSpec
 from easyblocks.errors import DataError
 from easyblocks.features.preprocess import Preprocessor
 
@@ -131,8 +131,9 @@ def check_row(row: list[str], fields: list[FieldSpec], where: str,
               labels: dict[str, str] | None = None,
               finite: dict[str, str | None] | None = None) -> None:
     """Raises DataError for a row with the wrong column count, a bad number, a label that
-    breaks its rule (`labels`: column -> "binary" or "number"; empty is an error), or a
-    NaN / inf in a column of `finite` (column -> None, or the separator of a list)."""
+    breaks its rule (`labels`: column -> "binary", "class:N" or "number"; empty is an
+    error), or a NaN / inf in a column of `finite` (column -> None, or the separator of a
+    list)."""
     if len(row) != len(fields):
         raise DataError(f"{where}: expected {len(fields)} columns "
                         f"({', '.join(f.name for f in fields[:4])}, ...), found {len(row)}")
@@ -166,6 +167,11 @@ def check_row(row: list[str], fields: list[FieldSpec], where: str,
         if rule == "binary" and number not in (0, 1):
             raise DataError(f"{where}: label {f.name!r} is {value!r}; a CLASSIFICATION tower "
                             "needs labels 0 or 1 (use an L2_LOSS tower to predict a number)")
+        if rule and rule.startswith("class:"):
+            num_class = int(rule.split(":")[1])
+            if number != int(number) or not 0 <= number < num_class:
+                raise DataError(f"{where}: label {f.name!r} is {value!r}; a tower of num_class "
+                                f"{num_class} needs class ids 0 to {num_class - 1}")
 
 
 def find_bad_line(files: list[str], data: DataSpec, max_lines: int | None = None,
@@ -238,7 +244,8 @@ def batches(ds, files: list[str], data: DataSpec, labels: list[str] = ()) -> Ite
         except StopIteration:
             return
         except tf.errors.InvalidArgumentError as e:
-            find_bad_line(files, data, labels=labels)
+            if data.input_type == "CSVInput":  # TFRecord, Parquet: no lines to point at
+                find_bad_line(files, data, labels=labels)
             raise DataError(f"cannot parse {', '.join(files)}: {e.message}") from None
         yield element
 
@@ -247,8 +254,12 @@ class CSVInput:
     """Builds the tf.data pipeline of one input (train or eval).
 
     Each element is (features, labels, columns): the preprocessed features, the
-    labels as float32 (batch,), and the raw columns the evaluation needs
-    (e.g. the domain field), as read from the file.
+    labels as float32 (batch,) (with data_config.sample_weight: also the weights, under
+    SAMPLE_WEIGHT), and the raw columns the evaluation needs (e.g. the domain field), as
+    read from the file.
+
+    Other input formats (data/tfrecord_input.py, data/parquet_input.py) subclass it and
+    replace `records` and `parse`: the same columns, preprocessing and pipeline.
     """
 
     def __init__(self, data: DataSpec, preprocessor: Preprocessor, label_fields: list[str],
@@ -275,7 +286,8 @@ class CSVInput:
 
     def _checked(self, cols: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Fails (InvalidArgumentError, turned into file:line by `batches`) on a NaN or inf in
-        a feature's numbers or a label, and on a CLASSIFICATION label other than 0 or 1."""
+        a feature's numbers or a label, and on a label that breaks its rule (a binary
+        CLASSIFICATION tower's: 0 or 1; a multi-class tower's: a class id)."""
         for name, sep in self.config.finite_columns.items():
             if name not in cols:
                 continue
@@ -288,16 +300,50 @@ class CSVInput:
         for name in self.label_fields:
             value = tf.cast(cols[name], tf.float32)
             ok = tf.reduce_all(tf.math.is_finite(value))
-            if self.config.label_rules.get(name) == "binary":
+            rule = self.config.label_rules.get(name)
+            if rule == "binary":
                 ok = tf.logical_and(ok, tf.reduce_all((value == 0.0) | (value == 1.0)))
+            elif rule and rule.startswith("class:"):
+                num_class = int(rule.split(":")[1])
+                ok = tf.logical_and(ok, tf.reduce_all(
+                    (value >= 0.0) & (value < num_class) & (value == tf.round(value))))
             cols[name] = _with_check(cols[name], tf.debugging.Assert(
                 ok, [f"label {name}: a value breaks its rule"]))
         return cols
+
+    def check_files(self, files: list[str], max_lines: int | None = None,
+                    what: str = "input") -> None:
+        """Raises DataError when the files hold no data row, or for the first malformed row
+        (its labels checked too) among the first max_lines."""
+        check_has_rows(files, self.config, what)
+        find_bad_line(files, self.config, max_lines, self.label_fields)
+
+    def records(self, files: list[str]) -> tf.data.Dataset:
+        """The files' rows, one record (a CSV line) per element, each file's header line
+        skipped (when it has one)."""
+        skips = header_lines(files, self.config)
+        ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(skips, tf.int64)))
+        return ds.interleave(lambda f, k: tf.data.TextLineDataset(f).skip(k), cycle_length=1)
+
+    @staticmethod
+    def record_text(record) -> tf.Tensor:
+        """The text a record is held out by: a CSV line or a serialized example itself; a
+        parsed row (Parquet, BatchTFRecordInput) its values joined."""
+        if not isinstance(record, dict):
+            return record
+        parts = [v if v.dtype == tf.string else tf.strings.as_string(v)
+                 for _, v in sorted(record.items())]
+        return tf.strings.join(parts, separator="\x1f")
 
     def _map(self, lines):
         cols = self._checked(self.parse(lines))
         features = self.pre(cols)
         labels = {name: tf.cast(cols[name], tf.float32) for name in self.label_fields}
+        weight = self.config.sample_weight
+        if weight and weight in cols and self.label_fields:
+            labels[SAMPLE_WEIGHT] = tf.cast(cols[weight], tf.float32)
+        for name in self.config.loss_columns if self.label_fields else ():
+            labels[LOSS_COLUMN + name] = cols[name]
         kept = {name: cols[name] for name in self.keep_columns}
         return features, labels, kept
 
@@ -311,21 +357,23 @@ class CSVInput:
 
     def lines(self, files: list[str], holdout_fraction: float = 0.0,
               heldout: bool = False) -> tf.data.Dataset:
-        """The text lines of files (headers skipped). With holdout_fraction, only the
-        training part (heldout False) or the held-out part (heldout True) of the rows.
+        """The records of files (`records`: CSV lines, headers skipped). With
+        holdout_fraction, only the training part (heldout False) or the held-out part
+        (heldout True) of the rows.
 
-        A row is held out when a hash of its text falls in the first holdout_fraction of
-        HOLDOUT_BUCKETS buckets: the split does not depend on file order, shuffling or
-        sharding, the two parts never share a row, and identical rows fall together.
+        A row is held out when a hash of its text (`record_text`) falls in the first
+        holdout_fraction of HOLDOUT_BUCKETS buckets: the split does not depend on file order,
+        shuffling or sharding, the two parts never share a row, and identical rows fall
+        together.
         """
-        skips = header_lines(files, self.config)  # each file's header line, if it has one
-        ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(skips, tf.int64)))
-        ds = ds.interleave(lambda f, k: tf.data.TextLineDataset(f).skip(k), cycle_length=1)
+        ds = self.records(files)
         if holdout_fraction:
             cut = int(round(holdout_fraction * HOLDOUT_BUCKETS))
 
-            def keep(line):
-                held = tf.strings.to_hash_bucket_fast(line, HOLDOUT_BUCKETS) < cut
+            def keep(record):
+                bucket = tf.strings.to_hash_bucket_fast(self.record_text(record),
+                                                        HOLDOUT_BUCKETS)
+                held = bucket < cut
                 return held if heldout else tf.logical_not(held)
 
             ds = ds.filter(keep)
@@ -334,7 +382,7 @@ class CSVInput:
     def dataset(self, files: list[str], batch_size: int, training: bool, num_epochs: int = 1,
                 skip_batches: int = 0, seed: int | None = None, holdout_fraction: float = 0.0,
                 heldout: bool = False) -> tf.data.Dataset:
-        """Lines -> shuffled (training) -> batches -> parsed in parallel -> prefetched.
+        """Records -> shuffled (training) -> batches -> parsed in parallel -> prefetched.
 
         Elements are (features, labels, columns). For training, they are
         (features, labels, columns, position): position = (epoch, batch index in the

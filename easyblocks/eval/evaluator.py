@@ -14,7 +14,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from easyblocks.data.csv_input import CSVInput, check_has_rows, expand_paths
+from easyblocks.data import make_input
+from easyblocks.data.csv_input import expand_paths
 from easyblocks.errors import ConfigError
 from easyblocks.eval.metrics import compute_metrics, metric_values, metrics_by_domain, strict_json
 from easyblocks.eval.summaries import write_scalar
@@ -30,8 +31,8 @@ class Evaluator:
     def __init__(self, state: ModelState):
         self.state = state
         self.spec = state.spec
-        self.input = CSVInput(self.spec.data, state.preprocessor, self.spec.labels,
-                              self.spec.eval.keep_columns)
+        self.input = make_input(self.spec.data, state.preprocessor, self.spec.labels,
+                                self.spec.eval.keep_columns)
         self._predict = None
         self._writer = None
         self._checked: set[str] = set()
@@ -81,23 +82,26 @@ class Evaluator:
         spec, ec = self.spec, self.spec.eval
         files, heldout, where = self.source()
         if where not in self._checked:  # the first rows, once per input
-            check_has_rows(files, spec.data, "eval_input_path")
-            self.input.find_bad_line(files, max_lines=1000)
+            self.input.check_files(files, max_lines=1000, what="eval_input_path")
             self._checked.add(where)
         arrays = self.predict_arrays(files, ec.num_examples, heldout)
         results: dict = {"step": int(self.state.step.numpy()), "eval_input_path": where,
                          **(extra or {}), "towers": {}}
         uids = arrays.get(ec.uid_field) if ec.uid_field else None
+        more = {"sessions": arrays.get(ec.session_field) if ec.session_field else None,
+                "session_reduction": ec.session_reduction, "topk": ec.recall_topk}
         for tower in spec.towers:
-            names = list(tower.metrics) + (["gauc"] if ec.uid_field else [])
-            labels, probs = arrays[tower.label], arrays[tower.prediction_key]
-            if tower.is_regression:
-                names = list(tower.metrics)
+            names = ec.tower_metrics(tower)
+            values = arrays[tower.prediction_key]
+            # a regression tower has no probability: its metrics compare its value
+            labels, probs = arrays[tower.label], arrays.get(f"probs_{tower.name}", values)
             entry = {"label": tower.label,
-                     "overall": compute_metrics(labels, probs, names, uids, ec.gauc_reduction)}
+                     "overall": compute_metrics(labels, probs, names, uids, ec.gauc_reduction,
+                                                predictions=values, **more)}
             if ec.domain_field:
                 entry["domains"] = metrics_by_domain(labels, probs, arrays[ec.domain_field],
-                                                     names, uids, ec.gauc_reduction)
+                                                     names, uids, ec.gauc_reduction,
+                                                     predictions=values, **more)
             results["towers"][tower.name] = entry
         return results
 

@@ -11,7 +11,13 @@ import tensorflow as tf
 from easyblocks.backbone.dag import Backbone
 from easyblocks.blocks.mlp import MLP
 from easyblocks.blocks.weights import l2_weights
-from easyblocks.config.specs import FeatureSpec, ModelSpec, TowerSpec
+from easyblocks.config.specs import (
+    LOSS_COLUMN,
+    SAMPLE_WEIGHT,
+    FeatureSpec,
+    ModelSpec,
+    TowerSpec,
+)
 from easyblocks.errors import ConfigError
 from easyblocks.features.embedding import FeatureGroups
 from easyblocks.models import losses as L
@@ -60,8 +66,9 @@ class CTRModel(keras.Model):
     """The model a config describes.
 
     Call with the dict made by `Preprocessor`; returns {"logits_<tower>": (batch,),
-    "probs_<tower>": (batch,)}; a regression (L2_LOSS) tower returns "y_<tower>", its logit,
-    instead of probs. A tower with
+    "probs_<tower>": (batch,)} ((batch, num_class) for a multi-class tower); a regression
+    (L2_LOSS) tower returns "y_<tower>", its logit, instead of probs; a ZILN tower returns
+    its logits (batch, 3), probs (p(y > 0)) and "y_<tower>" (the expected value). A tower with
     prob_product_of (ESMM) also returns "cond_probs_<tower>", its own factor (e.g. pCVR).
     """
 
@@ -82,7 +89,7 @@ class CTRModel(keras.Model):
         return self(features, training=training, return_aux=True)
 
     def call(self, features, training=None, return_aux=False):
-        fg = self.feature_groups(features)
+        fg = self.feature_groups(features, training=training)
         out = self.backbone(fg, training=training)
         extras = {}
         if self.logit_blocks:
@@ -109,7 +116,11 @@ class CTRModel(keras.Model):
                 outputs[f"logits_{name}"] = logits
                 outputs[tower.spec.prediction_key] = logits
                 continue
-            if tower.spec.num_class == 1:
+            if tower.spec.ziln is not None:  # EasyRec's ZILN head: p(y > 0) and E[y]
+                p = tower.spec.ziln.params
+                probs, outputs[tower.spec.prediction_key] = L.ziln_predictions(
+                    logits, p["max_sigma"], p["max_log_clip_value"], p["return_log_pred_value"])
+            elif tower.spec.num_class == 1:
                 logits = tf.reshape(logits, [-1])
                 probs = tf.sigmoid(logits)
             else:
@@ -167,14 +178,38 @@ class CTRModel(keras.Model):
         terms = {}
         for spec in self.tower_specs:
             logits = outputs[f"logits_{spec.name}"]
-            probs = outputs.get(f"probs_{spec.name}")
+            probs = outputs.get(f"probs_{spec.name}")  # a regression tower has none
+            # data_config.sample_weight (EasyRec: TF1's weighted reduction of each loss)
+            weights = labels.get(SAMPLE_WEIGHT) if spec.use_sample_weight else None
             for loss in spec.losses:
                 if loss.loss_type == "CLASSIFICATION" and spec.prob_product_of:
-                    value = L.classification_loss_on_probs(labels[spec.label], probs)
+                    value = L.classification_loss_on_probs(labels[spec.label], probs) \
+                        if weights is None else L.weighted_classification_loss_on_probs(
+                            labels[spec.label], probs, weights)
+                elif loss.loss_type == "CLASSIFICATION" and weights is not None:
+                    value = L.weighted_classification_loss(labels[spec.label], logits,
+                                                           spec.num_class, weights)
                 elif loss.loss_type == "CLASSIFICATION":
                     value = L.classification_loss(labels[spec.label], logits, spec.num_class)
+                elif loss.loss_type == "L2_LOSS" and weights is not None:
+                    value = L.weighted_l2_loss(labels[spec.label], logits, weights)
                 elif loss.loss_type == "L2_LOSS":
                     value = L.l2_loss(labels[spec.label], logits)
+                elif loss.loss_type == "F1_REWEIGHTED_LOSS":
+                    value = L.f1_reweighted_loss(labels[spec.label], logits,
+                                                 loss.params["f1_beta_square"],
+                                                 loss.params["label_smoothing"], weights)
+                elif loss.loss_type == "PAIR_WISE_LOSS":
+                    column = loss.params.get("session_column")
+                    value = L.pairwise_loss(
+                        labels[spec.label], logits,
+                        labels[LOSS_COLUMN + column] if column else None,
+                        loss.params["margin"], loss.params["temperature"], weights)
+                elif loss.loss_type == "ZILN_LOSS":
+                    p = loss.params
+                    value = L.ziln_loss(labels[spec.label], logits, p["max_sigma"],
+                                        p["mu_regularization"], p["sigma_regularization"],
+                                        p["classification_weight"], p["regression_weight"])
                 else:  # ORDER_CALIBRATE_LOSS
                     value = L.order_calibrate_loss(
                         probs, [outputs[f"probs_{r}"] for r in spec.relation_tower_names]

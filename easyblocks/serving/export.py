@@ -2,9 +2,10 @@
 
 The signature takes one tensor per input field (the strings and numbers of the
 CSV, labels not required), runs the same `Preprocessor` as training, and returns
-`probs_<tower>` (`y_<tower>` for a regression tower) and `logits_<tower>` for every
-tower. Over-parameterised blocks (APG's U = U_l U_r, V = V_l V_r) are replaced by their
-merged form first, so serving costs the same as an APG without over-parameterisation.
+`probs_<tower>` (`y_<tower>` for a regression tower; both for a ZILN tower) and
+`logits_<tower>` for every tower. Over-parameterised blocks (APG's U = U_l U_r,
+V = V_l V_r) are replaced by their merged form first, so serving costs the same as an APG
+without over-parameterisation.
 
 An export never deletes what easyblocks did not write: it goes into a new or empty folder,
 or replaces an earlier easyblocks export (recognised by its marker file and contents) only
@@ -74,10 +75,10 @@ class BlockServingModule(tf.Module):
             raise ConfigError(f"--block: {', '.join(unknown)} is not a backbone block; blocks: "
                               f"{', '.join(dag.order)}")
         order, groups = dag.upstream(blocks)
-        features = {f for g in groups for f in spec.groups[g].features}
+        features = {f for g in groups for f in spec.groups[g].all_features}
         specs = {k: v for k, v in spec.features.items() if k in features}
         self.preprocessor = Preprocessor(specs)
-        columns = {s.column for s in specs.values()}
+        columns = {c for s in specs.values() for c in s.input_columns}
         self.fields = [f for f in spec.data.fields if f.name in columns]
         tensor_specs = {f.name: tf.TensorSpec([None], TF_TYPES[f.type], f.name)
                         for f in self.fields}
@@ -193,7 +194,9 @@ def export_saved_model(state: ModelState, export_dir: str, about: dict | None = 
         log.info("export: merged %d over-parameterised block(s) for serving", merged)
     fields = state.spec.serving_fields()
     module = ServingModule(state.model, state.preprocessor, fields)
-    outputs = [k for t in state.spec.towers for k in (t.prediction_key, f"logits_{t.name}")]
+    outputs = [k for t in state.spec.towers
+               for k in ([f"probs_{t.name}"] if t.ziln else []) + [t.prediction_key,
+                                                                  f"logits_{t.name}"]]
     _save(module, export_dir, {**(about or {}), "outputs": outputs})
     log.info("exported SavedModel to %s (serving_default: %s -> %s)", export_dir,
              ", ".join(f.name for f in fields), ", ".join(outputs))

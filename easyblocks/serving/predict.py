@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import os
 import tempfile
 import time
 
+import numpy as np
 import tensorflow as tf
 
 from easyblocks.config.specs import DataSpec
@@ -76,7 +78,8 @@ def _check_output(output_path: str, files: list[str]) -> None:
 def predict_file(state: ModelState, input_path: str, output_path: str, keep_columns: list[str],
                  export_dir: str | None = None, batch_size: int = 4096) -> int:
     """Writes one row per input row: the kept columns, then each tower's prediction
-    (probs_<tower>, or y_<tower> for a regression tower).
+    (probs_<tower>; y_<tower> for a regression or ZILN tower; probs_<tower>_<k> for each
+    class k of a multi-class tower).
 
     Scores come from the state's model (restored from a checkpoint), or from the
     SavedModel in export_dir when given. The output is written to a temporary file next to
@@ -86,7 +89,9 @@ def predict_file(state: ModelState, input_path: str, output_path: str, keep_colu
     files = expand_paths(input_path, "--input")
     _check_output(output_path, files)
     needed = [f.name for f in state.spec.serving_fields()]
-    layouts = [_layout_of_file(f, state.spec.data, needed) for f in files]
+    # --input is CSV whatever the training input was (TFRecord, Parquet)
+    csv_data = dataclasses.replace(state.spec.data, input_type="CSVInput")
+    layouts = [_layout_of_file(f, csv_data, needed) for f in files]
     data = layouts[0]
     for f, other in zip(files[1:], layouts[1:]):
         if other.field_names != data.field_names:
@@ -100,6 +105,10 @@ def predict_file(state: ModelState, input_path: str, output_path: str, keep_colu
     find_bad_line(files, data, max_lines=1000)
     towers = state.spec.towers
     outputs_wanted = [t.prediction_key for t in towers]
+    # a multi-class tower's probabilities: one column per class, probs_<tower>_<class id>
+    header = [c for t in towers for c in (
+        [f"{t.prediction_key}_{k}" for k in range(t.num_class)] if t.is_multiclass
+        else [t.prediction_key])]
     if export_dir:
         serve = tf.saved_model.load(export_dir).signatures["serving_default"]
         inputs = list(serve.structured_input_signature[1])
@@ -126,7 +135,7 @@ def predict_file(state: ModelState, input_path: str, output_path: str, keep_colu
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
             writer = csv.writer(out)
-            writer.writerow(list(keep_columns) + outputs_wanted)
+            writer.writerow(list(keep_columns) + header)
             for features, _, columns in reader.batches(ds, files):
                 outputs = score(columns, features)
                 kept = [columns[c].numpy() for c in keep_columns]
@@ -134,7 +143,7 @@ def predict_file(state: ModelState, input_path: str, output_path: str, keep_colu
                 for i in range(len(preds[0])):
                     writer.writerow(
                         [v[i].decode() if isinstance(v[i], bytes) else v[i] for v in kept]
-                        + [f"{p[i]:.6g}" for p in preds])
+                        + [f"{x:.6g}" for p in preds for x in np.atleast_1d(p[i])])
                 rows += len(preds[0])
                 if time.perf_counter() - last > 10:
                     last = time.perf_counter()

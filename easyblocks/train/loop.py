@@ -17,12 +17,8 @@ import time
 import tensorflow as tf
 
 from easyblocks.config.specs import PipelineSpec, TrainSpec
-from easyblocks.data.csv_input import (
-    CSVInput,
-    check_has_rows,
-    expand_paths,
-    warn_out_of_range_ids,
-)
+from easyblocks.data import make_input
+from easyblocks.data.csv_input import expand_paths, warn_out_of_range_ids
 from easyblocks.errors import ConfigError
 from easyblocks.eval.evaluator import Evaluator
 from easyblocks.eval.summaries import write_scalar
@@ -33,6 +29,7 @@ from easyblocks.train.optimizers import (
     DenseOptimizerState,
     SparseTableOptimizer,
     dense_optimizer,
+    prepare_gradients,
 )
 from easyblocks.train.selection import BestCheckpoint, EarlyStopping
 
@@ -64,8 +61,10 @@ class Trainer:
             self.dense_vars = [v for v in self.model.trainable_variables if id(v) not in table_ids]
             self.dense_opt = dense_optimizer(spec.train.optimizer)
             self.dense_opt.build(self.dense_vars)
-            self.table_opt = SparseTableOptimizer(spec.train.optimizer, self.tables,
-                                                  [self.state.key_of(t) for t in self.tables])
+            # EasyRec's two optimizer_config: the first updates the embedding tables
+            self.table_opt = SparseTableOptimizer(
+                spec.train.table_optimizer or spec.train.optimizer, self.tables,
+                [self.state.key_of(t) for t in self.tables])
             self.guard = NonFiniteGuard()
         # optimizer state keyed by the variables' stable names, like the model's
         dense_state = DenseOptimizerState(self.dense_opt, self.state.keyed_variables)
@@ -78,7 +77,8 @@ class Trainer:
             max_to_keep=spec.train.keep_checkpoint_max or None,
         )
         self.train_examples_per_sec: float | None = None
-        self.input = CSVInput(spec.data, self.state.preprocessor, spec.labels)
+        # the input of data_config.input_type (CSV, TFRecord, Parquet)
+        self.input = make_input(spec.data, self.state.preprocessor, spec.labels)
         self.evaluator = Evaluator(self.state)
         selection = spec.train.selection
         self.best = (BestCheckpoint(selection, self.state.checkpoint(), self.model_dir)
@@ -129,6 +129,7 @@ class Trainer:
                 outputs, emb_l2 = model.forward(features, training=True)
                 terms = model.compute_losses(labels, outputs, emb_l2)
             grads = tape.gradient(terms["loss/total"], dense_vars + tables)
+            grads = prepare_gradients(grads, n, self.spec.train.optimizer)
             pairs = [(g, v) for g, v in zip(grads[:n], dense_vars) if g is not None]
             self.dense_opt.apply_gradients(pairs)
             self.table_opt.apply(grads[n:], tables)
@@ -151,9 +152,9 @@ class Trainer:
         the best checkpoint when training keeps one, else the last; returns the metrics."""
         tc = self.train_spec
         files = expand_paths(self.spec.train_input_path, "train_input_path")
-        check_has_rows(files, self.spec.data, "train_input_path")
-        self.input.find_bad_line(files, max_lines=1000)
-        warn_out_of_range_ids(files, self.spec.data, list(self.spec.features.values()))
+        self.input.check_files(files, max_lines=1000, what="train_input_path")
+        if self.spec.data.input_type == "CSVInput":
+            warn_out_of_range_ids(files, self.spec.data, list(self.spec.features.values()))
         with model_dir_lock(self.model_dir):
             restored = self.restore()
             start = int(self.step.numpy())
