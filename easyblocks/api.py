@@ -35,11 +35,24 @@ def resolve(config_path: str, extra_plugins: list[str] = (), num_steps: int | No
     loaded = _load(config_path, overrides)
     if num_steps is not None:
         loaded.proto.train_config.num_steps = num_steps
+    _load_plugins_for_model_class(loaded, extra_plugins)
     spec = resolve_config(loaded)
     from easyblocks.blocks import plugins  # registers the built-in blocks too
 
     plugins.load_plugins(spec.plugins + list(extra_plugins))
     return spec
+
+
+def _load_plugins_for_model_class(loaded: LoadedConfig, extra_plugins) -> None:
+    """A model_class that no template registered yet may come from a plugin: load the
+    plugins (which imports TensorFlow) before the config is resolved."""
+    from easyblocks.config import templates
+
+    if templates.is_known(loaded.proto.model_config.model_class):
+        return
+    from easyblocks.blocks import plugins
+
+    plugins.load_plugins(list(loaded.proto.plugins) + list(extra_plugins))
 
 
 def train(config_path: str, model_dir: str | None = None, extra_plugins: list[str] = (),
@@ -111,6 +124,18 @@ def validate_config(config_path: str, extra_plugins: list[str] = (),
     from easyblocks.tools.describe import describe, format_table
 
     return format_table(describe(resolve(config_path, extra_plugins, overrides=overrides)))
+
+
+def expand_config(config_path: str, overrides: list[str] = ()) -> str:
+    """The config's model_config with its model class expanded into a backbone and towers, as
+    config text (`validate --expand`)."""
+    from easyblocks.config import easyrec_check
+    from easyblocks.config.templates import expanded_text
+
+    loaded = _load(config_path, overrides)
+    _load_plugins_for_model_class(loaded, ())
+    easyrec_check.enforce(loaded)
+    return expanded_text(loaded)
 
 
 def explain_config(config_path: str, overrides: list[str] = ()) -> tuple[str, int]:

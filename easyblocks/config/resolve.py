@@ -7,7 +7,7 @@ class_name, a block's parameters) is checked when the model is built.
 
 from __future__ import annotations
 
-from easyblocks.config import easyrec_check
+from easyblocks.config import easyrec_check, templates
 from easyblocks.config.dag import backbone_spec
 from easyblocks.config.features import build_feature_specs, build_group_specs
 from easyblocks.config.loader import LoadedConfig
@@ -34,6 +34,8 @@ DEFAULT_LEARNING_RATE = 0.001
 def resolve(loaded: LoadedConfig) -> PipelineSpec:
     """Checks names and references across the config; ConfigError names file:line."""
     easyrec_check.enforce(loaded)  # refused fields: an error; not-applicable ones: a warning
+    # a model class template (DeepFM, DBMTL, ...) -> RankModel / MultiTaskModel + backbone
+    loaded = templates.expand(loaded)
     config = loaded.proto
     data = data_spec(loaded)
     if not config.HasField("model_config"):
@@ -49,7 +51,8 @@ def resolve(loaded: LoadedConfig) -> PipelineSpec:
     backbone = backbone_spec(model_config.backbone, list(groups), loaded.locate_name,
                              extra_outputs=sorted(logit_blocks))
     towers = build_tower_specs(loaded)
-    model = ModelSpec(model_class=model_config.model_class, groups=groups, backbone=backbone,
+    model = ModelSpec(model_class=model_config.model_class, expanded_from=loaded.expanded_from,
+                      groups=groups, backbone=backbone,
                       towers=towers,
                       l2_regularization=model_config.model_params.l2_regularization,
                       embedding_regularization=model_config.embedding_regularization)

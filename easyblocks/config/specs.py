@@ -108,12 +108,13 @@ class FeatureSpec:
 
 @dataclasses.dataclass(frozen=True)
 class FeatureGroupSpec:
-    """A named bundle of features. `wide`: each feature gives its 1-dimensional weight
-    (the linear part) instead of its embedding."""
+    """A named bundle of features. `wide`: each feature gives its `wide_dim`-dimensional
+    weight (the linear part; EasyRec's wide_output_dim) instead of its embedding."""
 
     name: str
     features: tuple[str, ...]
     wide: bool = False
+    wide_dim: int = 1
 
 
 # ---- backbone -----------------------------------------------------------------------------
@@ -250,11 +251,26 @@ class BackboneSpec:
 class LossSpec:
     loss_type: str  # LossType name
     weight: float
+    item_id: str = ""  # SOFTMAX_CROSS_ENTROPY: the feature identifying in-batch items
 
     @property
     def key(self) -> str:
         return {"CLASSIFICATION": "classification", "L2_LOSS": "l2",
-                "ORDER_CALIBRATE_LOSS": "order_calibrate"}[self.loss_type]
+                "ORDER_CALIBRATE_LOSS": "order_calibrate",
+                "SOFTMAX_CROSS_ENTROPY": "softmax_cross_entropy"}[self.loss_type]
+
+
+@dataclasses.dataclass(frozen=True)
+class InBatchSpec:
+    """A tower trained with a softmax over in-batch negatives (SOFTMAX_CROSS_ENTROPY): its
+    logit is the output of `similarity_block` (a Similarity block) on the outputs of
+    `user_block` and `item_block`; `item_feature` (or "") names the feature whose ids tell
+    two rows' items apart."""
+
+    similarity_block: str
+    user_block: str
+    item_block: str
+    item_feature: str = ""
 
 
 @dataclasses.dataclass
@@ -278,21 +294,34 @@ class TowerSpec:
     # EasyRec's RankModel: a backbone output that already has num_class units is the
     # logit (no Dense added)
     logit_if_num_class: bool = False
+    in_batch: InBatchSpec | None = None
 
 
 @dataclasses.dataclass
 class ModelSpec:
+    """The model: model_class is RankModel or MultiTaskModel; expanded_from names the model
+    class template it was expanded from (e.g. "DeepFM"), if any."""
+
     model_class: str
     groups: dict[str, FeatureGroupSpec]
     backbone: BackboneSpec
     towers: list[TowerSpec]
     l2_regularization: float = 0.0
     embedding_regularization: float = 0.0
+    expanded_from: str | None = None
 
     @property
     def logit_blocks(self) -> list[str]:
         """Blocks whose outputs some tower adds to its logit."""
         return sorted({b for t in self.towers for b in t.add_to_logit})
+
+    @property
+    def extra_blocks(self) -> list[str]:
+        """Blocks whose outputs the model reads beside the backbone's output: the logit blocks
+        and the two towers of in-batch softmax towers."""
+        pairs = {b for t in self.towers if t.in_batch
+                 for b in (t.in_batch.user_block, t.in_batch.item_block)}
+        return sorted(set(self.logit_blocks) | pairs)
 
 
 # ---- training, evaluation, export ---------------------------------------------------------

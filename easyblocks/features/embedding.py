@@ -36,8 +36,9 @@ class FeatureGroups(keras.layers.Layer):
     Call with the dict produced by `Preprocessor`. Returns a dict with
       "groups":  group name -> (batch, sum of feature widths) float32, the concatenation;
                  a sequence group (one SequenceFeature) -> (batch, length, dim), zeros at
-                 padded positions; a WIDE group -> (batch, num_features), each feature's
-                 1-dimensional weight (w * x for raw features): their sum is the linear part
+                 padded positions; a WIDE group -> (batch, num_features * wide_dim), each
+                 feature's wide_dim-dimensional weight (w * x for raw features): their sum
+                 is the linear part
       "lists":   group name -> list of (batch, width) tensors, one per feature
       "raw":     group name -> (batch, num_features): the un-embedded bucket ids (int64)
                  or numbers (float32 when the group has raw features)
@@ -50,6 +51,8 @@ class FeatureGroups(keras.layers.Layer):
         self.specs = specs
         self.group_features = {g.name: list(g.features) for g in groups.values()}
         self.wide_groups = {g.name for g in groups.values() if g.wide}
+        # EasyRec's wide_output_dim: one width for every WIDE group of the model
+        self.wide_dim = max([g.wide_dim for g in groups.values() if g.wide], default=1)
         groups = self.group_features
         wide_features = {f for g in self.wide_groups for f in groups[g]}
         deep_features = {f for g, names in groups.items() if g not in self.wide_groups
@@ -60,7 +63,8 @@ class FeatureGroups(keras.layers.Layer):
             if spec.name in wide_features and spec.kind != "raw" and \
                     spec.table not in self.wide_tables:
                 self.wide_tables[spec.table] = self.add_weight(
-                    shape=(spec.num_ids, 1), initializer="zeros", name=f"wide_{spec.table}")
+                    shape=(spec.num_ids, self.wide_dim), initializer="zeros",
+                    name=f"wide_{spec.table}")
             if spec.name not in deep_features:
                 continue
             if spec.uses_table and spec.kind != "raw" and spec.table not in self.tables:
@@ -77,8 +81,8 @@ class FeatureGroups(keras.layers.Layer):
             if spec.kind == "raw" and spec.embedding_dim > 0 and spec.name in deep_features
         }
         self.wide_raw = {
-            spec.name: keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros",
-                                          name=f"wide_{spec.name}")
+            spec.name: keras.layers.Dense(self.wide_dim, use_bias=False,
+                                          kernel_initializer="zeros", name=f"wide_{spec.name}")
             for spec in specs.values() if spec.kind == "raw" and spec.name in wide_features
         }
 
@@ -92,7 +96,7 @@ class FeatureGroups(keras.layers.Layer):
         dims: dict[str, int | str] = {}
         for g, names in self.group_features.items():
             if g in self.wide_groups:
-                dims[g] = len(names)
+                dims[g] = len(names) * self.wide_dim
             elif self.specs[names[0]].kind == "seq":
                 dims[g] = f"length, {self.specs[names[0]].embedding_dim}"
             else:
@@ -115,7 +119,7 @@ class FeatureGroups(keras.layers.Layer):
         return value, None
 
     def _wide(self, spec: FeatureSpec, value: tf.Tensor) -> tf.Tensor:
-        """The feature's 1-dimensional linear weight, (batch, 1)."""
+        """The feature's linear weight, (batch, wide_dim)."""
         if spec.kind == "raw":
             return self.wide_raw[spec.name](value)
         table = self.wide_tables[spec.table]

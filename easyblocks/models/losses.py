@@ -46,3 +46,48 @@ def order_calibrate_loss(probs: tf.Tensor, relation_probs: list[tf.Tensor]) -> t
     return tf.add_n(
         [tf.reduce_mean(tf.nn.relu(p - tf.reshape(r, [-1]))) for r in relation_probs]
     )
+
+
+# ---- SOFTMAX_CROSS_ENTROPY over in-batch negatives (two towers, EasyRec's DSSM) -------------
+
+def in_batch_softmax_loss(labels: tf.Tensor, pair_logits: tf.Tensor,
+                          item_ids: tf.Tensor | None = None) -> tf.Tensor:
+    """Softmax cross-entropy of each positive pair against the other items of the batch.
+
+    pair_logits[i, j] scores user i with item j (every pair of the batch; the Similarity
+    block's `pair_logits`); row i's positive is its own item, column i. For every row with
+    label > 0:
+
+        loss_i = -log softmax_j(z_ij)[i] = logsumexp_j z_ij - z_ii
+
+    where the columns j != i whose item id equals row i's (the same item in another row) are
+    left out: they are not negatives. Rows with label 0 are not positives (EasyRec, whose
+    DSSM data come from a negative sampler, takes every row as one); their items still serve
+    as the other rows' negatives.
+
+    Args:
+      labels: (batch,) or (batch, 1).
+      pair_logits: (batch, batch).
+      item_ids: (batch,) ids of each row's item, or None (every other column is a negative).
+
+    Returns:
+      The mean of loss_i over the positive rows; 0 when the batch has none.
+    """
+    z = pair_logits
+    if item_ids is not None:
+        ids = tf.reshape(item_ids, [-1])
+        eye = tf.eye(tf.shape(z)[0], dtype=tf.bool)
+        same = tf.logical_and(tf.equal(ids[:, None], ids[None, :]), tf.logical_not(eye))
+        z = tf.where(same, tf.constant(-1e9, z.dtype), z)
+    log_p = tf.linalg.diag_part(tf.nn.log_softmax(z, axis=-1))
+    positive = tf.cast(tf.reshape(labels, [-1]) > 0, z.dtype)
+    return -tf.reduce_sum(log_p * positive) / tf.maximum(tf.reduce_sum(positive), 1.0)
+
+
+def positive_similarity_hinge(labels: tf.Tensor, similarity: tf.Tensor) -> tf.Tensor:
+    """EasyRec's `reg_pos_loss` beside its in-batch softmax: mean over the positive rows of
+    relu(-s(u_i, v_i)), s the towers' similarity before the temperature (a positive pair
+    should not point away). 0 when the batch has no positive row."""
+    positive = tf.cast(tf.reshape(labels, [-1]) > 0, similarity.dtype)
+    hinge = tf.nn.relu(-tf.reshape(similarity, [-1]))
+    return tf.reduce_sum(hinge * positive) / tf.maximum(tf.reduce_sum(positive), 1.0)

@@ -72,8 +72,22 @@ class CTRModel(keras.Model):
         self.embedding_regularization = spec.embedding_regularization
         self.feature_groups = FeatureGroups(features, spec.groups, name="features")
         self.logit_blocks = spec.logit_blocks
-        self.backbone = Backbone(spec.backbone, name="backbone", extra_outputs=self.logit_blocks)
+        self.extra_blocks = spec.extra_blocks
+        self.backbone = Backbone(spec.backbone, name="backbone", extra_outputs=self.extra_blocks)
         self.towers = [TaskTower(t, name=f"tower_{t.name}") for t in spec.towers]
+        self.similarity_layers = {t.name: self._similarity_layer(t) for t in spec.towers
+                                  if t.in_batch}
+
+    def _similarity_layer(self, spec: TowerSpec):
+        """The layer of an in-batch softmax tower's similarity block: it scores all pairs."""
+        block = spec.in_batch.similarity_block
+        layers = self.backbone.dag.blocks[block].layers
+        if len(layers) != 1 or not hasattr(layers[0], "pair_logits"):
+            found = type(layers[0]).__name__ if layers else "no layer"
+            raise ConfigError(
+                f"tower {spec.name!r}: SOFTMAX_CROSS_ENTROPY over in-batch negatives needs block "
+                f"{block!r} to be a Similarity block (a layer with pair_logits), got {found}")
+        return layers[0]
 
     def forward(self, features: dict, training=None) -> tuple[dict, tf.Tensor]:
         """Returns (outputs, embedding_l2); through __call__, so that the losses blocks add
@@ -84,7 +98,7 @@ class CTRModel(keras.Model):
         fg = self.feature_groups(features)
         out = self.backbone(fg, training=training)
         extras = {}
-        if self.logit_blocks:
+        if self.extra_blocks:
             out, extras = out
         if isinstance(out, (list, tuple)):
             if len(out) == 1:
@@ -116,7 +130,20 @@ class CTRModel(keras.Model):
                 logits = tf.math.log(p) - tf.math.log1p(-p)
             outputs[f"logits_{name}"] = logits
             outputs[f"probs_{name}"] = probs
+            if return_aux and tower.spec.in_batch:  # for the loss only, never served
+                outputs.update(self._in_batch_outputs(tower.spec, extras, features))
         return (outputs, fg["embedding_l2"]) if return_aux else outputs
+
+    def _in_batch_outputs(self, spec: TowerSpec, extras: dict, features: dict) -> dict:
+        """Every (user, item) pair of the batch scored, the positive pairs' similarity and the
+        items' ids: what SOFTMAX_CROSS_ENTROPY over in-batch negatives reads."""
+        ib, layer = spec.in_batch, self.similarity_layers[spec.name]
+        pair = [extras[ib.user_block], extras[ib.item_block]]
+        out = {f"pair_logits_{spec.name}": layer.pair_logits(pair),
+               f"pos_similarity_{spec.name}": layer.similarity(pair)}
+        if ib.item_feature:
+            out[f"item_ids_{spec.name}"] = features[ib.item_feature]
+        return out
 
     @staticmethod
     def _logit_part(value, block: str, spec: TowerSpec):
@@ -169,6 +196,14 @@ class CTRModel(keras.Model):
                     value = L.classification_loss(labels[spec.label], logits, spec.num_class)
                 elif loss.loss_type == "L2_LOSS":
                     value = L.l2_loss(labels[spec.label], logits)
+                elif loss.loss_type == "SOFTMAX_CROSS_ENTROPY":
+                    value = L.in_batch_softmax_loss(labels[spec.label],
+                                                    outputs[f"pair_logits_{spec.name}"],
+                                                    outputs.get(f"item_ids_{spec.name}"))
+                    # EasyRec's reg_pos_loss beside it, with the same weights
+                    terms[f"loss/{spec.name}/reg_pos"] = spec.weight * loss.weight * \
+                        L.positive_similarity_hinge(labels[spec.label],
+                                                    outputs[f"pos_similarity_{spec.name}"])
                 else:  # ORDER_CALIBRATE_LOSS
                     value = L.order_calibrate_loss(
                         probs, [outputs[f"probs_{r}"] for r in spec.relation_tower_names]

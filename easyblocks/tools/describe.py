@@ -31,6 +31,8 @@ class ModelInfo:
     output_kind: str  # "output_blocks" or "concat_blocks"
     towers: list  # TowerSpec
     total_params: int
+    model_class: str = "RankModel"
+    expanded_from: str | None = None  # the model class template, e.g. "DeepFM"
 
 
 def _shape(value) -> str:
@@ -64,6 +66,8 @@ def describe(spec: PipelineSpec) -> ModelInfo:
         output_kind=dag.spec.output_kind,
         towers=spec.towers,
         total_params=int(sum(np.prod(v.shape) for v in model.weights)),
+        model_class=spec.model.model_class,
+        expanded_from=spec.model.expanded_from,
     )
 
 
@@ -81,6 +85,9 @@ def format_table(info: ModelInfo) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if info.expanded_from:
+        lines.insert(0, f"model_class {info.expanded_from}: expanded into a {info.model_class} "
+                        "with these blocks (easyblocks validate --expand prints its config)")
     lines.append(f"{info.output_kind}: {', '.join(info.outputs)}")
     lines.append("")
     lines.append("tower            label            losses")
