@@ -43,6 +43,12 @@ def resolve(loaded: LoadedConfig) -> PipelineSpec:
     features = build_feature_specs(loaded)
     groups = build_group_specs(loaded, features)
     model_config = config.model_config
+    if model_config.model_class not in templates.BASE_CLASSES:
+        known = list(templates.BASE_CLASSES) + list(templates.registered_model_classes())
+        raise ConfigError(
+            f"{loaded.locate('model_class')}: model_class {model_config.model_class!r} is not "
+            f"supported{suggest(model_config.model_class, known)}; expected one of "
+            f"{', '.join(known)} (or a model class a plugin registers)")
     if not model_config.HasField("backbone"):
         raise ConfigError(f"{loaded.path}: model_config has no backbone")
     # blocks added to a tower's logit are not DAG outputs (for the leaves default)

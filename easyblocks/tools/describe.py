@@ -37,7 +37,10 @@ class ModelInfo:
 
 def _shape(value) -> str:
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_shape(v) for v in value) + "]"
+        shapes = [_shape(v) for v in value]
+        if len(shapes) > 3 and len(set(shapes)) == 1:  # e.g. a group's feature list
+            return f"[{len(shapes)} x {shapes[0]}]"
+        return "[" + ", ".join(shapes) + "]"
     return "(" + ", ".join("batch" if i == 0 else str(d) for i, d in enumerate(value.shape)) + ")"
 
 

@@ -218,7 +218,8 @@ def backbone_output(model: Any, loaded: Any, what: str) -> backbone_pb2.Input:
         names = [n for n in (b.name for b in bb.blocks) if graph.out_degree(n) == 0]
     del bb.concat_blocks[:]
     build = Backbone(model)
-    out = names[0] if len(names) == 1 else build.block("backbone_output", [B(n) for n in names]).name
+    out = names[0] if len(names) == 1 else \
+        build.block("backbone_output", [B(n) for n in names]).name
     if bb.HasField("top_mlp"):
         out = build.keras("top_mlp", [B(out)], "MLP", params="mlp", message=bb.top_mlp)
         bb.ClearField("top_mlp")
@@ -261,7 +262,7 @@ def expand_relation_towers(model: Any, loaded: Any, task_inputs: list | None = N
     del bb.concat_blocks[:]
     relation: dict[str, str] = {}
     outputs = []
-    for t, inp in zip(towers, task_inputs):
+    for index, (t, inp) in enumerate(zip(towers, task_inputs)):
         where = f"{loaded.locate_name('tower_name', t.tower_name)}: tower {t.tower_name!r}"
         if not t.HasField("relation_dnn"):
             outputs.append(inp.block_name if inp.block_name and not inp.input_slice
@@ -273,7 +274,7 @@ def expand_relation_towers(model: Any, loaded: Any, task_inputs: list | None = N
         inputs = [x]
         for r in t.relation_tower_names:
             if r not in relation:
-                names = [s.tower_name for s in towers]
+                names = [s.tower_name for s in towers[:index]]
                 raise ConfigError(
                     f"{where}: relation_dnn reads the relation_dnn output of tower {r!r}, which "
                     "is not an earlier tower with relation_dnn" +

@@ -10,7 +10,7 @@ With loss_type SOFTMAX_CROSS_ENTROPY the model trains on a softmax over in-batch
 from __future__ import annotations
 
 from easyblocks.config.templates import TemplateInput, register_model_class
-from easyblocks.config.templates.build import B, G, Backbone, base_model, mlp_params, rank_output
+from easyblocks.config.templates.build import B, Backbone, G, base_model, mlp_params, rank_output
 from easyblocks.protos import layers_pb2, loss_pb2, simi_pb2
 
 SOFTMAX = loss_pb2.LossType.Value("SOFTMAX_CROSS_ENTROPY")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from easyblocks.config.templates import TemplateInput, register_model_class
 from easyblocks.config.templates.build import (
     B,
-    G,
     Backbone,
+    G,
     backbone_output,
     base_model,
     copy_towers,

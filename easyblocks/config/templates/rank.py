@@ -12,7 +12,7 @@ Where easyblocks differs, the template's docstring says how.
 from __future__ import annotations
 
 from easyblocks.config.templates import TemplateInput, register_model_class
-from easyblocks.config.templates.build import B, G, Backbone, base_model, dnn_units, rank_output
+from easyblocks.config.templates.build import B, Backbone, G, base_model, dnn_units, rank_output
 from easyblocks.protos import layers_pb2
 
 
