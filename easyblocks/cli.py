@@ -71,6 +71,9 @@ def _run(args) -> int:
 
         plugins.load_plugins(args.plugin)
         print(format_blocks())  # per block: name, source, params form, accepted parameters
+        from easyblocks.config.templates import format_model_classes
+
+        print("\n" + format_model_classes())
         return 0
 
     from easyblocks import api

@@ -446,7 +446,7 @@ def test_refused_fields_and_classes_of_the_zoo(write_config):
 # ---- a plugin registers a model class like a block --------------------------------------------
 
 PLUGIN = '''
-from easyblocks.config.templates import register_model_class
+from easyblocks import register_model_class
 from easyblocks.config.templates.build import G, Backbone, base_model, rank_output
 
 
@@ -487,8 +487,11 @@ TRAIN = os.path.join(SAMPLES, "data", "taobao_train.csv")
 def tiny_data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("zoo_data")
     lines = open(TRAIN).read().splitlines()
-    (folder / "train.csv").write_text("\n".join(lines[:256]) + "\n")
-    (folder / "test.csv").write_text("\n".join(lines[256:512]) + "\n")
+    buys = [line for line in lines[:20000] if line.startswith("1,1,")][:64]  # buy = 1 rows
+    rows = [line for line in lines[:1000] if not line.startswith("1,1,")][:448] + buys
+    np.random.default_rng(0).shuffle(rows)  # both labels in both files
+    (folder / "train.csv").write_text("\n".join(rows[:256]) + "\n")
+    (folder / "test.csv").write_text("\n".join(rows[256:]) + "\n")
     return str(folder / "train.csv"), str(folder / "test.csv")
 
 
@@ -502,3 +505,66 @@ def test_every_model_class_trains_a_few_steps(name, tiny_data, write_config, tmp
     for tower in results["towers"].values():
         assert 0.0 <= tower["overall"]["auc"] <= 1.0 and tower["overall"]["count"] == 256
         assert np.isfinite(tower["overall"]["logloss"])
+
+
+def test_l2_regularization_of_a_model_without_dense_kernels(write_config):
+    """EasyRec's FM has wide tables and a bias, no kernel: its l2 term is 0, not an error."""
+    spec = _resolve(Z.config("FM"), write_config)
+    assert spec.model.l2_regularization == pytest.approx(1e-4)  # FMModel's default
+    model, pre = build_and_initialize(spec)
+    assert model.dense_kernels() == []
+    outputs, emb_l2 = model.forward(pre(dummy_columns(spec)), training=True)
+    terms = model.compute_losses({"clk": tf.constant([1, 0, 0, 1])}, outputs, emb_l2)
+    assert float(terms["loss/regularization"]) == pytest.approx(1e-7 * float(emb_l2), rel=1e-4)
+
+
+def test_softmax_cross_entropy_needs_a_two_tower_similarity(write_config):
+    text = Z.data("a.csv", "b.csv") + Z.model("RankModel", Z.group("all", Z.ALL), """
+  backbone {
+    blocks { name: "mlp" inputs { feature_group_name: "all" }
+             keras_layer { class_name: "MLP" mlp { hidden_units: [1] } } }
+    concat_blocks: "mlp"
+  }""", "  loss_type: SOFTMAX_CROSS_ENTROPY\n  logit_from_backbone: true\n")
+    msg, path = _error(text, write_config)
+    assert msg == (f"{path}:{_line(text, 'SOFTMAX_CROSS_ENTROPY')}: tower 'clk': "
+                   "SOFTMAX_CROSS_ENTROPY over in-batch negatives needs its logit to be a "
+                   "two-tower similarity: logit_from_backbone and one backbone output block (a "
+                   "Similarity block) with two block inputs, the user and the item vectors, "
+                   "merge_inputs_into_list; output block 'mlp' is not")
+    text = Z.config("DSSM_softmax").replace('item_id: "adgroup_id"', 'item_id: "adgroup"')
+    msg, _ = _error(text, write_config)
+    assert "tower 'clk': item_id 'adgroup' is not a feature (did you mean: adgroup_id" in msg
+    spec = _resolve(Z.config("DSSM_softmax"), write_config)
+    spec.towers[0].in_batch = type(spec.towers[0].in_batch)("user_tower", "user_tower",
+                                                            "item_tower")
+    with pytest.raises(ConfigError, match="needs block 'user_tower' to be a Similarity block "
+                                          r"\(a layer with pair_logits\), got MLP"):
+        build_and_initialize(spec)
+
+
+@pytest.mark.slow
+def test_dssm_towers_export_alone_and_reproduce_the_logit(tiny_data, write_config, tmp_path):
+    from easyblocks.data.csv_input import CSVInput
+    from easyblocks.models.state import ModelState
+
+    path = write_config(Z.config("DSSM", *tiny_data))
+    model_dir = str(tmp_path / "run")
+    api.train(path, model_dir=model_dir)
+    exported = {b: api.export(path, model_dir=model_dir, export_dir=str(tmp_path / b),
+                              blocks=[b]) for b in ("user_tower", "item_tower")}
+    user, item = (tf.saved_model.load(exported[b]).signatures["serving_default"]
+                  for b in ("user_tower", "item_tower"))
+    user_cols, item_cols = (set(s.structured_input_signature[1]) for s in (user, item))
+    assert "user_id" in user_cols and "adgroup_id" not in user_cols
+    assert "adgroup_id" in item_cols and "user_id" not in item_cols
+    state = ModelState(api.resolve(path), model_dir=model_dir)
+    state.restore(required=True)
+    rows = open(tiny_data[1]).read().splitlines()[:32]
+    columns = CSVInput(state.spec.data, state.preprocessor, []).parse(tf.constant(rows))
+    logits = state.model(state.preprocessor(columns), training=False)["logits_clk"].numpy()
+    u = user(**{k: columns[k] for k in user_cols})["user_tower"].numpy()
+    v = item(**{k: columns[k] for k in item_cols})["item_tower"].numpy()
+    np.testing.assert_allclose(np.linalg.norm(u, axis=1), 1.0, rtol=1e-5)  # COSINE: unit
+    sim = state.model.backbone.dag.blocks["similarity"].layers[0]
+    want = (u * v).sum(1) / 0.1 * abs(float(sim.scale.numpy()[0])) + float(sim.shift.numpy()[0])
+    np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-4)

@@ -210,9 +210,10 @@ class CTRModel(keras.Model):
                     )
                 terms[f"loss/{spec.name}/{loss.key}"] = spec.weight * loss.weight * value
         reg = tf.constant(0.0)
-        if self.l2_regularization:
+        kernels = self.dense_kernels() if self.l2_regularization else []
+        if kernels:  # a model may have none (EasyRec's FM: tables and a bias)
             reg += self.l2_regularization * tf.add_n(
-                [tf.reduce_sum(tf.square(v)) for v in self.dense_kernels()]
+                [tf.reduce_sum(tf.square(v)) for v in kernels]
             )
         if self.embedding_regularization:
             reg += self.embedding_regularization * embedding_l2

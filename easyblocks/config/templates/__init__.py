@@ -52,8 +52,10 @@ class ModelClass:
 
     @property
     def summary(self) -> str:
+        """The first sentence of the template's docstring."""
         doc = inspect.getdoc(self.expand) or ""
-        return doc.splitlines()[0] if doc else ""
+        text = " ".join(doc.split("\n\n")[0].split())
+        return text.split(". ")[0].rstrip(".")
 
 
 @dataclasses.dataclass
@@ -153,6 +155,14 @@ def get_model_class(name: str) -> ModelClass | None:
 def registered_model_classes() -> dict[str, ModelClass]:
     _load_builtins()
     return dict(sorted(_REGISTRY.items()))
+
+
+def format_model_classes() -> str:
+    """What `easyblocks blocks` prints after the blocks: every model class template."""
+    lines = ["model classes (templates; `easyblocks validate --expand` shows what one builds):"]
+    for name, mc in registered_model_classes().items():
+        lines.append(f"{name:<26} {mc.source}  [{mc.params} {{}}]  {mc.summary}")
+    return "\n".join(lines)
 
 
 def is_known(name: str) -> bool:
