@@ -34,6 +34,7 @@ from classic import machine, mean_std, oracle_aucs  # noqa: E402
 
 CONFIGS = os.path.join(ROOT, "samples", "configs")
 MARKER = "ZOO_RESULT "
+NOTES = "## Reading the table"  # a hand-written section kept when the report is rewritten
 
 # name -> (config file, model_class, what, {tower: label})
 MODELS: dict[str, tuple[str, str, str, dict[str, str]]] = {
@@ -187,6 +188,11 @@ def main() -> None:
             print(f"{name} seed {seed}: {aucs}", flush=True)
     text = report(["benchmarks/zoo.py"] + sys.argv[1:], names, args.seeds, runs,
                   time.perf_counter() - t0, (load0, os.getloadavg()[0]))
+    if os.path.exists(args.out):  # the hand-written reading of the table stays
+        with open(args.out, encoding="utf-8") as f:
+            old = f.read()
+        if NOTES in old:
+            text += "\n" + old[old.index(NOTES):]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(text)
