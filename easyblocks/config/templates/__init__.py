@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -83,17 +84,22 @@ class TemplateInput:
         return self.model.model_class
 
     def where(self, field: str | None = None, value: str | None = None) -> str:
-        """'file:line' of `field` (of `field: "value"`), else of the model class's
-        parameter message, else the file."""
+        """'file:line' of `field` (of `field: "value"`) inside model_config, else of the
+        model_class line, else the file."""
+        lines = self.loaded.text.splitlines()
+        start = next((i for i, line in enumerate(lines) if re.match(r"\s*model_config\b", line)),
+                     0)
+        patterns = []
         if field and value is not None:
-            found = self.loaded.locate_name(field, value)
-            if found != self.path:
-                return found
+            patterns.append(rf"\b{field}\s*:\s*[\"']{re.escape(value)}[\"']")
         if field:
-            found = self.loaded.locate(rf"\b{field}\b")
-            if found != self.path:
-                return found
-        return self.loaded.locate(rf"\bmodel_class\s*:\s*[\"']{self.name}[\"']")
+            patterns.append(rf"\b{field}\b")
+        patterns.append(rf"\bmodel_class\s*:\s*[\"']{re.escape(self.name)}[\"']")
+        for pattern in patterns:
+            for i in range(start, len(lines)):
+                if re.search(pattern, lines[i]):
+                    return f"{self.path}:{i + 1}"
+        return self.path
 
     def error(self, message: str, field: str | None = None, value: str | None = None):
         """A ConfigError 'file:line: model_class X: message' to raise."""
