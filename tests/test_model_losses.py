@@ -221,3 +221,26 @@ def test_dssm_softmax_terms_match_the_towers(write_config):
         -log_p[[0, 2, 3]].mean(), rel=1e-4)
     assert terms["loss/clk/reg_pos"] == pytest.approx(
         np.maximum(-np.diag(z)[[0, 2, 3]], 0).mean(), rel=1e-4, abs=1e-7)
+
+
+def test_a_second_in_batch_softmax_loss_keeps_its_own_names(write_config):
+    """Two SOFTMAX_CROSS_ENTROPY losses in one tower: each with its reg_pos term, named like
+    the loss ("softmax_cross_entropy_1" beside "reg_pos_1"), none overwriting the other."""
+    import zoo_configs as Z
+
+    text = Z.config("DSSM_softmax").replace(
+        "  loss_type: SOFTMAX_CROSS_ENTROPY\n",
+        "  losses { loss_type: SOFTMAX_CROSS_ENTROPY weight: 1.0 item_id: \"adgroup_id\" }\n"
+        "  losses { loss_type: SOFTMAX_CROSS_ENTROPY weight: 0.5 item_id: \"adgroup_id\" }\n")
+    resolved = resolve(parse_config_text(text, "dssm.config"))
+    (tower,) = resolved.towers
+    assert [loss.key for loss in tower.losses] == ["softmax_cross_entropy",
+                                                   "softmax_cross_entropy_1"]
+    model, pre = build_and_initialize(resolved)
+    outputs, emb_l2 = model.forward(pre(dummy_columns(resolved, batch=4)), training=False)
+    labels = {"clk": tf.constant([1, 0, 1, 1])}
+    terms = {k: float(t) for k, t in model.compute_losses(labels, outputs, emb_l2).items()}
+    assert terms["loss/clk/softmax_cross_entropy_1"] == pytest.approx(
+        terms["loss/clk/softmax_cross_entropy"] * 0.5, rel=1e-6)
+    assert terms["loss/clk/reg_pos_1"] == pytest.approx(terms["loss/clk/reg_pos"] * 0.5,
+                                                        rel=1e-6, abs=1e-9)

@@ -471,11 +471,56 @@ def test_a_plugin_registers_a_model_class(write_config, tmp_path):
     text = (f'plugins: "{plugin}"\n' + Z.data("a.csv", "b.csv") + Z.model(
         "TwoLayerNet", Z.group("all", Z.ALL), "  model_params { }"))
     path = write_config(text)
-    table = api.validate_config(path)
+    # the plugin policy holds for a model class's plugins too: a config names modules only, a
+    # .py file runs only with --allow-config-plugins (it is refused before it is imported)
+    with pytest.raises(ConfigError, match=r"test.config:1: plugins: .* is not a module name"):
+        api.validate_config(path)
+    assert templates.get_model_class("TwoLayerNet") is None
+    table = api.validate_config(path, allow_config_plugins=True)
     assert table.splitlines()[0].startswith("model_class TwoLayerNet: expanded into a RankModel")
-    spec = api.resolve(path)
+    spec = api.resolve(path, allow_config_plugins=True)
     assert _structure(spec) == [("hidden", "Dense", ["all"]), ("output", "Dense", ["hidden"])]
     assert templates.get_model_class("TwoLayerNet").source.startswith("plugin module")
+
+
+BAD_TEMPLATES = '''
+from easyblocks import register_model_class
+from easyblocks.config.templates.build import G, Backbone, base_model, rank_output
+
+
+@register_model_class("WideSliceNet", "model_params")
+def wide_slice_net(ctx):
+    """Slices columns 0:1000 of group `all` (narrower than that)."""
+    build = Backbone(ctx.model)
+    inp = G("all")
+    inp.input_slice = "[:, 0:1000]"
+    out = build.dense("output", [inp], 1)
+    return rank_output(base_model(ctx.model, "RankModel", 0.0), out)
+
+
+@register_model_class("NanNet", "model_params")
+def nan_net(ctx):
+    """Computes a non-finite l2_regularization."""
+    build = Backbone(ctx.model)
+    out = build.dense("output", [G("all")], 1)
+    return rank_output(base_model(ctx.model, "RankModel", float("inf") * 0), out)
+'''
+
+
+@pytest.mark.parametrize("name, message", [
+    ("WideSliceNet", r"input_slice \[:, 0:1000\] selects beyond the input's 144 columns "
+                     r"on axis 1"),
+    ("NanNet", r"model_config.model_params.l2_regularization is nan; every number in a config "
+               r"must be finite"),
+])
+def test_static_checks_read_the_expanded_model(name, message, write_config, tmp_path):
+    """config/checks.py runs on what a template built, not only on what the file says."""
+    plugin = tmp_path / "bad_model_classes.py"
+    plugin.write_text(BAD_TEMPLATES)
+    path = write_config(Z.data("a.csv", "b.csv") + Z.model(
+        name, Z.group("all", Z.ALL), "  model_params { }"))
+    with pytest.raises(ConfigError, match=message):
+        api.resolve(path, [str(plugin)])
 
 
 # ---- training: every model class trains a few steps ------------------------------------------

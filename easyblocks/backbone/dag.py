@@ -8,6 +8,7 @@ the inputs and every check of the structure come from `easyblocks.config.dag`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,9 +18,10 @@ import tensorflow as tf
 from easyblocks.backbone.transforms import compile_expression
 from easyblocks.blocks.mlp import MLP
 from easyblocks.blocks.registry import create_layer
+from easyblocks.config.checks import check_slice_against_shape
 from easyblocks.config.slicing import apply_slice
 from easyblocks.config.specs import BackboneSpec, BlockSpec, DagSpec, InputSpec, StepSpec
-from easyblocks.errors import ConfigError
+from easyblocks.errors import ConfigError, EasyblocksError
 
 
 def _concat(values: list, axis: int, where: str, join_lists: bool = False):
@@ -220,6 +222,9 @@ class Dag(keras.layers.Layer):
         for inp, fn in zip(spec.inputs, block.input_fns):
             v = self._input_value(inp, values, features, package_input, training)
             if inp.index is not None:
+                if not isinstance(v, (list, tuple)):  # a tensor: its width is known now
+                    shape = (None,) * (len(v.shape) - 1) + tuple(v.shape[-1:])
+                    check_slice_against_shape(inp.index, shape, spec.where)
                 v = apply_slice(v, inp.index)
             if fn is not None:
                 v = fn(v)
@@ -244,13 +249,11 @@ class Dag(keras.layers.Layer):
             block = self.blocks[name]
             try:
                 values[name] = self._run_block(block, values, features, package_input, training)
-            except ConfigError:
+            except EasyblocksError:
                 raise
-            except (ValueError, TypeError, IndexError, tf.errors.InvalidArgumentError) as e:
-                if tf.executing_eagerly() or not tf.inside_function():
-                    raise ConfigError(f"{block.where} ({block.spec.class_name}): "
-                                      f"{_first_line(e)}") from e
-                raise
+            except Exception as e:  # the block's own error: one line naming the block
+                raise ConfigError(f"{block.where} ({block.spec.class_name}): "
+                                  f"{type(e).__name__}: {_first_line(e)}") from e
         return values
 
     def call(self, features: dict, package_input=None, training=None):
@@ -261,6 +264,14 @@ class Dag(keras.layers.Layer):
                 v = values[name]
                 out.extend(v if isinstance(v, (list, tuple)) else [v])
         else:
+            for n in self.spec.outputs:
+                if isinstance(values[n], (list, tuple)):
+                    raise ConfigError(
+                        f"{self.spec.blocks[n].where}: {self.spec.name} concat_blocks: block "
+                        f"{n!r} outputs a list of {len(values[n])} tensors, which cannot be "
+                        "concatenated; name it in output_blocks instead (its tensors go to the "
+                        "task towers in order), or pick one tensor in a block with "
+                        "input_slice: \"[0]\"")
             out = _concat([values[n] for n in self.spec.outputs], -1,
                           f"{self.spec.name} concat_blocks")
         if self.extra_outputs:
@@ -268,12 +279,18 @@ class Dag(keras.layers.Layer):
         return out
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _first_line(e: BaseException) -> str:
-    """The first meaningful line of an exception's message (Keras wraps errors raised in a
-    layer's call in a multi-line banner)."""
-    text = str(e).strip()
+    """The first meaningful line of an exception's message, without terminal colours (Keras
+    wraps errors raised in a layer's call in a multi-line banner with ANSI codes)."""
+    text = _ANSI.sub("", str(e)).strip()
     for line in text.splitlines():
         line = line.strip().strip("'\"")
+        # TensorFlow's op errors start with "{{function_node ...}}" and end with "[Op:Name]"
+        line = re.sub(r"^\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]( name: \S*)?$", "",
+                      line)
         if line and not line.startswith("Exception encountered when calling"):
             return line
     return type(e).__name__

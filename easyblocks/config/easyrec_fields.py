@@ -320,25 +320,32 @@ FIELDS: dict[str, FieldState] = {
     "SgdOptimizer.momentum": H(),
     "LearningRate.constant_learning_rate": H(),
     "LearningRate.exponential_decay_learning_rate": H(),
+    "LearningRate.cosine_decay_learning_rate": H(),
     **{f"LearningRate.{name}": R(f"{name} is not implemented yet") for name in (
-        "manual_step_learning_rate", "cosine_decay_learning_rate", "poly_decay_learning_rate",
-        "transformer_learning_rate")},
+        "manual_step_learning_rate", "poly_decay_learning_rate", "transformer_learning_rate")},
+    "CosineDecayLearningRate.learning_rate_base": H(),
+    "CosineDecayLearningRate.total_steps": H(),
+    "CosineDecayLearningRate.warmup_learning_rate": H(),
+    "CosineDecayLearningRate.warmup_steps": H(),
+    "CosineDecayLearningRate.hold_base_rate_steps": H(),
     "ConstantLearningRate.learning_rate": H(),
     "ExponentialDecayLearningRate.initial_learning_rate": H(),
     "ExponentialDecayLearningRate.decay_steps": H(),
     "ExponentialDecayLearningRate.decay_factor": H(),
     "ExponentialDecayLearningRate.staircase": H(),
-    "ExponentialDecayLearningRate.burnin_learning_rate": R("learning-rate burn-in is not "
-                                                           "implemented yet", (0.0,)),
-    "ExponentialDecayLearningRate.burnin_steps": R("learning-rate burn-in is not implemented "
-                                                   "yet", (0,)),
+    "ExponentialDecayLearningRate.burnin_learning_rate": H(),
+    "ExponentialDecayLearningRate.burnin_steps": H(),
     "ExponentialDecayLearningRate.min_learning_rate": H(),
     # ---- eval_config ----------------------------------------------------------------
     "EvalConfig.num_examples": H(),
-    "EvalConfig.eval_interval_secs": NA("evaluation runs after training and with `easyblocks "
-                                        "evaluate`, not periodically"),
-    "EvalConfig.max_evals": NA("evaluation runs after training and with `easyblocks "
-                               "evaluate`, not periodically"),
+    "EvalConfig.eval_interval_secs": NA("evaluation during training is scheduled by steps or "
+                                        "epochs (eval_interval_steps / eval_interval_epochs), "
+                                        "not by a timer"),
+    "EvalConfig.max_evals": NA("evaluation during training is scheduled by steps or epochs"),
+    "EvalConfig.eval_interval_steps": H("easyblocks-only"),
+    "EvalConfig.eval_interval_epochs": H("easyblocks-only"),
+    "EvalConfig.holdout_fraction": H("easyblocks-only: training rows held out by a hash of "
+                                     "the line"),
     "EvalConfig.save_graph": NA("the graph is not written"),
     "EvalConfig.metrics_set": H(),
     "EvalConfig.eval_online": NA("evaluation runs on eval_input_path"),
@@ -361,16 +368,22 @@ FIELDS: dict[str, FieldState] = {
     "GAUC.reduction": H(),
     # ---- export_config --------------------------------------------------------------
     "ExportConfig.batch_size": NA("the exported model takes any batch size"),
-    "ExportConfig.exporter_type": NA("models are exported with `easyblocks export`, not during "
-                                     "training"),
-    "ExportConfig.best_exporter_metric": NA("models are exported with `easyblocks export`"),
-    "ExportConfig.metric_bigger": NA("models are exported with `easyblocks export`"),
-    "ExportConfig.enable_early_stop": R("early stopping is not implemented yet", (False,)),
-    "ExportConfig.early_stop_func": R("early stopping is not implemented yet"),
-    "ExportConfig.early_stop_params": R("early stopping is not implemented yet"),
-    "ExportConfig.max_check_steps": NA("used only with early stopping"),
+    "ExportConfig.exporter_type": H("\"best\" keeps the best checkpoint in model_dir/best "
+                                    "(evaluate / export / predict default to it); models are "
+                                    "written by `easyblocks export`"),
+    "ExportConfig.best_exporter_metric": H("also \"<tower>/<metric>\""),
+    "ExportConfig.metric_bigger": H("when unset, logloss counts smaller as better (EasyRec's "
+                                    "default true would keep the worst logloss)"),
+    "ExportConfig.enable_early_stop": H(),
+    "ExportConfig.early_stop_func": R("a Python function named in a config is not run (a "
+                                      "config is data); use max_check_steps or "
+                                      "early_stop_patience"),
+    "ExportConfig.early_stop_params": R("a Python function named in a config is not run (a "
+                                        "config is data)"),
+    "ExportConfig.max_check_steps": H(),
+    "ExportConfig.early_stop_patience": H("easyblocks-only: evaluations without improvement"),
     "ExportConfig.multi_placeholder": NA("the export always takes one input per raw column"),
-    "ExportConfig.exports_to_keep": NA("models are exported with `easyblocks export`"),
+    "ExportConfig.exports_to_keep": H("best checkpoints kept in model_dir/best"),
     "ExportConfig.multi_value_fields": NA("the export takes multi-value columns as separated "
                                           "strings, like the CSV"),
     "ExportConfig.auto_multi_value": NA("the export takes multi-value columns as separated "

@@ -28,6 +28,20 @@ ALLOWED_NAMES: tuple[str, ...] = (
 # an expression longer than this is refused before it is parsed (a config is data)
 MAX_EXPRESSION_LENGTH = 10_000
 
+# deeper expressions are refused (the interpreter in backbone/transforms.py recurses)
+MAX_EXPRESSION_DEPTH = 100
+
+
+def _depth(tree: ast.AST) -> int:
+    """The nesting depth of an expression tree (iteratively: no recursion limit)."""
+    deepest, todo = 0, [(tree, 1)]
+    while todo:
+        node, depth = todo.pop()
+        deepest = max(deepest, depth)
+        todo.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
 _NODES = (ast.Expression, ast.Lambda, ast.arguments, ast.arg, ast.Constant, ast.Name,
           ast.Attribute, ast.List, ast.Tuple, ast.Subscript, ast.Slice, ast.BinOp, ast.UnaryOp,
           ast.Call, ast.keyword, ast.Load, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.USub)
@@ -62,6 +76,10 @@ def parse_expression(source: str, where: str) -> ast.Lambda:
             or fn.args.kwarg or fn.args.kwonlyargs or fn.args.defaults:
         raise ConfigError(f"{where}: expected 'lambda x: <expression>', got {source!r}")
     arg = fn.args.args[0].arg
+    depth = _depth(fn.body)
+    if depth > MAX_EXPRESSION_DEPTH:
+        raise ConfigError(f"{where}: expression nested {depth} levels deep; at most "
+                          f"{MAX_EXPRESSION_DEPTH} are accepted")
     bases = set()
     for node in ast.walk(fn.body):
         if not isinstance(node, _NODES) or isinstance(node, ast.Lambda):

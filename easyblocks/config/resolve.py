@@ -7,7 +7,9 @@ class_name, a block's parameters) is checked when the model is built.
 
 from __future__ import annotations
 
-from easyblocks.config import easyrec_check, templates
+import re
+
+from easyblocks.config import checks, easyrec_check, templates
 from easyblocks.config.dag import backbone_spec
 from easyblocks.config.features import build_feature_specs, build_group_specs
 from easyblocks.config.loader import LoadedConfig
@@ -20,6 +22,8 @@ from easyblocks.config.specs import (
     ModelSpec,
     OptimizerSpec,
     PipelineSpec,
+    SelectionSpec,
+    TowerSpec,
     TrainSpec,
 )
 from easyblocks.config.towers import build_tower_specs
@@ -27,20 +31,34 @@ from easyblocks.errors import ConfigError, suggest
 from easyblocks.protos import data_pb2, train_pb2
 
 FIELD_TYPES = data_pb2.DatasetConfig.FieldType
+_MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 SUPPORTED_STRATEGIES = ("NoStrategy",)
 DEFAULT_LEARNING_RATE = 0.001
+EXPORTER_TYPES = ("final", "latest", "best", "none")
+SMALLER_IS_BETTER = ("logloss",)
 
 
-def resolve(loaded: LoadedConfig) -> PipelineSpec:
-    """Checks names and references across the config; ConfigError names file:line."""
+def resolve(loaded: LoadedConfig, allow_plugin_files: bool = False) -> PipelineSpec:
+    """Checks names and references across the config; ConfigError names file:line.
+
+    allow_plugin_files: accept `plugins` entries that are .py file paths (the command
+    line's --allow-config-plugins); by default a config may name importable modules only.
+    """
+    checks.check_finite_numbers(loaded)
     easyrec_check.enforce(loaded)  # refused fields: an error; not-applicable ones: a warning
-    # a model class template (DeepFM, DBMTL, ...) -> RankModel / MultiTaskModel + backbone
-    loaded = templates.expand(loaded)
+    check_plugins(loaded, allow_plugin_files)
+    # a model class template (DeepFM, DBMTL, ...) -> RankModel / MultiTaskModel + backbone;
+    # every check below (table sizes, labels, slices, num_domains) reads the expanded model
+    expanded = templates.expand(loaded)
+    if expanded is not loaded:
+        checks.check_finite_numbers(expanded)  # the numbers a template computed
+    loaded = expanded
     config = loaded.proto
     data = data_spec(loaded)
     if not config.HasField("model_config"):
         raise ConfigError(f"{loaded.path}: no model_config")
     features = build_feature_specs(loaded)
+    checks.check_table_sizes(loaded, features)
     groups = build_group_specs(loaded, features)
     model_config = config.model_config
     if model_config.model_class not in templates.BASE_CLASSES:
@@ -57,17 +75,27 @@ def resolve(loaded: LoadedConfig) -> PipelineSpec:
     backbone = backbone_spec(model_config.backbone, list(groups), loaded.locate_name,
                              extra_outputs=sorted(logit_blocks))
     towers = build_tower_specs(loaded)
+    eval_spec = _eval_spec(loaded)
     model = ModelSpec(model_class=model_config.model_class, expanded_from=loaded.expanded_from,
                       groups=groups, backbone=backbone,
                       towers=towers,
                       l2_regularization=model_config.model_params.l2_regularization,
                       embedding_regularization=model_config.embedding_regularization)
-    return PipelineSpec(
+    data.label_rules = {t.label: "number" if t.is_regression else "binary" for t in towers}
+    data.finite_columns = {
+        f.column: f.separator if f.column_type == "STRING" else None
+        for f in features.values()
+        if f.kind in ("raw", "bucketized") and f.column_type in ("FLOAT", "DOUBLE", "STRING")}
+    spec = PipelineSpec(
         path=loaded.path, train_input_path=config.train_input_path,
         eval_input_path=config.eval_input_path, model_dir=config.model_dir, data=data,
-        features=features, model=model, train=_train_spec(loaded), eval=_eval_spec(loaded),
+        features=features, model=model, train=_train_spec(loaded, towers, eval_spec),
+        eval=eval_spec,
         export=ExportSpec(export_dir=config.export_config.export_dir),
         plugins=list(config.plugins))
+    checks.check_labels_are_not_features(loaded, spec)
+    checks.check_backbone_shapes(loaded, spec)
+    return spec
 
 
 def data_spec(loaded: LoadedConfig) -> DataSpec:
@@ -109,18 +137,36 @@ def data_spec(loaded: LoadedConfig) -> DataSpec:
                     input_type=data_pb2.DatasetConfig.InputType.Name(data.input_type))
 
 
-def _learning_rate(lr) -> LearningRateSpec:
+def _learning_rate(loaded: LoadedConfig, lr) -> LearningRateSpec:
     which = lr.WhichOneof("learning_rate")
     if which is None:
         return LearningRateSpec("constant", DEFAULT_LEARNING_RATE)
     if which == "constant_learning_rate":
         return LearningRateSpec("constant", lr.constant_learning_rate.learning_rate)
+    where = f"{loaded.locate(which)}: {which}"
+    if which == "cosine_decay_learning_rate":
+        c = lr.cosine_decay_learning_rate
+        if c.warmup_learning_rate > c.learning_rate_base:
+            raise ConfigError(f"{where}: warmup_learning_rate {c.warmup_learning_rate:g} is "
+                              f"above learning_rate_base {c.learning_rate_base:g}")
+        if c.total_steps <= c.warmup_steps + c.hold_base_rate_steps:
+            raise ConfigError(f"{where}: total_steps {c.total_steps} must be larger than "
+                              f"warmup_steps + hold_base_rate_steps "
+                              f"({c.warmup_steps} + {c.hold_base_rate_steps})")
+        return LearningRateSpec("cosine_decay", c.learning_rate_base,
+                                warmup_steps=c.warmup_steps,
+                                warmup_learning_rate=c.warmup_learning_rate,
+                                hold_steps=c.hold_base_rate_steps, total_steps=c.total_steps)
     if which != "exponential_decay_learning_rate":  # the field table refuses the others
-        raise ConfigError(f"learning rate {which} is not implemented")
+        raise ConfigError(f"{where}: this learning rate is not implemented")
     c = lr.exponential_decay_learning_rate
+    if c.decay_steps <= 0:
+        raise ConfigError(f"{where}: decay_steps must be positive")
     return LearningRateSpec("exponential_decay", c.initial_learning_rate,
                             decay_steps=c.decay_steps, decay_factor=c.decay_factor,
-                            staircase=c.staircase, min_learning_rate=c.min_learning_rate)
+                            staircase=c.staircase, min_learning_rate=c.min_learning_rate,
+                            warmup_steps=c.burnin_steps,
+                            warmup_learning_rate=c.burnin_learning_rate)
 
 
 def _optimizer_spec(loaded: LoadedConfig) -> OptimizerSpec:
@@ -136,7 +182,7 @@ def _optimizer_spec(loaded: LoadedConfig) -> OptimizerSpec:
                           "names no optimizer (adam_optimizer, adagrad_optimizer or "
                           "sgd_optimizer)")
     c = getattr(opt, which)
-    lr = _learning_rate(c.learning_rate)
+    lr = _learning_rate(loaded, c.learning_rate)
     if which in ("adam_optimizer", "lazy_adam_optimizer"):
         # EasyRec's LazyAdam (lazy rows, dense Adam elsewhere) is what adam does here
         return OptimizerSpec("adam", lr, beta1=c.beta1, beta2=c.beta2,
@@ -150,7 +196,8 @@ def _optimizer_spec(loaded: LoadedConfig) -> OptimizerSpec:
     raise ConfigError(f"{loaded.locate(which)}: {which} is not implemented")  # table refuses
 
 
-def _train_spec(loaded: LoadedConfig) -> TrainSpec:
+def _train_spec(loaded: LoadedConfig, towers: list[TowerSpec], eval_spec: EvalSpec
+                ) -> TrainSpec:
     config = loaded.proto
     tc, data = config.train_config, config.data_config
     strategy = train_pb2.DistributionStrategy.Name(tc.train_distribute)
@@ -159,11 +206,72 @@ def _train_spec(loaded: LoadedConfig) -> TrainSpec:
                           f"{strategy} is not supported yet; use NoStrategy")
     # num_epochs 0 with num_steps: repeat until num_steps
     num_epochs = data.num_epochs if data.num_epochs or not tc.num_steps else 0
+    selection = _selection_spec(loaded, towers, eval_spec)
+    if selection and not (eval_spec.interval_steps or eval_spec.interval_epochs):
+        # something to select from: every epoch of a multi-epoch run, else every checkpoint
+        if num_epochs != 1:
+            eval_spec.interval_epochs = 1
+        else:
+            eval_spec.interval_steps = tc.save_checkpoints_steps
     return TrainSpec(optimizer=_optimizer_spec(loaded), num_steps=tc.num_steps,
                      num_epochs=num_epochs, save_checkpoints_steps=tc.save_checkpoints_steps,
                      log_step_count_steps=max(tc.log_step_count_steps, 1),
                      keep_checkpoint_max=tc.keep_checkpoint_max, strategy=strategy,
-                     seed=tc.seed)
+                     seed=tc.seed, selection=selection)
+
+
+def _monitored_metric(loaded: LoadedConfig, name: str, towers: list[TowerSpec],
+                      uid_field: str | None) -> str:
+    """best_exporter_metric -> "tower/metric": "tower/metric", EasyRec's "metric_tower",
+    or a bare metric name when there is one tower."""
+    available = {t.name: list(t.metrics) + (["gauc"] if uid_field else []) for t in towers}
+    choices = [f"{t}/{m}" for t, ms in available.items() for m in ms]
+    if "/" in name:
+        tower, metric = name.split("/", 1)
+    elif "_" in name:  # EasyRec names a tower's metric "auc_ctr"
+        metric, tower = name.split("_", 1)
+    elif len(towers) == 1:
+        tower, metric = towers[0].name, name
+    else:
+        raise ConfigError(f"{loaded.locate('best_exporter_metric')}: export_config."
+                          f"best_exporter_metric {name!r} is ambiguous with towers "
+                          f"{', '.join(available)}; name one of: {', '.join(choices)}")
+    if metric not in available.get(tower, ()):
+        raise ConfigError(f"{loaded.locate('best_exporter_metric')}: export_config."
+                          f"best_exporter_metric {name!r} is not a metric of this config"
+                          f"{suggest(f'{tower}/{metric}', choices)}; metrics: "
+                          f"{', '.join(choices)}")
+    return f"{tower}/{metric}"
+
+
+def _selection_spec(loaded: LoadedConfig, towers: list[TowerSpec],
+                    eval_spec: EvalSpec) -> SelectionSpec | None:
+    """The best checkpoint and early stopping of export_config (None: neither)."""
+    config = loaded.proto
+    ex = config.export_config
+    if ex.exporter_type not in EXPORTER_TYPES:
+        raise ConfigError(f"{loaded.locate('exporter_type')}: export_config.exporter_type "
+                          f"{ex.exporter_type!r} is not one of {', '.join(EXPORTER_TYPES)}"
+                          f"{suggest(ex.exporter_type, EXPORTER_TYPES)}")
+    early_stop = ex.enable_early_stop or ex.early_stop_patience > 0
+    if ex.exporter_type != "best" and not early_stop:
+        return None
+    what = "early stopping" if early_stop else 'exporter_type "best"'
+    if not config.eval_input_path and not eval_spec.holdout_fraction:
+        raise ConfigError(f"{loaded.path}: {what} needs rows the model does not train on: "
+                          "set eval_input_path or eval_config.holdout_fraction")
+    metric = _monitored_metric(loaded, ex.best_exporter_metric, towers, eval_spec.uid_field)
+    bigger = (ex.metric_bigger if ex.HasField("metric_bigger")
+              else metric.split("/")[1] not in SMALLER_IS_BETTER)
+    if ex.exports_to_keep < 1:
+        raise ConfigError(f"{loaded.locate('exports_to_keep')}: export_config.exports_to_keep "
+                          "must be at least 1")
+    if early_stop and not ex.early_stop_patience and ex.max_check_steps <= 0:
+        raise ConfigError(f"{loaded.locate('max_check_steps')}: export_config.max_check_steps "
+                          "must be positive (or set early_stop_patience)")
+    return SelectionSpec(metric=metric, bigger=bigger, keep=ex.exports_to_keep,
+                         early_stop=early_stop, patience=ex.early_stop_patience,
+                         max_check_steps=ex.max_check_steps)
 
 
 def _eval_spec(loaded: LoadedConfig) -> EvalSpec:
@@ -181,6 +289,29 @@ def _eval_spec(loaded: LoadedConfig) -> EvalSpec:
                               f"{g.uid_field!r} is not an input field"
                               f"{suggest(g.uid_field, names)}")
     first = gaucs[0] if gaucs else None  # the field table refuses a second gauc
+    fraction = ec.holdout_fraction
+    if not 0 <= fraction < 1:
+        raise ConfigError(f"{loaded.locate('holdout_fraction')}: eval_config.holdout_fraction "
+                          f"{fraction:g} must be at least 0 and below 1")
+    if fraction and config.eval_input_path:
+        raise ConfigError(f"{loaded.locate('holdout_fraction')}: eval_config.holdout_fraction "
+                          "holds out training rows for evaluation, but eval_input_path is set: "
+                          "keep one of the two")
     return EvalSpec(uid_field=first.uid_field if first else None,
                     gauc_reduction=first.reduction if first else "mean",
-                    domain_field=domain, num_examples=ec.num_examples)
+                    domain_field=domain, num_examples=ec.num_examples,
+                    interval_steps=ec.eval_interval_steps,
+                    interval_epochs=ec.eval_interval_epochs, holdout_fraction=fraction)
+
+
+def check_plugins(loaded: LoadedConfig, allow_files: bool) -> None:
+    """A config names plugin modules (imported like any installed dependency); it runs no file
+    of its own unless the command line allows it (--allow-config-plugins)."""
+    for name in loaded.proto.plugins:
+        if _MODULE_NAME.match(name.strip()) or allow_files:
+            continue
+        raise ConfigError(
+            f"{loaded.locate_name('plugins', name)}: plugins: {name!r} is not a module name; "
+            "a config may name importable modules only (e.g. \"my_team.blocks\"), never a "
+            "file to run: give a .py file on the command line with --plugin, or pass "
+            "--allow-config-plugins to let this config run it")

@@ -47,17 +47,37 @@ class DataSpec:
     shuffle_buffer_size: int = 32
     prefetch_size: int = 32
     input_type: str = "CSVInput"
+    # label column -> "binary" (a CLASSIFICATION tower's label: 0 or 1) or "number" (a
+    # regression tower's: any finite number); an empty label is an error either way
+    label_rules: dict[str, str] = dataclasses.field(default_factory=dict)
+    # columns read by raw or bucketized features: NaN or inf there is a data error. Column ->
+    # None (a number column) or the separator of its values (a STRING column of numbers)
+    finite_columns: dict[str, str | None] = dataclasses.field(default_factory=dict)
 
     @property
     def field_names(self) -> list[str]:
         return [f.name for f in self.fields]
+
+    def field(self, name: str) -> FieldSpec:
+        return next(f for f in self.fields if f.name == name)
 
     def without(self, names) -> DataSpec:
         """The same spec without the given columns (e.g. a file without its labels)."""
         names = set(names)
         return dataclasses.replace(
             self, fields=[f for f in self.fields if f.name not in names],
-            label_fields=[n for n in self.label_fields if n not in names])
+            label_fields=[n for n in self.label_fields if n not in names],
+            label_rules={k: v for k, v in self.label_rules.items() if k not in names})
+
+    def with_fields(self, names: list[str]) -> DataSpec:
+        """The same spec for a file whose columns are `names`, in that order (a file with a
+        header); a name the config does not declare is read as an unused STRING column."""
+        known = {f.name: f for f in self.fields}
+        fields = [known.get(n, FieldSpec(n, "STRING")) for n in names]
+        present = set(names)
+        return dataclasses.replace(
+            self, fields=fields, label_fields=[n for n in self.label_fields if n in present],
+            label_rules={k: v for k, v in self.label_rules.items() if k in present})
 
 
 # ---- features -----------------------------------------------------------------------------
@@ -247,17 +267,25 @@ class BackboneSpec:
 # ---- towers and losses --------------------------------------------------------------------
 
 
+LOSS_KEYS = {"CLASSIFICATION": "classification", "L2_LOSS": "l2",
+             "ORDER_CALIBRATE_LOSS": "order_calibrate",
+             "SOFTMAX_CROSS_ENTROPY": "softmax_cross_entropy"}
+
+
 @dataclasses.dataclass
 class LossSpec:
+    """One loss of a tower. `name`: its key in the loss terms (loss/<tower>/<name>); unset:
+    the loss type's key ("classification", "l2", "order_calibrate"); a second loss of the
+    same type in one tower gets "_1", the third "_2", ... (set when the config resolves)."""
+
     loss_type: str  # LossType name
     weight: float
     item_id: str = ""  # SOFTMAX_CROSS_ENTROPY: the feature identifying in-batch items
+    name: str = ""
 
     @property
     def key(self) -> str:
-        return {"CLASSIFICATION": "classification", "L2_LOSS": "l2",
-                "ORDER_CALIBRATE_LOSS": "order_calibrate",
-                "SOFTMAX_CROSS_ENTROPY": "softmax_cross_entropy"}[self.loss_type]
+        return self.name or LOSS_KEYS[self.loss_type]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,6 +324,18 @@ class TowerSpec:
     logit_if_num_class: bool = False
     in_batch: InBatchSpec | None = None
 
+    @property
+    def is_regression(self) -> bool:
+        """A tower whose losses are all L2_LOSS predicts a number: its prediction is the
+        logit itself (no sigmoid), evaluated with MSE and MAE."""
+        return bool(self.losses) and all(loss.loss_type == "L2_LOSS" for loss in self.losses)
+
+    @property
+    def prediction_key(self) -> str:
+        """The model output that is this tower's prediction: "probs_<tower>" (a
+        probability), or "y_<tower>" for a regression tower."""
+        return f"y_{self.name}" if self.is_regression else f"probs_{self.name}"
+
 
 @dataclasses.dataclass
 class ModelSpec:
@@ -329,8 +369,18 @@ class ModelSpec:
 
 @dataclasses.dataclass(frozen=True)
 class LearningRateSpec:
-    """kind "constant" (learning_rate) or "exponential_decay" (initial_learning_rate *
-    decay_factor ** (step / decay_steps), floored at min_learning_rate)."""
+    """The learning rate as a function of the step (the number of updates made so far).
+
+    kind "constant": learning_rate.
+    kind "exponential_decay": learning_rate * decay_factor ** ((step - warmup_steps) /
+    decay_steps) (the exponent floored with staircase), at least min_learning_rate; during
+    the first warmup_steps steps linear from warmup_learning_rate to learning_rate
+    (warmup_learning_rate 0: learning_rate throughout; EasyRec's burn-in).
+    kind "cosine_decay": linear from warmup_learning_rate to learning_rate over
+    warmup_steps, learning_rate for hold_steps more, then 0.5 * learning_rate * (1 +
+    cos(pi * t / (total_steps - warmup_steps - hold_steps))) with t the steps since the
+    hold ended; 0 after total_steps.
+    """
 
     kind: str = "constant"
     learning_rate: float = 0.001
@@ -338,6 +388,10 @@ class LearningRateSpec:
     decay_factor: float = 0.95
     staircase: bool = True
     min_learning_rate: float = 0.0
+    warmup_steps: int = 0
+    warmup_learning_rate: float = 0.0
+    hold_steps: int = 0
+    total_steps: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,6 +408,32 @@ class OptimizerSpec:
     clip_norm: float = 0.0  # global gradient clipping by norm (0: off)
 
 
+@dataclasses.dataclass(frozen=True)
+class SelectionSpec:
+    """The best checkpoint and early stopping (export_config).
+
+    metric: "tower/metric" (e.g. "ctr/auc"), ranked bigger-is-better when `bigger`.
+    keep: how many best checkpoints (successive improvements) model_dir/best keeps.
+    early_stop: stop training when the metric has not improved for `patience`
+    evaluations (patience > 0), else for max_check_steps steps.
+    """
+
+    metric: str
+    bigger: bool = True
+    keep: int = 1
+    early_stop: bool = False
+    patience: int = 0
+    max_check_steps: int = 10000
+
+    @property
+    def tower(self) -> str:
+        return self.metric.split("/")[0]
+
+    @property
+    def metric_name(self) -> str:
+        return self.metric.split("/")[1]
+
+
 @dataclasses.dataclass
 class TrainSpec:
     optimizer: OptimizerSpec
@@ -364,17 +444,26 @@ class TrainSpec:
     keep_checkpoint_max: int = 5  # 0: keep all
     strategy: str = "NoStrategy"
     seed: int = 2024
+    selection: SelectionSpec | None = None  # None: no best checkpoint, no early stopping
 
 
 @dataclasses.dataclass
 class EvalSpec:
     """Evaluation: gauc groups by uid_field; every metric also per value of domain_field;
-    num_examples 0 evaluates the whole input."""
+    num_examples 0 evaluates the whole input.
+
+    During training: every interval_steps steps and at the end of every interval_epochs
+    epochs (0: not); without an eval input, on the holdout_fraction of the training rows
+    that a hash of each line sets apart (0: on the training input itself).
+    """
 
     uid_field: str | None = None
     gauc_reduction: str = "mean"  # EasyRec's: mean, mean_by_sample_num, mean_by_positive_num
     domain_field: str | None = None
     num_examples: int = 0
+    interval_steps: int = 0
+    interval_epochs: int = 0
+    holdout_fraction: float = 0.0
 
     @property
     def keep_columns(self) -> list[str]:

@@ -17,6 +17,8 @@ LossType = loss_pb2.LossType
 # AITM's alpha (Xi et al. 2021, section 4.1.4 uses 0.6): the calibration loss weight
 # when the config does not set one.
 DEFAULT_CALIBRATION_WEIGHT = 0.6
+# what a regression (L2_LOSS) tower is evaluated with
+REGRESSION_METRICS = ("mse", "mae")
 
 
 def _loss_specs(loss_type: int, losses) -> list[LossSpec]:
@@ -29,6 +31,13 @@ def _loss_specs(loss_type: int, losses) -> list[LossSpec]:
         if name == "ORDER_CALIBRATE_LOSS" and not loss.HasField("weight"):
             weight = DEFAULT_CALIBRATION_WEIGHT
         specs.append(LossSpec(name, weight, item_id=loss.item_id))
+    # two losses of one type in a tower get distinct names: "l2", "l2_1", ...
+    seen: dict[str, int] = {}
+    for spec in specs:
+        n = seen.get(spec.loss_type, 0)
+        seen[spec.loss_type] = n + 1
+        if n:
+            spec.name = f"{spec.key}_{n}"
     return specs
 
 
@@ -60,6 +69,8 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
                             num_class=model.num_class, add_to_logit=list(model.add_to_logit),
                             logit_from_backbone=model.logit_from_backbone,
                             logit_if_num_class=True)]
+        if towers[0].is_regression:
+            towers[0].metrics = list(REGRESSION_METRICS)
     elif model.model_class == "MultiTaskModel":
         protos = model.model_params.task_towers
         if not protos:
@@ -75,6 +86,15 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
                 which = m.WhichOneof("metric")
                 if which and which not in metrics:
                     metrics.append(which)
+            regression = all(loss.loss_type == LossType.L2_LOSS for loss in t.losses) \
+                if t.losses else t.loss_type == LossType.L2_LOSS
+            if regression:
+                asked = [m.WhichOneof("metric") for m in t.metrics_set]
+                if any(asked):
+                    raise ConfigError(f"{where}: metrics_set {', '.join(filter(None, asked))}: "
+                                      "a regression (L2_LOSS) tower is evaluated with MSE and "
+                                      "MAE; remove its metrics_set")
+                metrics = list(REGRESSION_METRICS)
             towers.append(TowerSpec(
                 name=t.tower_name, label=label, losses=_loss_specs(t.loss_type, t.losses),
                 weight=t.weight, num_class=t.num_class,
@@ -92,6 +112,7 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
             f"{suggest(model.model_class, known)}; expected one of {', '.join(known)}"
         )
     names = [t.name for t in towers]
+    by_name = {t.name: t for t in towers}
     blocks = [b.name for b in model.backbone.blocks]
     for t in towers:
         where = f"{loaded.locate_name('tower_name', t.name)}: tower {t.name!r}"
@@ -110,8 +131,22 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
             if r not in earlier:
                 raise ConfigError(f"{where}: prob_product_of names {r!r}, which is not a tower "
                                   f"listed before this one{suggest(r, earlier)}")
-        if t.prob_product_of and t.num_class != 1:
-            raise ConfigError(f"{where}: prob_product_of needs num_class 1")
+        if t.num_class != 1:
+            what = "num_class 0 gives no output" if t.num_class == 0 else (
+                f"num_class {t.num_class}: multi-class towers (softmax) are not supported yet")
+            raise ConfigError(f"{loaded.locate(r'num_class')}: tower {t.name!r}: {what}; use "
+                              "num_class 1 (a binary label), or one binary tower per class")
+        kinds = {"L2_LOSS" if loss.loss_type == "L2_LOSS" else "classification"
+                 for loss in t.losses}
+        if len(kinds) > 1:
+            others = sorted({x.loss_type for x in t.losses if x.loss_type != "L2_LOSS"})
+            raise ConfigError(f"{where}: L2_LOSS (regression: the prediction is the logit) and "
+                              f"{', '.join(others)} (a probability) cannot be mixed in one "
+                              "tower; use two towers")
+        for r in t.prob_product_of:
+            if t.is_regression or by_name[r].is_regression:
+                raise ConfigError(f"{where}: prob_product_of multiplies probabilities; "
+                                  "regression (L2_LOSS) towers have none")
         if t.logit_from_backbone and t.dnn:
             raise ConfigError(f"{where}: logit_from_backbone takes the backbone output as the "
                               "logit; remove dnn")
@@ -120,6 +155,12 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
                 raise ConfigError(f"{where}: relation_tower_names names {r!r}, which is not "
                                   f"another tower{suggest(r, names)}")
     _infer_relations(loaded, towers)
+    for t in towers:
+        for r in t.relation_tower_names:
+            if by_name[r].is_regression:
+                raise ConfigError(f"{loaded.locate_name('tower_name', t.name)}: tower "
+                                  f"{t.name!r}: relation tower {r!r} is a regression (L2_LOSS) "
+                                  "tower; ORDER_CALIBRATE_LOSS compares probabilities")
     _in_batch_towers(loaded, towers)
     return towers
 

@@ -62,11 +62,37 @@ def gauc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray,
     return total / weight if weight else float("nan")
 
 
+def mse(labels: np.ndarray, predictions: np.ndarray) -> float:
+    """Mean squared error (regression towers)."""
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+    return float(np.mean(np.square(np.asarray(predictions, np.float64).reshape(-1) - labels)))
+
+
+def mae(labels: np.ndarray, predictions: np.ndarray) -> float:
+    """Mean absolute error (regression towers)."""
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+    return float(np.mean(np.abs(np.asarray(predictions, np.float64).reshape(-1) - labels)))
+
+
+def _why_undefined(name: str, labels: np.ndarray) -> str:
+    labels = np.asarray(labels).reshape(-1)
+    if labels.size == 0:
+        return "no rows"
+    if name in ("auc", "gauc"):
+        positives = int((labels > 0.5).sum())
+        if name == "gauc":
+            return "no group (uid) has both positive and negative labels"
+        return f"only one class in the labels (all {1 if positives else 0}): AUC needs both"
+    return "not a finite number (the predictions are not finite)"
+
+
 def compute_metrics(labels: np.ndarray, probs: np.ndarray, names: list[str],
                     uids: np.ndarray | None = None,
-                    gauc_reduction: str = "mean") -> dict[str, float]:
-    """The named metrics ('auc', 'logloss', 'gauc') of one tower on one set of rows."""
-    out: dict[str, float] = {"count": float(np.asarray(labels).size)}
+                    gauc_reduction: str = "mean") -> dict:
+    """The named metrics ('auc', 'logloss', 'gauc'; 'mse', 'mae' for regression) of one tower
+    on one set of rows. A metric that is undefined on these rows (AUC with one class) is NaN,
+    and "undefined" maps its name to the reason."""
+    out: dict = {"count": float(np.asarray(labels).size)}
     for name in names:
         if name == "auc":
             out["auc"] = auc(labels, probs)
@@ -74,7 +100,34 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, names: list[str],
             out["logloss"] = logloss(labels, probs)
         elif name == "gauc" and uids is not None:
             out["gauc"] = gauc(labels, probs, uids, gauc_reduction)
+        elif name == "mse":
+            out["mse"] = mse(labels, probs)
+        elif name == "mae":
+            out["mae"] = mae(labels, probs)
+    undefined = {k: _why_undefined(k, labels) for k, v in out.items()
+                 if k != "count" and not np.isfinite(v)}
+    if undefined:
+        out["undefined"] = undefined
     return out
+
+
+def metric_values(metrics: dict) -> dict[str, float]:
+    """The finite metric values of a compute_metrics result (no count, nothing undefined)."""
+    return {k: v for k, v in metrics.items() if k not in ("count", "undefined")
+            and isinstance(v, float) and np.isfinite(v)}
+
+
+def strict_json(value):
+    """`value` with every NaN or inf float replaced by None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def metrics_by_domain(labels: np.ndarray, probs: np.ndarray, domains: np.ndarray,

@@ -60,7 +60,8 @@ class CTRModel(keras.Model):
     """The model a config describes.
 
     Call with the dict made by `Preprocessor`; returns {"logits_<tower>": (batch,),
-    "probs_<tower>": (batch,)} (with a class axis when num_class > 1). A tower with
+    "probs_<tower>": (batch,)}; a regression (L2_LOSS) tower returns "y_<tower>", its logit,
+    instead of probs. A tower with
     prob_product_of (ESMM) also returns "cond_probs_<tower>", its own factor (e.g. pCVR).
     """
 
@@ -117,6 +118,11 @@ class CTRModel(keras.Model):
             name = tower.spec.name
             for block in tower.spec.add_to_logit:
                 logits = logits + self._logit_part(extras[block], block, tower.spec)
+            if tower.spec.is_regression:  # the prediction is the logit itself
+                logits = tf.reshape(logits, [-1])
+                outputs[f"logits_{name}"] = logits
+                outputs[tower.spec.prediction_key] = logits
+                continue
             if tower.spec.num_class == 1:
                 logits = tf.reshape(logits, [-1])
                 probs = tf.sigmoid(logits)
@@ -188,7 +194,7 @@ class CTRModel(keras.Model):
         terms = {}
         for spec in self.tower_specs:
             logits = outputs[f"logits_{spec.name}"]
-            probs = outputs[f"probs_{spec.name}"]
+            probs = outputs.get(f"probs_{spec.name}")
             for loss in spec.losses:
                 if loss.loss_type == "CLASSIFICATION" and spec.prob_product_of:
                     value = L.classification_loss_on_probs(labels[spec.label], probs)
@@ -200,8 +206,10 @@ class CTRModel(keras.Model):
                     value = L.in_batch_softmax_loss(labels[spec.label],
                                                     outputs[f"pair_logits_{spec.name}"],
                                                     outputs.get(f"item_ids_{spec.name}"))
-                    # EasyRec's reg_pos_loss beside it, with the same weights
-                    terms[f"loss/{spec.name}/reg_pos"] = spec.weight * loss.weight * \
+                    # EasyRec's reg_pos_loss beside it, with the same weights (a second
+                    # in-batch loss of the tower: "reg_pos_1", like its own "..._1")
+                    reg_pos = "reg_pos" + loss.key[len("softmax_cross_entropy"):]
+                    terms[f"loss/{spec.name}/{reg_pos}"] = spec.weight * loss.weight * \
                         L.positive_similarity_hinge(labels[spec.label],
                                                     outputs[f"pos_similarity_{spec.name}"])
                 else:  # ORDER_CALIBRATE_LOSS

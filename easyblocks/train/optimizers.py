@@ -11,34 +11,64 @@ is exactly the dense update (rows without gradient do not move); for Adam it is
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import keras
 import tensorflow as tf
 
 from easyblocks.config.specs import LearningRateSpec, OptimizerSpec
 
 
-class _FloorDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Exponential decay that never goes below min_learning_rate."""
+class Schedule(keras.optimizers.schedules.LearningRateSchedule):
+    """The learning rate of a LearningRateSpec at a step (the number of updates already
+    made): warmup, then exponential or cosine decay (see LearningRateSpec). Both the
+    dense and the table optimizer evaluate this one schedule at their own update count,
+    which is the training step for both."""
 
-    def __init__(self, decay, minimum: float):
-        self.decay = decay
-        self.minimum = minimum
+    def __init__(self, spec: LearningRateSpec):
+        self.spec = spec
 
     def __call__(self, step):
-        return tf.maximum(self.decay(step), self.minimum)
+        s = self.spec
+        step = tf.cast(step, tf.float32)
+        base = tf.constant(s.learning_rate, tf.float32)
+        if s.kind == "cosine_decay":
+            decay_start = s.warmup_steps + s.hold_steps
+            # SGDR (Loshchilov & Hutter 2017), eq. 5 with one cycle and eta_min 0
+            progress = (step - decay_start) / float(s.total_steps - decay_start)
+            decayed = 0.5 * base * (1.0 + tf.cos(math.pi * progress))
+            lr = tf.where(step > decay_start, decayed, base)
+            lr = tf.where(step > s.total_steps, 0.0, lr)
+        else:  # exponential_decay
+            exponent = (step - s.warmup_steps) / s.decay_steps
+            if s.staircase:
+                exponent = tf.floor(exponent)
+            lr = base * tf.pow(tf.constant(s.decay_factor, tf.float32), exponent)
+        if s.warmup_steps:
+            if s.kind == "exponential_decay" and not s.warmup_learning_rate:
+                warm = base  # EasyRec's burn-in without a burn-in rate: the base rate
+            else:
+                slope = (s.learning_rate - s.warmup_learning_rate) / s.warmup_steps
+                warm = s.warmup_learning_rate + slope * step
+            lr = tf.where(step < s.warmup_steps, warm, lr)
+        if s.kind == "exponential_decay":
+            lr = tf.maximum(lr, s.min_learning_rate)
+        return lr
 
     def get_config(self):
-        return {"decay": self.decay.get_config(), "minimum": self.minimum}
+        return dataclasses.asdict(self.spec)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(LearningRateSpec(**config))
 
 
 def learning_rate(spec: LearningRateSpec):
-    """A float, or a schedule of the optimizer's iterations."""
+    """A float (constant), or the Schedule of the optimizer's update count."""
     if spec.kind == "constant":
         return spec.learning_rate
-    decay = keras.optimizers.schedules.ExponentialDecay(
-        spec.learning_rate, spec.decay_steps, spec.decay_factor, staircase=spec.staircase
-    )
-    return _FloorDecay(decay, spec.min_learning_rate) if spec.min_learning_rate else decay
+    return Schedule(spec)
 
 
 def dense_optimizer(spec: OptimizerSpec) -> keras.optimizers.Optimizer:
@@ -58,26 +88,36 @@ def dense_optimizer(spec: OptimizerSpec) -> keras.optimizers.Optimizer:
 class SparseTableOptimizer(tf.Module):
     """Row-wise Adam (lazy), Adagrad or SGD for embedding tables (see module docstring)."""
 
-    def __init__(self, spec: OptimizerSpec, tables: list):
+    def __init__(self, spec: OptimizerSpec, tables: list, names: list[str] | None = None):
+        """names: each table's stable name (its checkpoint key); default its Keras path."""
         super().__init__(name="table_optimizer")
         self.kind = spec.kind
         self.lr = learning_rate(spec.learning_rate)
         self.beta1, self.beta2, self.epsilon = spec.beta1, spec.beta2, spec.epsilon
         self.momentum = spec.momentum if spec.kind == "sgd" else 0.0
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
-        self.slots = []
-        for t in tables:
+        names = names or [t.path for t in tables]
+        # checkpointed by table name (not by position): a dict, tracked under its keys
+        self.slots_by_table = {}
+        for t, key in zip(tables, names):
             shape, name = t.shape, t.path.replace("/", "_")
             if spec.kind == "adam":
-                self.slots.append([tf.Variable(tf.zeros(shape), name=f"{name}_m"),
-                                   tf.Variable(tf.zeros(shape), name=f"{name}_v")])
+                slots = [tf.Variable(tf.zeros(shape), name=f"{name}_m"),
+                         tf.Variable(tf.zeros(shape), name=f"{name}_v")]
             elif spec.kind == "adagrad":
-                self.slots.append([tf.Variable(tf.fill(shape, spec.initial_accumulator_value),
-                                               name=f"{name}_accumulator")])
+                slots = [tf.Variable(tf.fill(shape, spec.initial_accumulator_value),
+                                     name=f"{name}_accumulator")]
             elif self.momentum:
-                self.slots.append([tf.Variable(tf.zeros(shape), name=f"{name}_momentum")])
+                slots = [tf.Variable(tf.zeros(shape), name=f"{name}_momentum")]
             else:
-                self.slots.append([])
+                slots = []
+            self.slots_by_table[key] = slots
+        self._table_names = list(names)
+
+    @property
+    def slots(self) -> list[list]:
+        """Each table's slot variables, in the order of the tables."""
+        return [self.slots_by_table[k] for k in self._table_names]
 
     def current_lr(self) -> tf.Tensor:
         lr = self.lr(self.iterations) if callable(self.lr) else self.lr
@@ -117,3 +157,31 @@ class SparseTableOptimizer(tf.Module):
             else:
                 update = lr * g
             var.scatter_sub(tf.IndexedSlices(update, rows))
+
+
+class DenseOptimizerState(tf.Module):
+    """A Keras optimizer's state for tf.train.Checkpoint, keyed by the stable names of the
+    variables it updates ("<key>/momentum", ...) and its iteration count.
+
+    Its learning-rate variable is left out, so that a resumed run uses the config's learning
+    rate, not the one saved.
+    """
+
+    def __init__(self, optimizer: keras.optimizers.Optimizer, keyed: list[tuple[str, object]]):
+        super().__init__(name="dense_optimizer_state")
+        # a slot is named "<its variable's path with / as _>_<kind>" by Keras
+        prefixes = sorted(((v.path.replace("/", "_") + "_", key) for key, v in keyed),
+                          key=lambda p: -len(p[0]))
+        slots, unmatched = {}, []
+        for v in optimizer.variables:
+            if v is optimizer.iterations or v.name == "learning_rate":
+                continue
+            match = next(((p, key) for p, key in prefixes if v.name.startswith(p)), None)
+            if match is None:
+                unmatched.append(v)
+            else:
+                slots[f"{match[1]}/{v.name[len(match[0]):]}"] = v
+        for i, v in enumerate(unmatched):
+            slots[f"unmatched#{i}/{v.name}"] = v
+        self.iterations = optimizer.iterations
+        self.slots = slots
