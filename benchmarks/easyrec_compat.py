@@ -121,7 +121,8 @@ def measure(configs: list[tuple[str, str]]) -> list[dict]:
 
 def _input_or_class(reason: str) -> bool:
     return reason.startswith(easyrec_fields.NOT_HERE) or "is not available yet (" \
-        f"{easyrec_fields.ZOO})" in reason or reason.endswith(f"({easyrec_fields.ZOO})")
+        f"{easyrec_fields.ZOO})" in reason or reason.endswith(f"({easyrec_fields.ZOO})") or \
+        reason.startswith("model_class ") and " is not available yet: " in reason
 
 
 def _cell(text: str) -> str:

@@ -37,12 +37,29 @@ def resolve(config_path: str, extra_plugins: list[str] = (), num_steps: int | No
     loaded = _load(config_path, overrides)
     if num_steps is not None:
         loaded.proto.train_config.num_steps = num_steps
+    _load_plugins_for_model_class(loaded, extra_plugins, allow_config_plugins)
     spec = resolve_config(loaded, allow_plugin_files=allow_config_plugins)
     check_memory(spec, max_memory_gb, training)
     from easyblocks.blocks import plugins  # registers the built-in blocks too
 
     plugins.load_plugins(spec.plugins + list(extra_plugins))
     return spec
+
+
+def _load_plugins_for_model_class(loaded: LoadedConfig, extra_plugins,
+                                  allow_config_plugins: bool = False) -> None:
+    """A model_class that no template registered yet may come from a plugin: load the
+    plugins (which imports TensorFlow) before the config is resolved; the config's own
+    `plugins` only if they pass the plugin policy (modules, or files when allowed)."""
+    from easyblocks.config import templates
+    from easyblocks.config.resolve import check_plugins
+
+    if templates.is_known(loaded.proto.model_config.model_class):
+        return
+    check_plugins(loaded, allow_config_plugins)
+    from easyblocks.blocks import plugins
+
+    plugins.load_plugins(list(loaded.proto.plugins) + list(extra_plugins))
 
 
 def train(config_path: str, model_dir: str | None = None, extra_plugins: list[str] = (),
@@ -144,6 +161,19 @@ def validate_config(config_path: str, extra_plugins: list[str] = (),
 
     return format_table(describe(resolve(config_path, extra_plugins, overrides=overrides,
                                          **options)))
+
+
+def expand_config(config_path: str, overrides: list[str] = (), extra_plugins: list[str] = (),
+                  allow_config_plugins: bool = False) -> str:
+    """The config's model_config with its model class expanded into a backbone and towers, as
+    config text (`validate --expand`)."""
+    from easyblocks.config import easyrec_check
+    from easyblocks.config.templates import expanded_text
+
+    loaded = _load(config_path, overrides)
+    _load_plugins_for_model_class(loaded, extra_plugins, allow_config_plugins)
+    easyrec_check.enforce(loaded)
+    return expanded_text(loaded)
 
 
 def explain_config(config_path: str, overrides: list[str] = ()) -> tuple[str, int]:

@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--explain", action="store_true",
                    help="first list every field that is accepted but not applicable here, or "
                    "refused, with the reason (all of them); exit 2 if any is refused")
+    v.add_argument("--expand", action="store_true",
+                   help="first print the model_config with its model class (DeepFM, DBMTL, ...) "
+                   "expanded into the backbone and towers it builds, as config text")
     g = sub.add_parser("graph", help="draw the model (.dot, .mmd; .svg/.png need Graphviz)")
     common(g)
     g.add_argument("--output", required=True)
@@ -97,6 +100,9 @@ def _run(args) -> int:
 
         plugins.load_plugins(args.plugin)
         print(format_blocks())  # per block: name, source, params form, accepted parameters
+        from easyblocks.config.templates import format_model_classes
+
+        print("\n" + format_model_classes())
         return 0
 
     from easyblocks import api
@@ -122,6 +128,9 @@ def _run(args) -> int:
             print(listing)
             if refused:
                 return 2
+        if args.expand:
+            print(api.expand_config(args.config, args.overrides, args.plugin,
+                                    allow_config_plugins=args.allow_config_plugins))
         print(api.validate_config(args.config, args.plugin, args.overrides, **opts))
         print(f"{args.config}: OK")
     elif args.command == "graph":

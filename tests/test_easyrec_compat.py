@@ -304,17 +304,27 @@ def test_deepfm_style_backbone_with_input_layer_output_options(write_config):
     assert tuple(model.backbone(features, training=False).shape) == (4, 1 + 4 + 4)
 
 
-def test_wide_output_dim_other_than_1_is_refused(write_config):
+def test_wide_output_dim_sets_the_width_of_every_wide_feature(write_config):
+    from easyblocks.models.build import build_and_initialize, dummy_columns
+
     backbone = EASYREC_STYLE[EASYREC_STYLE.index("  backbone {"):
                              EASYREC_STYLE.index("  model_params {")]
     text = EASYREC_STYLE.replace(backbone, DEEPFM_BACKBONE.replace("wide_output_dim: 1",
                                                                    "wide_output_dim: 16"))
-    config = write_config(text)
-    with pytest.raises(ConfigError) as e:
-        resolve(load_config(config))
-    assert str(e.value).startswith(
-        f"{config}:{_line_of(text, 'wide_output_dim')}: model_config.backbone.blocks[0]."
-        "input_layer.wide_output_dim: wide_output_dim other than 1 is not implemented yet")
+    resolved = resolve(load_config(write_config(text)))
+    assert resolved.groups["wide"].wide_dim == 16 and resolved.groups["all"].wide_dim == 1
+    model, pre = build_and_initialize(resolved)
+    assert tuple(model.feature_groups.wide_tables["user_id"].shape) == (100, 16)
+    features = model.feature_groups(pre(dummy_columns(resolved)))
+    assert [tuple(f.shape) for f in features["lists"]["wide"]] == [(4, 16), (4, 16)]
+    assert model.feature_groups.group_dims()["wide"] == 32
+    two = text.replace('name: "deep_features"\n      inputs {\n        feature_group_name: "all"'
+                       '\n      }\n      input_layer {',
+                       'name: "deep_features"\n      inputs {\n        feature_group_name: "all"'
+                       '\n      }\n      input_layer {\n        wide_output_dim: 4')
+    with pytest.raises(ConfigError, match="input_layer wide_output_dim must be one value for "
+                                          r"the model, got \[4, 16\]"):
+        resolve(load_config(write_config(two)))
 
 
 # ---- refused fields: one error line each -----------------------------------------------------
@@ -470,7 +480,7 @@ def test_each_refused_enum_value_is_one_error_line(path, field, value, state, wr
 
 def test_refused_fields_in_an_easyrec_config(write_config):
     text = EASYREC_STYLE.replace("    use_moving_average: false", "    use_moving_average: true")
-    text = text.replace('  model_class: "RankModel"', '  model_class: "DeepFM"')
+    text = text.replace('  model_class: "RankModel"', '  model_class: "MIND"')
     text = text.replace("    boundaries: [1.0, 10.0]",
                         "    boundaries: [1.0, 10.0]\n    vocab_file: 'v.txt'")
     config = write_config(text)
@@ -485,10 +495,11 @@ def test_refused_fields_in_an_easyrec_config(write_config):
     assert [(f.path, f.line) for f in findings if f.state == T.REFUSED] == [
         ("train_config.optimizer_config[0].use_moving_average", line),
         ("feature_config.features[1].vocab_file", _line_of(text, "vocab_file")),
-        ('model_config.model_class = \'DeepFM\'', _line_of(text, "model_class")),
+        ('model_config.model_class = \'MIND\'', _line_of(text, "model_class")),
     ]
-    assert findings[-1].reason == ("model_class DeepFM is not available yet (EasyRec's model "
-                                   "zoo, issue 14)")
+    assert findings[-1].reason == ("model_class MIND is not available yet: multi-interest "
+                                   "capsule network over a behaviour sequence, not implemented "
+                                   "yet")
 
 
 def test_third_optimizer_and_second_gauc_are_refused(write_config):

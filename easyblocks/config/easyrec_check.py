@@ -186,12 +186,21 @@ class _Walker:
 
 
 def _said_by_model_class(msg_name: str, msg, field: FieldDescriptor) -> bool:
-    """The parameters of a refused model class (`deepfm {}`): its model_class says it."""
+    """The parameters of a refused model class (`mind {}`): its model_class says it; those of
+    a plugin's template whose parameter message the table does not honour: the template
+    reads them."""
+    from easyblocks.config import templates
+
     if msg_name != "EasyRecModel" or field.containing_oneof is None or \
             field.name == "model_params":
         return False
     cls_state = T.model_class_state(msg.model_class)
-    return cls_state is not None and cls_state.state == T.REFUSED
+    if cls_state is not None and cls_state.state == T.REFUSED:
+        return True
+    template = templates.get_model_class(msg.model_class)
+    state = T.FIELDS.get(f"EasyRecModel.{field.name}")
+    return template is not None and template.params == field.name and \
+        (state is None or state.state != T.HONOURED)
 
 
 def _block_params(msg_name: str, field: FieldDescriptor) -> bool:

@@ -73,13 +73,32 @@ NO_PYTHON = "a python function in a config is never run (a config is data)"
 
 # The model classes built from `model_params` and the backbone.
 MODEL_CLASSES = ("RankModel", "MultiTaskModel")
-# EasyRec's other model classes: refused with ZOO until the model zoo adds them.
-EASYREC_MODEL_CLASSES = (
-    "AutoInt", "CMBF", "CoMetricLearningI2I", "DAT", "DBMTL", "DCN", "DLRM", "DSSM",
-    "DSSM_SENet", "DeepFM", "DropoutNet", "DummyModel", "ESMM", "FM", "MIND", "MMoE",
-    "MatchModel", "MultiTower", "MultiTowerBST", "MultiTowerDIN", "MultiTowerRecall", "PDN",
-    "PLE", "RocketLaunching", "SimpleMultiTask", "Uniter", "WideAndDeep",
+# EasyRec's model classes that are templates (easyblocks/config/templates): they expand
+# into a backbone and towers. A plugin can register more (then honoured the same way).
+TEMPLATE_MODEL_CLASSES = (
+    "AutoInt", "DBMTL", "DCN", "DLRM", "DSSM", "DSSM_SENet", "DeepFM", "ESMM", "FM", "MMoE",
+    "MultiTower", "PLE", "SimpleMultiTask", "WideAndDeep",
 )
+# EasyRec's other model classes: refused, with why (docs/easyrec.md lists them).
+NOT_YET = "not implemented yet"
+MODEL_CLASSES_LEFT = {
+    "CMBF": f"a multi-modal model (image and text features with cross-modal attention), {NOT_YET}",
+    "CoMetricLearningI2I": f"item-to-item metric learning (circle / multi-similarity losses over "
+                           f"sessions), {NOT_YET}",
+    "DAT": f"dual augmented two towers (adaptive-mimic vectors), {NOT_YET}",
+    "DropoutNet": f"needs its softmax loss with negative mining and cold-start dropout, {NOT_YET}",
+    "DummyModel": "EasyRec's model for its own tests; not available",
+    "MIND": f"multi-interest capsule network over a behaviour sequence, {NOT_YET}",
+    "MatchModel": f"EasyRec's two-tower model over a backbone (model_params' user / item tower "
+                  f"indices), {NOT_YET}; DSSM is available",
+    "MultiTowerBST": "its bst_towers read seq_att_groups, which are not implemented yet",
+    "MultiTowerDIN": "its din_towers read seq_att_groups, which are not implemented yet",
+    "MultiTowerRecall": f"two towers whose logit is a DNN over both, {NOT_YET}",
+    "PDN": f"path-based deep network (trigger and similarity paths), {NOT_YET}",
+    "RocketLaunching": f"a booster and a light network trained with distillation, {NOT_YET}",
+    "Uniter": f"a multi-modal transformer (image and text features), {NOT_YET}",
+}
+EASYREC_MODEL_CLASSES = tuple(sorted(TEMPLATE_MODEL_CLASSES + tuple(MODEL_CLASSES_LEFT)))
 
 # EasyRec's typed block parameters (KerasLayer's `params`): those easyblocks' KerasLayer
 # does not have yet are a parse error that says so.
@@ -111,6 +130,7 @@ _PARQUET = ("read with pyarrow (pip install 'easyblocks[parquet]'); each input f
             "exported model takes the same columns as with CSV")
 _MIN_MAX = ("(x - min_val) / (max_val - min_val) when max_val > min_val, not clipped, as in "
             "EasyRec; with num_buckets > 1 the result is bucketized at 0, 1/n, ..., (n-1)/n")
+_SEQ_ATT = "reads seq_att_groups, which are not implemented yet"
 _SAMPLER = "negative samplers (graph-learn) are not available here"
 _TASK_SPACE = "task-space loss weights are not implemented yet"
 
@@ -496,8 +516,9 @@ FIELDS: dict[str, FieldState] = {
     "BayesTaskTower.num_class": H(),
     "BayesTaskTower.dnn": H(),
     "BayesTaskTower.relation_tower_names": H(),
-    "BayesTaskTower.relation_dnn": R("relation_dnn (DBMTL's task relations) is not implemented "
-                                     "yet"),
+    "BayesTaskTower.relation_dnn": H("expanded into backbone blocks <tower>_dnn and "
+                                     "<tower>_relation_dnn (easyblocks validate --expand shows "
+                                     "them)"),
     "BayesTaskTower.weight": H(),
     "BayesTaskTower.task_space_indicator_label": R(_TASK_SPACE),
     "BayesTaskTower.in_task_space_weight": R(_TASK_SPACE, (1.0,)),
@@ -533,6 +554,116 @@ FIELDS: dict[str, FieldState] = {
     "ZILNLoss.return_log_pred_value": H(),
     "ZILNLoss.classification_weight": H(),
     "ZILNLoss.regression_weight": H(),
+    "Loss.item_id": H(),
+    # ---- the parameters of EasyRec's model classes (templates) -----------------------
+    **{f"EasyRecModel.{field}": H() for field in (
+        "wide_and_deep", "deepfm", "multi_tower", "fm", "dcn", "autoint", "dlrm", "dssm",
+        "dssm_senet", "mmoe", "esmm", "dbmtl", "simple_multi_task", "ple")},
+    "WideAndDeep.wide_output_dim": H("without final_dnn it is num_class, as in EasyRec"),
+    "WideAndDeep.dnn": H(),
+    "WideAndDeep.final_dnn": H(),
+    "WideAndDeep.l2_regularization": H(),
+    "DeepFM.dnn": H(),
+    "DeepFM.final_dnn": H(),
+    "DeepFM.wide_output_dim": H(),
+    "DeepFM.wide_regularization": NA("deprecated in EasyRec, which ignores it"),
+    "DeepFM.dense_regularization": H("replaces l2_regularization when set (EasyRec's backward "
+                                     "compatibility)"),
+    "DeepFM.l2_regularization": H(),
+    "MultiTower.towers": H(),
+    "MultiTower.final_dnn": H(),
+    "MultiTower.l2_regularization": H(),
+    "MultiTower.din_towers": R(f"din_towers (model_class MultiTowerDIN) {_SEQ_ATT}"),
+    "MultiTower.bst_towers": R(f"bst_towers (model_class MultiTowerBST) {_SEQ_ATT}"),
+    "Tower.input": H(),
+    "Tower.dnn": H(),
+    "FMModel.use_variant": NA("EasyRec's FM model class does not read it (its FM term is "
+                              "always summed)"),
+    "FMModel.l2_regularization": H(),
+    "DCN.deep_tower": H(),
+    "DCN.cross_tower": H(),
+    "DCN.final_dnn": H(),
+    "DCN.l2_regularization": H(),
+    "CrossTower.input": H("the towers read their `input` group (default all); EasyRec reads "
+                          "group all whatever it says"),
+    "CrossTower.cross_num": H(),
+    "AutoInt.multi_head_num": H(),
+    "AutoInt.multi_head_size": H("the attention scores are divided by sqrt(multi_head_size); "
+                                 "EasyRec multiplies them by it (a defect)"),
+    "AutoInt.interacting_layer_num": H(),
+    "AutoInt.l2_regularization": H(),
+    "DLRM.top_dnn": H(),
+    "DLRM.bot_dnn": H(),
+    "DLRM.arch_interaction_op": H(),
+    "DLRM.arch_interaction_itself": H(),
+    "DLRM.arch_with_dense_feature": H(),
+    "DLRM.l2_regularization": H(),
+    **{f"{m}.{f}": H() for m in ("DSSM", "DSSM_SENet") for f in (
+        "user_tower", "item_tower", "l2_regularization", "simi_func", "scale_simi")},
+    **{f"{m}.item_id": H("with SOFTMAX_CROSS_ENTROPY: another row of the batch with the "
+                         "positive's item (same bucket id) is not one of its negatives")
+       for m in ("DSSM", "DSSM_SENet")},
+    **{f"{m}.temperature": H("applies to INNER_PRODUCT too (EasyRec: only to COSINE)")
+       for m in ("DSSM", "DSSM_SENet")},
+    **{f"{m}.ignore_in_batch_neg_sam": R(
+        "ignore_in_batch_neg_sam: without a negative sampler (not available here) no negatives "
+        "would be left", (False,)) for m in ("DSSM", "DSSM_SENet")},
+    **{f"{m}.id": NA("names the tower's id feature in EasyRec's vector output; `easyblocks "
+                     "export --block user_tower --block item_tower` serves the vectors")
+       for m in ("DSSMTower", "DSSM_SENet_Tower")},
+    "DSSMTower.dnn": H("the last layer is linear (no batch norm, activation, dropout), as in "
+                       "EasyRec"),
+    "DSSM_SENet_Tower.dnn": H("the last layer is linear, as in EasyRec"),
+    "DSSM_SENet_Tower.senet": H(),
+    "DSSM_SENet_Tower.SENet.reduction_ratio": H(),
+    "DSSM_SENet_Tower.SENet.num_squeeze_group": H(),
+    "DSSM_SENet_Tower.SENet.use_skip_connection": H(
+        "unset: false, what EasyRec's DSSM_SENet does (it ignores the field); set: honoured"),
+    "DSSM_SENet_Tower.SENet.use_output_layer_norm": H(
+        "unset: false, what EasyRec's DSSM_SENet does (it ignores the field); set: honoured"),
+    "MMoE.experts": H(),
+    "MMoE.expert_dnn": H(),
+    "MMoE.num_expert": H(),
+    "MMoE.task_towers": H(),
+    "MMoE.l2_regularization": H(),
+    "ExpertTower.expert_name": H(),
+    "ExpertTower.dnn": H(),
+    "ESMM.groups": H(),
+    "ESMM.ctr_tower": H(),
+    "ESMM.cvr_tower": H("its probability is pCTCVR = pCVR x pCTR, its losses on it (batch "
+                        "means; EasyRec sums over the batch)"),
+    "ESMM.l2_regularization": H(),
+    "DBMTL.bottom_cmbf": R(f"bottom_cmbf (CMBF's multi-modal bottom) is {NOT_YET}"),
+    "DBMTL.bottom_uniter": R(f"bottom_uniter (Uniter's multi-modal bottom) is {NOT_YET}"),
+    "DBMTL.bottom_dnn": H(),
+    "DBMTL.expert_dnn": H(),
+    "DBMTL.num_expert": H(),
+    "DBMTL.task_towers": H(),
+    "DBMTL.l2_regularization": H(),
+    "SimpleMultiTask.task_towers": H(),
+    "SimpleMultiTask.l2_regularization": H(),
+    "PLE.extraction_networks": H(),
+    "PLE.task_towers": H(),
+    "PLE.l2_regularization": H(),
+    "ExtractionNetwork.network_name": H("named EasyRec's variable scopes; no effect"),
+    "ExtractionNetwork.expert_num_per_task": H(),
+    "ExtractionNetwork.share_num": H(),
+    "ExtractionNetwork.task_expert_net": H(),
+    "ExtractionNetwork.share_expert_net": H(),
+    "TaskTower.tower_name": H(),
+    "TaskTower.label_name": H(),
+    "TaskTower.metrics_set": H(),
+    "TaskTower.loss_type": H(),
+    "TaskTower.num_class": H(),
+    "TaskTower.dnn": H(),
+    "TaskTower.weight": H(),
+    "TaskTower.losses": H(),
+    "TaskTower.use_sample_weight": H(),
+    "TaskTower.task_space_indicator_label": R(_TASK_SPACE),
+    "TaskTower.in_task_space_weight": R(_TASK_SPACE, (1.0,)),
+    "TaskTower.out_task_space_weight": R(_TASK_SPACE, (1.0,)),
+    "TaskTower.task_space_indicator_name": R(_TASK_SPACE),
+    "TaskTower.task_space_indicator_value": R(_TASK_SPACE),
     # ---- backbone -------------------------------------------------------------------
     "BackboneTower.packages": H(),
     "BackboneTower.blocks": H(),
@@ -577,9 +708,8 @@ FIELDS: dict[str, FieldState] = {
     "InputLayer.output_seq_and_normal_feature": H(
         "[the sequences concatenated (batch, L, d), the first one's lengths, the other "
         "features concatenated] (without other features: the first two)"),
-    "InputLayer.wide_output_dim": R("wide_output_dim other than 1 is not implemented yet (a "
-                                    "WIDE group gives each feature's 1-dimensional weight)",
-                                    (1,)),
+    "InputLayer.wide_output_dim": H("one value for the model, as in EasyRec; the wide weights "
+                                    "start at 0 (EasyRec: its embedding initializer)"),
     "InputLayer.concat_seq_feature": R("input_layer concat_seq_feature: false is not "
                                        "implemented yet", (True,)),
     "Lambda.expression": H("a safe expression, interpreted, never eval'ed"),
@@ -671,6 +801,11 @@ ENUM_VALUES: dict[str, FieldState] = {
         "EmbeddingParallelStrategy")},
     "LossType.CLASSIFICATION": H(),
     "LossType.L2_LOSS": H(),
+    "LossType.SOFTMAX_CROSS_ENTROPY": H(
+        "a softmax over in-batch negatives (the tower's output block must be a Similarity "
+        "block of two towers: EasyRec's DSSM); rows whose label is 0 are not positives (EasyRec "
+        "takes every row as one), and EasyRec's negative sampler is not available; plus "
+        "EasyRec's reg_pos term, mean(relu(-s(u, v+)))"),
     "LossType.ORDER_CALIBRATE_LOSS": H(
         "a configured calibration loss is never dropped: without relation_tower_names the "
         "relation is inferred from the backbone DAG, or it is an error (EasyRec silently "
@@ -678,7 +813,7 @@ ENUM_VALUES: dict[str, FieldState] = {
         "tower's weight applies too (EasyRec: not); it is reported per tower (EasyRec: one "
         "key, a second calibrated tower overwrote the first)"),
     **{f"LossType.{name}": R(f"loss_type {name} is not implemented yet") for name in (
-        "SIGMOID_L2_LOSS", "CROSS_ENTROPY_LOSS", "SOFTMAX_CROSS_ENTROPY", "CIRCLE_LOSS",
+        "SIGMOID_L2_LOSS", "CROSS_ENTROPY_LOSS", "CIRCLE_LOSS",
         "MULTI_SIMILARITY_LOSS", "SOFTMAX_CROSS_ENTROPY_WITH_NEGATIVE_MINING",
         "BINARY_FOCAL_LOSS", "PAIRWISE_FOCAL_LOSS",
         "PAIRWISE_LOGISTIC_LOSS", "PAIRWISE_HINGE_LOSS", "JRC_LOSS",
@@ -690,6 +825,10 @@ ENUM_VALUES: dict[str, FieldState] = {
     "LossType.ZILN_LOSS": H("num_class 3; the tower also predicts y_<tower>, the expected "
                             "value; its metrics are auc (of y > 0) and the configured ones"),
     "EasyRecModel.LossWeightStrategy.Fixed": H(),
+    "Similarity.COSINE": H(),
+    "Similarity.INNER_PRODUCT": H(),
+    "Similarity.EUCLID": R("EasyRec computes an inner product for EUCLID (a defect); use "
+                           "COSINE or INNER_PRODUCT"),
     "EasyRecModel.LossWeightStrategy.Uncertainty": R("loss_weight_strategy Uncertainty is not "
                                                      "implemented yet"),
     "EasyRecModel.LossWeightStrategy.Random": R("loss_weight_strategy Random is not "
@@ -700,10 +839,12 @@ ENUM_VALUES: dict[str, FieldState] = {
 def model_class_state(name: str) -> FieldState | None:
     """The state of a model_class value; None for a name that is not EasyRec's either (a
     typo: the tower builder reports it with the closest names)."""
-    if name in MODEL_CLASSES:
+    from easyblocks.config import templates
+
+    if templates.is_known(name):
         return H()
-    if name in EASYREC_MODEL_CLASSES:
-        return R(f"model_class {name} is not available yet ({ZOO})")
+    if name in MODEL_CLASSES_LEFT:
+        return R(f"model_class {name} is not available yet: {MODEL_CLASSES_LEFT[name]}")
     return None
 
 
@@ -743,9 +884,10 @@ def markdown_table() -> str:
             continue
         rows.append(f"| `{key}` | {st.state} | {text} |")
     rows.append(f"| `EasyRecModel.model_class` values | {HONOURED} | "
-                + ", ".join(MODEL_CLASSES) + " |")
-    rows.append(f"| `EasyRecModel.model_class` values | {REFUSED} | "
-                + ", ".join(EASYREC_MODEL_CLASSES) + f": not available yet ({ZOO}) |")
+                + ", ".join(MODEL_CLASSES) + "; templates (expanded into a backbone): "
+                + ", ".join(TEMPLATE_MODEL_CLASSES) + " |")
+    for name, why in sorted(MODEL_CLASSES_LEFT.items()):
+        rows.append(f"| `EasyRecModel.model_class` = {name} | {REFUSED} | {why} |")
     out = ["Honoured, same meaning as in EasyRec:", ""]
     out += [f"- `{m}`: " + ", ".join(f"`{f}`" for f in fields) for m, fields in
             sorted(honoured.items())]

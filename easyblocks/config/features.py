@@ -344,10 +344,28 @@ def _seq_att_specs(loaded: LoadedConfig, g, specs: dict[str, FeatureSpec],
     return tuple(out)
 
 
+def wide_output_dim(loaded: LoadedConfig) -> int:
+    """The width of every feature of the WIDE groups: EasyRec's `wide_output_dim`, set on a
+    backbone input_layer block (one value for the whole model, as in EasyRec); 1 unset."""
+    backbone = loaded.proto.model_config.backbone
+    blocks = [b for p in backbone.packages for b in p.blocks] + list(backbone.blocks)
+    dims = {b.input_layer.wide_output_dim for b in blocks
+            if b.WhichOneof("layer") == "input_layer" and b.input_layer.HasField("wide_output_dim")}
+    if len(dims) > 1:
+        raise ConfigError(f"{loaded.locate('wide_output_dim')}: input_layer wide_output_dim "
+                          f"must be one value for the model, got {sorted(dims)}")
+    dim = dims.pop() if dims else 1
+    if dim < 1:
+        raise ConfigError(f"{loaded.locate('wide_output_dim')}: input_layer wide_output_dim "
+                          "must be positive")
+    return dim
+
+
 def build_group_specs(loaded: LoadedConfig,
                       specs: dict[str, FeatureSpec]) -> dict[str, FeatureGroupSpec]:
     """Validates model_config.feature_groups; returns the group specs by name, in order."""
     groups: dict[str, FeatureGroupSpec] = {}
+    wide_dim = wide_output_dim(loaded)
     for g in loaded.proto.model_config.feature_groups:
         where = f"{loaded.locate_name('group_name', g.group_name)}: feature group {g.group_name!r}"
         if g.group_name in groups:
@@ -377,6 +395,7 @@ def build_group_specs(loaded: LoadedConfig,
                                   "group")
         groups[g.group_name] = FeatureGroupSpec(
             g.group_name, tuple(names), wide=mode == "WIDE",
+            wide_dim=wide_dim if mode == "WIDE" else 1,
             seq_att=_seq_att_specs(loaded, g, specs, where), sequences=tuple(sequences))
     if not groups:
         raise ConfigError(f"{loaded.path}: model_config has no feature_groups")

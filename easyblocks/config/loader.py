@@ -25,6 +25,9 @@ class LoadedConfig:
         self.path = path
         self.text = text
         self.proto = proto
+        # the model class whose template produced this config's model_config, if any
+        # (easyblocks.config.templates.expand)
+        self.expanded_from: str | None = None
 
     def locate(self, pattern: str) -> str:
         """Returns 'path:line' of the first line matching the regex pattern, else 'path'."""

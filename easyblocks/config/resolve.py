@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from easyblocks.config import checks, easyrec_check
+from easyblocks.config import checks, easyrec_check, templates
 from easyblocks.config.dag import backbone_spec
 from easyblocks.config.features import (
     build_feature_specs,
@@ -57,8 +57,14 @@ def resolve(loaded: LoadedConfig, allow_plugin_files: bool = False) -> PipelineS
     """
     checks.check_finite_numbers(loaded)
     easyrec_check.enforce(loaded)  # refused fields: an error; not-applicable ones: a warning
+    check_plugins(loaded, allow_plugin_files)
+    # a model class template (DeepFM, DBMTL, ...) -> RankModel / MultiTaskModel + backbone;
+    # every check below (table sizes, labels, slices, num_domains) reads the expanded model
+    expanded = templates.expand(loaded)
+    if expanded is not loaded:
+        checks.check_finite_numbers(expanded)  # the numbers a template computed
+    loaded = expanded
     config = loaded.proto
-    _check_plugins(loaded, allow_plugin_files)
     data = data_spec(loaded)
     if not config.HasField("model_config"):
         raise ConfigError(f"{loaded.path}: no model_config")
@@ -66,6 +72,12 @@ def resolve(loaded: LoadedConfig, allow_plugin_files: bool = False) -> PipelineS
     checks.check_table_sizes(loaded, features)
     groups = build_group_specs(loaded, features)
     model_config = config.model_config
+    if model_config.model_class not in templates.BASE_CLASSES:
+        known = list(templates.BASE_CLASSES) + list(templates.registered_model_classes())
+        raise ConfigError(
+            f"{loaded.locate('model_class')}: model_class {model_config.model_class!r} is not "
+            f"supported{suggest(model_config.model_class, known)}; expected one of "
+            f"{', '.join(known)} (or a model class a plugin registers)")
     if not model_config.HasField("backbone"):
         raise ConfigError(f"{loaded.path}: model_config has no backbone")
     # blocks added to a tower's logit are not DAG outputs (for the leaves default)
@@ -89,7 +101,8 @@ def resolve(loaded: LoadedConfig, allow_plugin_files: bool = False) -> PipelineS
             raise ConfigError(f"{loaded.locate(regression[0])}: {regression[0]} needs a tower "
                               f"with one output or ZILN_LOSS; tower {t.name!r} has "
                               f"num_class {t.num_class}")
-    model = ModelSpec(model_class=model_config.model_class, groups=groups, backbone=backbone,
+    model = ModelSpec(model_class=model_config.model_class, expanded_from=loaded.expanded_from,
+                      groups=groups, backbone=backbone,
                       towers=towers,
                       l2_regularization=model_config.model_params.l2_regularization,
                       embedding_regularization=model_config.embedding_regularization)
@@ -461,7 +474,7 @@ def _eval_spec(loaded: LoadedConfig) -> EvalSpec:
                     recall_topk=topks.pop() if topks else 5)
 
 
-def _check_plugins(loaded: LoadedConfig, allow_files: bool) -> None:
+def check_plugins(loaded: LoadedConfig, allow_files: bool) -> None:
     """A config names plugin modules (imported like any installed dependency); it runs no file
     of its own unless the command line allows it (--allow-config-plugins)."""
     for name in loaded.proto.plugins:

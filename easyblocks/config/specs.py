@@ -218,13 +218,15 @@ class SeqAttSpec:
 
 @dataclasses.dataclass(frozen=True)
 class FeatureGroupSpec:
-    """A named bundle of features. `wide`: each feature gives its 1-dimensional weight
-    (the linear part) instead of its embedding. `seq_att`: EasyRec's sequence_features
-    (target attention), whose outputs follow the features in the group's tensor."""
+    """A named bundle of features. `wide`: each feature gives its `wide_dim`-dimensional
+    weight (the linear part; EasyRec's wide_output_dim) instead of its embedding. `seq_att`:
+    EasyRec's sequence_features (target attention), whose outputs follow the features in the
+    group's tensor."""
 
     name: str
     features: tuple[str, ...]
     wide: bool = False
+    wide_dim: int = 1
     seq_att: tuple[SeqAttSpec, ...] = ()
 
     sequences: tuple[str, ...] = ()  # its SequenceFeatures without sequence_combiner
@@ -395,7 +397,8 @@ REGRESSION_METRICS = ("mean_absolute_error", "mean_squared_error", "root_mean_sq
 
 LOSS_KEYS = {"CLASSIFICATION": "classification", "L2_LOSS": "l2",
              "ORDER_CALIBRATE_LOSS": "order_calibrate", "F1_REWEIGHTED_LOSS": "f1_reweighted",
-             "ZILN_LOSS": "ziln", "PAIR_WISE_LOSS": "pairwise"}
+             "ZILN_LOSS": "ziln", "PAIR_WISE_LOSS": "pairwise",
+             "SOFTMAX_CROSS_ENTROPY": "softmax_cross_entropy"}
 
 
 @dataclasses.dataclass
@@ -408,11 +411,25 @@ class LossSpec:
     loss_type: str  # LossType name
     weight: float
     params: dict = dataclasses.field(default_factory=dict)
+    item_id: str = ""  # SOFTMAX_CROSS_ENTROPY: the feature identifying in-batch items
     name: str = ""
 
     @property
     def key(self) -> str:
         return self.name or LOSS_KEYS[self.loss_type]
+
+
+@dataclasses.dataclass(frozen=True)
+class InBatchSpec:
+    """A tower trained with a softmax over in-batch negatives (SOFTMAX_CROSS_ENTROPY): its
+    logit is the output of `similarity_block` (a Similarity block) on the outputs of
+    `user_block` and `item_block`; `item_feature` (or "") names the feature whose ids tell
+    two rows' items apart."""
+
+    similarity_block: str
+    user_block: str
+    item_block: str
+    item_feature: str = ""
 
 
 @dataclasses.dataclass
@@ -438,6 +455,7 @@ class TowerSpec:
     logit_if_num_class: bool = False
     # data_config.sample_weight weighs this tower's losses (EasyRec's use_sample_weight)
     use_sample_weight: bool = True
+    in_batch: InBatchSpec | None = None
 
     @property
     def ziln(self) -> LossSpec | None:
@@ -477,17 +495,29 @@ class TowerSpec:
 
 @dataclasses.dataclass
 class ModelSpec:
+    """The model: model_class is RankModel or MultiTaskModel; expanded_from names the model
+    class template it was expanded from (e.g. "DeepFM"), if any."""
+
     model_class: str
     groups: dict[str, FeatureGroupSpec]
     backbone: BackboneSpec
     towers: list[TowerSpec]
     l2_regularization: float = 0.0
     embedding_regularization: float = 0.0
+    expanded_from: str | None = None
 
     @property
     def logit_blocks(self) -> list[str]:
         """Blocks whose outputs some tower adds to its logit."""
         return sorted({b for t in self.towers for b in t.add_to_logit})
+
+    @property
+    def extra_blocks(self) -> list[str]:
+        """Blocks whose outputs the model reads beside the backbone's output: the logit blocks
+        and the two towers of in-batch softmax towers."""
+        pairs = {b for t in self.towers if t.in_batch
+                 for b in (t.in_batch.user_block, t.in_batch.item_block)}
+        return sorted(set(self.logit_blocks) | pairs)
 
 
 # ---- training, evaluation, export ---------------------------------------------------------

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from easyblocks.config.features import input_field_types
+from easyblocks.config.features import all_feature_configs, input_field_types
 from easyblocks.config.kwargs import message_to_kwargs
 from easyblocks.config.loader import LoadedConfig
-from easyblocks.config.specs import REGRESSION_METRICS, LossSpec, TowerSpec
+from easyblocks.config.specs import REGRESSION_METRICS, InBatchSpec, LossSpec, TowerSpec
 from easyblocks.errors import ConfigError, suggest
 from easyblocks.protos import loss_pb2
 
@@ -53,7 +53,8 @@ def _loss_specs(loss_type: int, losses, where: str = "") -> list[LossSpec]:
         weight = loss.weight
         if name == "ORDER_CALIBRATE_LOSS" and not loss.HasField("weight"):
             weight = DEFAULT_CALIBRATION_WEIGHT
-        specs.append(LossSpec(name, weight, _loss_params(name, loss, where)))
+        specs.append(LossSpec(name, weight, _loss_params(name, loss, where),
+                              item_id=loss.item_id))
     # two losses of one type in a tower get distinct names: "l2", "l2_1", ...
     seen: dict[str, int] = {}
     for spec in specs:
@@ -156,10 +157,12 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
                 prob_product_of=list(t.prob_product_of),
             ))
     else:
+        from easyblocks.config import templates
+
+        known = list(templates.BASE_CLASSES) + list(templates.registered_model_classes())
         raise ConfigError(
             f"{loaded.locate('model_class')}: model_class {model.model_class!r} is not supported"
-            f"{suggest(model.model_class, ['RankModel', 'MultiTaskModel'])}; "
-            "expected RankModel or MultiTaskModel"
+            f"{suggest(model.model_class, known)}; expected one of {', '.join(known)}"
         )
     names = [t.name for t in towers]
     by_name = {t.name: t for t in towers}
@@ -226,7 +229,53 @@ def build_tower_specs(loaded: LoadedConfig) -> list[TowerSpec]:
                 raise ConfigError(f"{loaded.locate_name('tower_name', t.name)}: tower "
                                   f"{t.name!r}: relation tower {r!r} is {what}; "
                                   "ORDER_CALIBRATE_LOSS compares probabilities of binary labels")
+    _in_batch_towers(loaded, towers)
     return towers
+
+
+def _in_batch_towers(loaded: LoadedConfig, towers: list[TowerSpec]) -> None:
+    """SOFTMAX_CROSS_ENTROPY: the softmax over in-batch negatives scores every user of the
+    batch against every item, so the tower's output block must be a two-tower similarity:
+    a block with two block inputs (the user and the item vectors, merge_inputs_into_list),
+    whose output is the logit (logit_from_backbone); its layer must score all pairs
+    (Similarity; checked when the model is built)."""
+    config = loaded.proto
+    backbone = config.model_config.backbone
+    blocks = {b.name: b for b in backbone.blocks}
+    outputs = list(backbone.output_blocks) or list(backbone.concat_blocks)
+    features = {fc.feature_name or fc.input_names[0]: fc for fc in all_feature_configs(config)
+                if fc.input_names}
+    for i, t in enumerate(towers):
+        losses = [loss for loss in t.losses if loss.loss_type == "SOFTMAX_CROSS_ENTROPY"]
+        if not losses:
+            continue
+        where = f"{loaded.locate_name('tower_name', t.name)}: tower {t.name!r}" \
+            if config.model_config.model_class != "RankModel" else \
+            f"{loaded.locate('SOFTMAX_CROSS_ENTROPY')}: tower {t.name!r}"
+        need = ("needs its logit to be a two-tower similarity: logit_from_backbone and one "
+                "backbone output block (a Similarity block) with two block inputs, the user "
+                "and the item vectors, merge_inputs_into_list")
+        if not t.logit_from_backbone or t.num_class != 1:
+            raise ConfigError(f"{where}: SOFTMAX_CROSS_ENTROPY over in-batch negatives {need}")
+        name = outputs[i] if len(outputs) == len(towers) else \
+            (outputs[0] if len(outputs) == 1 else "")
+        block = blocks.get(name)
+        inputs = [inp for inp in block.inputs if not inp.ignore_input] if block else []
+        if block is None or len(inputs) != 2 or not block.merge_inputs_into_list or any(
+                inp.WhichOneof("name") != "block_name" or inp.input_fn for inp in inputs):
+            raise ConfigError(f"{where}: SOFTMAX_CROSS_ENTROPY over in-batch negatives {need}"
+                              + (f"; output block {name!r} is not" if block else ""))
+        item = next((loss.item_id for loss in losses if loss.item_id), "")
+        if item and item not in features:
+            raise ConfigError(f"{loaded.locate_name('item_id', item)}: tower {t.name!r}: item_id "
+                              f"{item!r} is not a feature{suggest(item, features)}")
+        if item and features[item].feature_type != features[item].IdFeature:
+            raise ConfigError(f"{loaded.locate_name('item_id', item)}: tower {t.name!r}: item_id "
+                              f"{item!r} must be an IdFeature (one id per row)")
+        if any(inp.input_slice for inp in inputs):
+            raise ConfigError(f"{where}: SOFTMAX_CROSS_ENTROPY: the similarity block's inputs "
+                              "must be whole blocks (no input_slice)")
+        t.in_batch = InBatchSpec(name, inputs[0].block_name, inputs[1].block_name, item)
 
 
 def _infer_relations(loaded: LoadedConfig, towers: list[TowerSpec]) -> None:

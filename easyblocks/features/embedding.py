@@ -180,8 +180,8 @@ class FeatureGroups(keras.layers.Layer):
                  after them, then the outputs of the group's sequence_features, as in
                  EasyRec); a sequence group (one SequenceFeature without combiner) ->
                  (batch, length, dim), zeros at padded positions; a WIDE group ->
-                 (batch, num_features), each feature's 1-dimensional weight (w * x for raw
-                 features): their sum is the linear part
+                 (batch, num_features * wide_dim), each feature's wide_dim-dimensional
+                 weight (w * x for raw features): their sum is the linear part
       "lists":   group name -> list of (batch, width) tensors, in that order
       "raw":     group name -> (batch, num_features): the un-embedded bucket ids (int64)
                  or numbers (float32 when the group has raw features)
@@ -195,6 +195,8 @@ class FeatureGroups(keras.layers.Layer):
         self.group_features = {g.name: list(g.features) for g in groups.values()}
         self.group_seq_att = {g.name: list(g.seq_att) for g in groups.values()}
         self.wide_groups = {g.name for g in groups.values() if g.wide}
+        # EasyRec's wide_output_dim: one width for every WIDE group of the model
+        self.wide_dim = max([g.wide_dim for g in groups.values() if g.wide], default=1)
         wide_features = {f for g in self.wide_groups for f in self.group_features[g]}
         deep_features = {f for g in groups.values() if g.name not in self.wide_groups
                          for f in g.all_features}
@@ -204,7 +206,8 @@ class FeatureGroups(keras.layers.Layer):
             if spec.name in wide_features and spec.kind != "raw" and \
                     spec.table not in self.wide_tables:
                 self.wide_tables[spec.table] = self.add_weight(
-                    shape=(spec.num_ids, 1), initializer="zeros", name=f"wide_{spec.table}")
+                    shape=(spec.num_ids, self.wide_dim), initializer="zeros",
+                    name=f"wide_{spec.table}")
             if spec.name not in deep_features:
                 continue
             if spec.uses_table and spec.kind not in ("raw", "seq_raw") and \
@@ -233,8 +236,8 @@ class FeatureGroups(keras.layers.Layer):
             if spec.kind == "seq_raw" and spec.embedding_dim > 0 and spec.name in deep_features
         }
         self.wide_raw = {
-            spec.name: keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros",
-                                          name=f"wide_{spec.name}")
+            spec.name: keras.layers.Dense(self.wide_dim, use_bias=False,
+                                          kernel_initializer="zeros", name=f"wide_{spec.name}")
             for spec in specs.values() if spec.kind == "raw" and spec.name in wide_features
         }
         self.combiners = {}
@@ -262,7 +265,7 @@ class FeatureGroups(keras.layers.Layer):
         dims: dict[str, int | str] = {}
         for g, names in self.group_features.items():
             if g in self.wide_groups:
-                dims[g] = len(names)
+                dims[g] = len(names) * self.wide_dim
             elif any(self.specs[f].is_sequence for f in names):
                 seq = sum(self.specs[f].item_dim for f in names if self.specs[f].is_sequence)
                 dims[g] = f"length, {seq}"
@@ -316,7 +319,7 @@ class FeatureGroups(keras.layers.Layer):
         return value, None
 
     def _wide(self, spec: FeatureSpec, value: tf.Tensor) -> tf.Tensor:
-        """The feature's 1-dimensional linear weight, (batch, 1)."""
+        """The feature's linear weight, (batch, wide_dim)."""
         if spec.kind == "raw":
             return self.wide_raw[spec.name](value)
         table = self.wide_tables[spec.table]

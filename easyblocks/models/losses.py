@@ -196,3 +196,62 @@ def ziln_predictions(logits: tf.Tensor, max_sigma: float = 5.0, max_log_clip: fl
     if return_log:
         return probs, log_preds
     return probs, tf.exp(tf.clip_by_value(log_preds, -100.0, max_log_clip))
+
+
+# ---- SOFTMAX_CROSS_ENTROPY over in-batch negatives (two towers, EasyRec's DSSM) -------------
+
+def in_batch_softmax_loss(labels: tf.Tensor, pair_logits: tf.Tensor,
+                          item_ids: tf.Tensor | None = None,
+                          weights: tf.Tensor | None = None) -> tf.Tensor:
+    """Softmax cross-entropy of each positive pair against the other items of the batch.
+
+    pair_logits[i, j] scores user i with item j (every pair of the batch; the Similarity
+    block's `pair_logits`); row i's positive is its own item, column i. For every row with
+    label > 0:
+
+        loss_i = -log softmax_j(z_ij)[i] = logsumexp_j z_ij - z_ii
+
+    where the columns j != i whose item id equals row i's (the same item in another row) are
+    left out: they are not negatives. Rows with label 0 are not positives (EasyRec, whose
+    DSSM data come from a negative sampler, takes every row as one); their items still serve
+    as the other rows' negatives.
+
+    Args:
+      labels: (batch,) or (batch, 1).
+      pair_logits: (batch, batch).
+      item_ids: (batch,) ids of each row's item, or None (every other column is a negative).
+      weights: optional (batch,) sample weights (data_config.sample_weight).
+
+    Returns:
+      The mean of loss_i over the positive rows (with weights, as EasyRec:
+      sum(w_i loss_i) / sum(w_i) over them); 0 when the batch has none.
+    """
+    z = pair_logits
+    if item_ids is not None:
+        ids = tf.reshape(item_ids, [-1])
+        eye = tf.eye(tf.shape(z)[0], dtype=tf.bool)
+        same = tf.logical_and(tf.equal(ids[:, None], ids[None, :]), tf.logical_not(eye))
+        z = tf.where(same, tf.constant(-1e9, z.dtype), z)
+    log_p = tf.linalg.diag_part(tf.nn.log_softmax(z, axis=-1))
+    return _positive_mean(-log_p, labels, weights)
+
+
+def _positive_mean(values: tf.Tensor, labels: tf.Tensor,
+                   weights: tf.Tensor | None) -> tf.Tensor:
+    """Mean of values (batch,) over the rows with label > 0; with weights (batch,),
+    sum(w * value) / sum(w) over them (EasyRec's weighted list-wise losses); 0 for none."""
+    positive = tf.cast(tf.reshape(labels, [-1]) > 0, values.dtype)
+    if weights is None:
+        return tf.reduce_sum(values * positive) / tf.maximum(tf.reduce_sum(positive), 1.0)
+    w = positive * tf.reshape(tf.cast(weights, values.dtype), [-1])
+    return tf.math.divide_no_nan(tf.reduce_sum(values * w), tf.reduce_sum(w))
+
+
+def positive_similarity_hinge(labels: tf.Tensor, similarity: tf.Tensor,
+                              weights: tf.Tensor | None = None) -> tf.Tensor:
+    """EasyRec's `reg_pos_loss` beside its in-batch softmax: mean over the positive rows of
+    relu(-s(u_i, v_i)), s the towers' similarity before the temperature (a positive pair
+    should not point away); with weights (batch,), sum(w relu(-s)) / sum(w) over them. 0 when
+    the batch has no positive row. labels, similarity: (batch,) or (batch, 1)."""
+    hinge = tf.nn.relu(-tf.reshape(similarity, [-1]))
+    return _positive_mean(hinge, labels, weights)

@@ -80,8 +80,22 @@ class CTRModel(keras.Model):
         self.embedding_regularization = spec.embedding_regularization
         self.feature_groups = FeatureGroups(features, spec.groups, name="features")
         self.logit_blocks = spec.logit_blocks
-        self.backbone = Backbone(spec.backbone, name="backbone", extra_outputs=self.logit_blocks)
+        self.extra_blocks = spec.extra_blocks
+        self.backbone = Backbone(spec.backbone, name="backbone", extra_outputs=self.extra_blocks)
         self.towers = [TaskTower(t, name=f"tower_{t.name}") for t in spec.towers]
+        self.similarity_layers = {t.name: self._similarity_layer(t) for t in spec.towers
+                                  if t.in_batch}
+
+    def _similarity_layer(self, spec: TowerSpec):
+        """The layer of an in-batch softmax tower's similarity block: it scores all pairs."""
+        block = spec.in_batch.similarity_block
+        layers = self.backbone.dag.blocks[block].layers
+        if len(layers) != 1 or not hasattr(layers[0], "pair_logits"):
+            found = type(layers[0]).__name__ if layers else "no layer"
+            raise ConfigError(
+                f"tower {spec.name!r}: SOFTMAX_CROSS_ENTROPY over in-batch negatives needs block "
+                f"{block!r} to be a Similarity block (a layer with pair_logits), got {found}")
+        return layers[0]
 
     def forward(self, features: dict, training=None) -> tuple[dict, tf.Tensor]:
         """Returns (outputs, embedding_l2); through __call__, so that the losses blocks add
@@ -92,7 +106,7 @@ class CTRModel(keras.Model):
         fg = self.feature_groups(features, training=training)
         out = self.backbone(fg, training=training)
         extras = {}
-        if self.logit_blocks:
+        if self.extra_blocks:
             out, extras = out
         if isinstance(out, (list, tuple)):
             if len(out) == 1:
@@ -133,7 +147,20 @@ class CTRModel(keras.Model):
                 logits = tf.math.log(p) - tf.math.log1p(-p)
             outputs[f"logits_{name}"] = logits
             outputs[f"probs_{name}"] = probs
+            if return_aux and tower.spec.in_batch:  # for the loss only, never served
+                outputs.update(self._in_batch_outputs(tower.spec, extras, features))
         return (outputs, fg["embedding_l2"]) if return_aux else outputs
+
+    def _in_batch_outputs(self, spec: TowerSpec, extras: dict, features: dict) -> dict:
+        """Every (user, item) pair of the batch scored, the positive pairs' similarity and the
+        items' ids: what SOFTMAX_CROSS_ENTROPY over in-batch negatives reads."""
+        ib, layer = spec.in_batch, self.similarity_layers[spec.name]
+        pair = [extras[ib.user_block], extras[ib.item_block]]
+        out = {f"pair_logits_{spec.name}": layer.pair_logits(pair),
+               f"pos_similarity_{spec.name}": layer.similarity(pair)}
+        if ib.item_feature:
+            out[f"item_ids_{spec.name}"] = features[ib.item_feature]
+        return out
 
     @staticmethod
     def _logit_part(value, block: str, spec: TowerSpec):
@@ -210,15 +237,28 @@ class CTRModel(keras.Model):
                     value = L.ziln_loss(labels[spec.label], logits, p["max_sigma"],
                                         p["mu_regularization"], p["sigma_regularization"],
                                         p["classification_weight"], p["regression_weight"])
+                elif loss.loss_type == "SOFTMAX_CROSS_ENTROPY":
+                    value = L.in_batch_softmax_loss(labels[spec.label],
+                                                    outputs[f"pair_logits_{spec.name}"],
+                                                    outputs.get(f"item_ids_{spec.name}"),
+                                                    weights)
+                    # EasyRec's reg_pos_loss beside it, with the same weights (a second
+                    # in-batch loss of the tower: "reg_pos_1", like its own "..._1")
+                    reg_pos = "reg_pos" + loss.key[len("softmax_cross_entropy"):]
+                    terms[f"loss/{spec.name}/{reg_pos}"] = spec.weight * loss.weight * \
+                        L.positive_similarity_hinge(labels[spec.label],
+                                                    outputs[f"pos_similarity_{spec.name}"],
+                                                    weights)
                 else:  # ORDER_CALIBRATE_LOSS
                     value = L.order_calibrate_loss(
                         probs, [outputs[f"probs_{r}"] for r in spec.relation_tower_names]
                     )
                 terms[f"loss/{spec.name}/{loss.key}"] = spec.weight * loss.weight * value
         reg = tf.constant(0.0)
-        if self.l2_regularization:
+        kernels = self.dense_kernels() if self.l2_regularization else []
+        if kernels:  # a model may have none (EasyRec's FM: tables and a bias)
             reg += self.l2_regularization * tf.add_n(
-                [tf.reduce_sum(tf.square(v)) for v in self.dense_kernels()]
+                [tf.reduce_sum(tf.square(v)) for v in kernels]
             )
         if self.embedding_regularization:
             reg += self.embedding_regularization * embedding_l2
