@@ -88,6 +88,7 @@ def measure(configs: list[tuple[str, str]]) -> list[dict]:
     import keras
 
     from easyblocks import api
+    from easyblocks.cli import one_line
     from easyblocks.config import easyrec_check
     from easyblocks.config.loader import load_config
     from easyblocks.errors import EasyblocksError
@@ -108,10 +109,10 @@ def measure(configs: list[tuple[str, str]]) -> list[dict]:
                 api.validate_config(path)
                 result["ok"] = True
             except EasyblocksError as e:
-                result["error"] = _reason(str(e), path)
+                result["error"] = _reason(one_line(e), path)
             except Exception as e:  # an internal error: reported as such
                 result["error"] = f"internal error: {type(e).__name__}: " + \
-                    _reason(str(e).splitlines()[0] if str(e) else "", path)
+                    _reason(one_line(e), path)
             keras.backend.clear_session()
             print(f"[{i + 1}/{len(configs)}] {name}: {'OK' if result['ok'] else result['error']}",
                   file=sys.stderr, flush=True)

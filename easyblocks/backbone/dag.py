@@ -221,6 +221,13 @@ class Dag(keras.layers.Layer):
             if spec.only_output_feature_list:
                 return tensors
             if spec.only_output_3d_tensor:
+                dims = sorted({int(t.shape[-1]) for t in tensors})
+                if len(dims) > 1:  # EasyRec's tf.stack fails on these too
+                    raise ConfigError(
+                        f"{spec.where}: only_output_3d_tensor stacks the features of group "
+                        f"{group!r} into (batch, fields, dim), which needs one embedding "
+                        f"dimension; they have {', '.join(map(str, dims))}: give them one "
+                        "embedding_dim, or use only_output_feature_list")
                 return tf.stack(tensors, axis=1)
             if spec.output_2d_tensor_and_feature_list:
                 return [tensor, tensors]
