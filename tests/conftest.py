@@ -18,6 +18,7 @@ SEEDS = os.path.join(os.path.dirname(ROOT), "shared", "seeds")
 TINY_DATA = """
 data_config {
   batch_size: 4
+  num_epochs: 1
   input_fields { input_name: "clk" input_type: INT32 }
   input_fields { input_name: "buy" input_type: INT32 }
   input_fields { input_name: "user" input_type: STRING }
@@ -27,7 +28,8 @@ data_config {
 }
 feature_config {
   features { input_names: "user" feature_type: IdFeature embedding_dim: 4 hash_bucket_size: 100 }
-  features { input_names: "tags" feature_type: TagFeature embedding_dim: 4 hash_bucket_size: 50 }
+  features { input_names: "tags" feature_type: TagFeature embedding_dim: 4 hash_bucket_size: 50
+             combiner: "mean" }
   features { input_names: "price" feature_type: RawFeature }
 }
 """

@@ -142,7 +142,8 @@ def test_list_inputs_are_joined_into_one_list_as_in_easyrec():
       blocks { name: "t" inputs { feature_group_name: "b" } }
       concat_blocks: ["l", "t"]
     """)
-    with pytest.raises(ConfigError, match="concat_blocks: an input is a list of tensors"):
+    with pytest.raises(ConfigError, match="outputs a list of 2 tensors, which cannot be "
+                       "concatenated; name it in output_blocks"):
         bb(features())
 
 

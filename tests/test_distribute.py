@@ -12,7 +12,7 @@ from conftest import tiny_config
 
 from easyblocks.config.loader import parse_config_text
 from easyblocks.config.resolve import resolve
-from easyblocks.data.csv_input import CSVInput
+from easyblocks.data.csv_input import CSVInput, count_rows
 from easyblocks.errors import ConfigError
 from easyblocks.features.embedding import _table_creation, creating_table
 from easyblocks.features.preprocess import Preprocessor
@@ -22,10 +22,9 @@ from easyblocks.train.distribute import (
     TablePartitioner,
     check_cluster,
     check_port_free,
-    count_rows,
     read_tf_config,
     shard_input,
-    steps_for_epochs,
+    steps_per_epoch,
 )
 
 CLUSTER = {"chief": ["127.0.0.1:2000"], "worker": ["127.0.0.1:2001", "127.0.0.1:2002"],
@@ -138,6 +137,27 @@ def test_other_easyrec_strategies_are_refused_with_the_reason(name, why):
         "MultiWorkerMirroredStrategy, PSStrategy)" in message
 
 
+def test_memory_limit_is_per_parameter_server_when_training(monkeypatch):
+    from easyblocks.config.checks import check_memory
+
+    text = strategy_config("PSStrategy").replace("embedding_dim: 4 hash_bucket_size: 100",
+                                                 "embedding_dim: 1000000 hash_bucket_size: 1000")
+    assert "embedding_dim: 1000000" in text  # 3.7 GiB of table, 11.2 with Adam's slots
+    spec = resolve(parse_config_text(text, "t.config"))
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match=r"need 11.2 GiB with the optimizer's slots .*above "
+                                          "the limit of 8 GiB"):
+        check_memory(spec, None, training=True)
+    check_memory(spec, None, training=True, num_ps=2)  # 5.6 GiB on each
+    with pytest.raises(ConfigError, match=r"5.59 GiB on each of 2 ps\), above the limit of "
+                                          "4 GiB.*add ps tasks"):
+        check_memory(spec, 4, training=True, num_ps=2)
+    monkeypatch.setenv("TF_CONFIG", tf_config())  # 2 ps
+    check_memory(spec, None, training=True)
+    with pytest.raises(ConfigError, match=r"need 3.73 GiB \("):  # evaluated in one process
+        check_memory(spec, 2, training=False)
+
+
 def test_shard_by_file_when_enough_files_else_by_row():
     files = ["a", "b", "c", "d", "e"]
     assert shard_input(files, 1, 0) == (files, None)
@@ -157,16 +177,16 @@ def write_rows(path, rows: int, header: bool = False, last_newline: bool = True)
 def test_count_rows(tmp_path):
     a = write_rows(tmp_path / "a.csv", 7)
     b = write_rows(tmp_path / "b.csv", 4, header=True, last_newline=False)
-    assert count_rows([a], False, None) == 7
-    assert count_rows([b], True, None) == 4
-    assert count_rows([a, b], True, None) == 7 - 1 + 4  # a's first row read as a header
-    assert [count_rows([a], False, (3, i)) for i in range(3)] == [3, 2, 2]
+    assert count_rows([a], [0], None) == 7
+    assert count_rows([b], [1], None) == 4  # its header line is not a row
+    assert count_rows([a, b], [0, 1], None) == 7 + 4
+    assert [count_rows([a], [0], (3, i)) for i in range(3)] == [3, 2, 2]
 
 
-def test_steps_for_epochs_leave_only_the_last_partial_batch():
-    assert steps_for_epochs(rows=1000, num_epochs=1, batch_size=64, local_replicas=1) == 15
-    assert steps_for_epochs(rows=1000, num_epochs=3, batch_size=64, local_replicas=2) == 23
-    assert steps_for_epochs(rows=10, num_epochs=1, batch_size=64, local_replicas=1) == 0
+def test_steps_per_epoch_leave_only_the_last_partial_batches():
+    assert steps_per_epoch(rows=1000, batch_size=64, local_replicas=1) == 15
+    assert steps_per_epoch(rows=1000, batch_size=64, local_replicas=2) == 7
+    assert steps_per_epoch(rows=10, batch_size=64, local_replicas=1) == 0
 
 
 def test_row_shards_read_every_row_once(tmp_path):
@@ -177,10 +197,30 @@ def test_row_shards_read_every_row_once(tmp_path):
     seen = []
     for index in range(3):
         ds = reader.dataset([path], 4, training=True, row_shard=(3, index))
-        part = [u.decode() for _, _, cols in ds for u in cols["user"].numpy()]
-        assert len(part) == count_rows([path], False, (3, index))
+        part = [u.decode() for _, _, cols, _ in ds for u in cols["user"].numpy()]
+        assert len(part) == count_rows([path], [0], (3, index)) == \
+            reader.count_rows([path], row_shard=(3, index))
         seen += part
     assert sorted(seen) == sorted(f"u{i}" for i in range(23))
+    # held-out rows are neither trained nor counted; each process counts its own part
+    kept = reader.count_rows([path], holdout_fraction=0.3)
+    assert 0 < kept < 23
+    assert sum(reader.count_rows([path], 0.3, (3, i)) for i in range(3)) == kept
+
+
+def test_synchronous_epochs_are_full_batches_of_the_same_count(tmp_path):
+    """batches_per_epoch: every epoch is that many full batches, with its position, on
+    every process (what synchronous replicas need to stay in step)."""
+    path = write_rows(tmp_path / "rows.csv", 23)
+    spec = resolve(parse_config_text(strategy_config("MultiWorkerMirroredStrategy"), "t.config"))
+    reader = CSVInput(spec.data, Preprocessor(spec.features), spec.labels, ["user"])
+    ds = reader.dataset([path], 4, training=True, num_epochs=2, row_shard=(2, 1),
+                        batches_per_epoch=2)
+    elements = list(ds)
+    assert [tuple(int(p) for p in e[3]) for e in elements] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert all(len(e[2]["user"]) == 4 for e in elements)
+    users = [u.decode() for e in elements for u in e[2]["user"].numpy()]
+    assert len(set(users[:8])) == 8 and all(int(u[1:]) % 2 == 1 for u in users)
 
 
 def test_only_tables_are_partitioned():

@@ -1,5 +1,7 @@
 """Real clusters on localhost: MultiWorkerMirroredStrategy, MirroredStrategy over two logical
-CPU devices, parameter servers, a worker killed and the job restarted.
+CPU devices, parameter servers, a worker killed and the job restarted; under
+MultiWorkerMirroredStrategy also evaluation during training with early stopping, a stop
+signal to one worker and the non-finite loss guard.
 
 Every cluster is started by `easyblocks cluster-local` (free ports on 127.0.0.1) in its own
 process group, with a time limit; the group is killed when a test ends, however it ends.
@@ -12,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -318,3 +321,141 @@ def test_wrong_tf_config_is_one_line(tmp_path, small_config, tf_config, message)
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert lines == [f"easyblocks: error: {message.format(port=port)}"], r.stderr
     assert not os.path.exists(tmp_path / "m")
+
+
+def start_tasks(tmp_path, processes, *args, workers: int = 2) -> list:
+    """A MultiWorkerMirroredStrategy cluster of `workers` processes started directly (not by
+    cluster-local, which stops the others when one ends): [(name, process, log path)]."""
+    from easyblocks.tools.cluster_local import cluster_jobs
+
+    jobs = cluster_jobs(workers, 0)
+    tasks = []
+    for job, addresses in jobs.items():
+        for index in range(len(addresses)):
+            name = "chief" if job == "chief" else f"worker {index}"
+            path = tmp_path / f"{name.replace(' ', '_')}.log"
+            env = dict(ENV, TF_CONFIG=json.dumps({"cluster": jobs,
+                                                  "task": {"type": job, "index": index}}))
+            with open(path, "w") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "easyblocks.cli", "train", *args], cwd=ROOT, env=env,
+                    stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            processes.append(proc)
+            tasks.append((name, proc, path))
+    return tasks
+
+
+def test_two_workers_evaluate_during_training_and_stop_early_together(tmp_path, processes):
+    """Evaluation every epoch with early stopping (patience 3) on data a small MLP overfits:
+    the chief alone evaluates and keeps model_dir/best, the worker waits for each of its
+    decisions; both stop after the same step; the final report is the best checkpoint's
+    and equals evaluating it in one process."""
+    from test_evaluation_during_training import ADAM, write_run
+
+    from easyblocks import api
+
+    patience = 3
+    config = write_run(tmp_path, f"train_config {{ {ADAM} save_checkpoints_steps: 1000 "
+                       "log_step_count_steps: 1000 }\n"
+                       'export_config { best_exporter_metric: "logloss" '
+                       f"early_stop_patience: {patience} }}\n", num_epochs=40)
+    model_dir = tmp_path / "m"
+    proc = start(processes, "--workers", "2", "--config", config, "--set",
+                 "train_config { train_distribute: MultiWorkerMirroredStrategy }")
+    out = finish(proc, timeout=400)
+    assert proc.returncode == 0, out
+    # 64 rows in 2 parts of 32, batch 8 per worker: epochs of 4 steps of 16 rows
+    assert "[chief] " in out and "epochs of 4 steps of 8 x 2 rows" in out, out
+    assert "[worker 0] " in out and "worker 0: the chief evaluates every epoch; this worker " \
+        "waits for it then" in out
+    evals = re.findall(r"^\[(\w+(?: \d)?)\] \S+ eval at step (\d+) ", out, re.M)
+    assert evals and {role for role, _ in evals} == {"chief"}
+    history = json.loads((model_dir / "best" / "history.json").read_text())
+    steps = [e["step"] for e in history["evaluations"]]
+    assert steps == [4 * (i + 1) for i in range(len(steps))] == [int(s) for _, s in evals]
+    values = [e["value"] for e in history["evaluations"]]
+    best = min(range(len(values)), key=values.__getitem__)
+    assert len(values) == best + 1 + patience < 40  # stopped early, on both
+    stop = steps[-1]
+    assert re.search(rf"\[chief\] .*early stopping at step {stop}:", out)
+    for role in ("chief", "worker 0"):
+        assert re.search(rf"\[{role}\] .*training done at step {stop};", out), out
+    assert len(set(checksums(out).values())) == 1
+    results = json.loads((model_dir / "eval_results.json").read_text())
+    assert results["selection"]["stopped_early"]["step"] == stop
+    assert results["step"] == steps[best] and results["checkpoint"] == str(
+        model_dir / "best" / f"ckpt-{steps[best]}")
+    fresh = api.evaluate(config, checkpoint="best")  # one process, no strategy
+    for metric in ("auc", "logloss"):
+        assert fresh["towers"]["clk"]["overall"][metric] == pytest.approx(
+            results["towers"]["clk"]["overall"][metric], abs=1e-6)
+    # only the chief wrote into model_dir: its lock (released), checkpoints, best, summaries
+    assert (model_dir / ".easyblocks.lock").read_text() == ""
+    assert sorted(p.name for p in model_dir.iterdir() if p.is_dir()) == ["best", "eval",
+                                                                         "train"]
+
+
+def test_a_signal_to_one_worker_stops_every_worker_after_the_same_step(tmp_path, small_config,
+                                                                        processes):
+    """SIGTERM to the non-chief worker only: its vote travels in the next step's all-reduce,
+    both stop after that step, the chief saves its checkpoint there (the worker exits with
+    128 + SIGTERM, the chief with 2), and the job resumes from it."""
+    model_dir = tmp_path / "sig"
+    args = ["--config", small_config, "--model_dir", str(model_dir), "--set",
+            "train_config { train_distribute: MultiWorkerMirroredStrategy "
+            "save_checkpoints_steps: 0 log_step_count_steps: 1 }"]
+    (_, chief, chief_log), (_, worker, worker_log) = start_tasks(
+        tmp_path, processes, *args, "--num_steps", "3000")
+    deadline = time.monotonic() + 240
+    while " step 5 |" not in worker_log.read_text():
+        assert time.monotonic() < deadline and worker.poll() is None, worker_log.read_text()
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGTERM)
+    chief.wait(timeout=120)
+    worker.wait(timeout=120)
+    chief_out, worker_out = chief_log.read_text(), worker_log.read_text()
+    assert worker.returncode == 128 + signal.SIGTERM, worker_out
+    assert chief.returncode == 2, chief_out
+    mine = re.search(r"training stopped by SIGTERM at step (\d+); checkpoint (\S+) \(the "
+                     r"chief's\) saved", worker_out)
+    other = re.search(r"training stopped at step (\d+): another worker of the cluster was "
+                      r"asked to stop; checkpoint (\S+) saved", chief_out)
+    assert mine and other, (worker_out, chief_out)
+    step = int(mine.group(1))
+    assert int(other.group(1)) == step and 5 <= step < 3000
+    assert mine.group(2) == other.group(2) == str(model_dir / f"ckpt-{step}")
+    assert os.path.exists(f"{model_dir}/ckpt-{step}.index")
+    assert "evaluation at step" not in chief_out
+    again = tmp_path / "again"
+    again.mkdir()
+    tasks = start_tasks(again, processes, *args, "--num_steps", str(step + 2))
+    for _, proc, log in tasks:
+        proc.wait(timeout=300)
+        out = log.read_text()
+        assert proc.returncode == 0, out
+        assert f"resumed from {model_dir}/ckpt-{step} at step {step}" in out, out
+        assert f"training done at step {step + 2};" in out
+
+
+def test_a_non_finite_loss_stops_every_worker_at_the_same_step(tmp_path, small_config,
+                                                               processes):
+    """A learning rate of 1e30: the guard sees the step's all-reduced loss, the same on
+    every worker, so both stop at the same progress line, before any checkpoint."""
+    model_dir = tmp_path / "nan"
+    tasks = start_tasks(
+        tmp_path, processes, "--config", small_config, "--model_dir", str(model_dir),
+        "--num_steps", "30", "--set", "train_config { train_distribute: "
+        "MultiWorkerMirroredStrategy save_checkpoints_steps: 20 log_step_count_steps: 1 "
+        "optimizer_config { adam_optimizer { learning_rate { constant_learning_rate { "
+        "learning_rate: 1e30 } } } } }")
+    stops = []
+    for _, proc, log in tasks:
+        proc.wait(timeout=300)
+        out = log.read_text()
+        assert proc.returncode == 2, out
+        m = re.search(r"easyblocks: error: training stopped: a non-finite loss at step (\d+) "
+                      r"\(loss/\S+ (?:nan|inf)", out)
+        assert m and "no checkpoint was written" in out, out
+        stops.append(int(m.group(1)))
+    assert len(set(stops)) == 1 and stops[0] < 20
+    assert not list(model_dir.glob("ckpt-*"))

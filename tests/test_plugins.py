@@ -468,6 +468,7 @@ RELOAD = textwrap.dedent("""
 @pytest.mark.slow
 def test_plugin_block_trains_resumes_exports_and_serves_without_plugin(plugin_dir, tmp_path):
     from easyblocks.data.csv_input import CSVInput
+    from easyblocks.models.checkpoints import checkpoint_key
     from easyblocks.models.state import ModelState
 
     plugin_dir("eb_test_e2e.blocks")
@@ -500,9 +501,9 @@ def test_plugin_block_trains_resumes_exports_and_serves_without_plugin(plugin_di
     trainer = ModelState(api.resolve(config), model_dir=model_dir)
     trainer.restore(required=True)
     mix = trainer.model.backbone.dag.blocks["mix"].steps[0].layers[0]
-    # model variables are checkpointed by position (see ModelVariables in train/loop.py)
-    index = next(i for i, v in enumerate(trainer.model.variables) if v is mix.w)
-    key = f"model/variables_in_order/{index}/.ATTRIBUTES/VARIABLE_VALUE"
+    # model variables are checkpointed by stable names (see models/checkpoints.py)
+    assert trainer.key_of(mix.w) == "backbone/dag/mix/w"
+    key = checkpoint_key(trainer.key_of(mix.w))
     np.testing.assert_array_equal(reader.get_tensor(key), mix.w.numpy())
     assert not np.array_equal(mix.w.numpy(), np.ones(2))  # trained, not the initial value
 

@@ -83,11 +83,11 @@ def test_sequence_feature_keeps_order_pads_and_truncates():
     np.testing.assert_array_equal(out["raw"]["hist"].numpy(), ids)
 
 
-def test_sequence_feature_must_be_alone_in_its_group():
-    with pytest.raises(ConfigError, match="a SequenceFeature must be alone in a DEEP group"):
+def test_a_sequence_beside_other_features_is_read_only_as_seq_and_normal():
+    with pytest.raises(ConfigError, match="holds SequenceFeatures .* output_seq_and_normal"):
         build("""
           feature_groups { group_name: "mixed" feature_names: ["hist", "user"] }
-          backbone { blocks { name: "x" inputs { feature_group_name: "all" } } }
+          backbone { blocks { name: "x" inputs { feature_group_name: "mixed" } } }
         """, extra=SEQ)
 
 

@@ -8,6 +8,7 @@ the inputs and every check of the structure come from `easyblocks.config.dag`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,9 +18,11 @@ import tensorflow as tf
 from easyblocks.backbone.transforms import compile_expression
 from easyblocks.blocks.mlp import MLP
 from easyblocks.blocks.registry import create_layer
+from easyblocks.config.checks import check_slice_against_shape
 from easyblocks.config.slicing import apply_slice
 from easyblocks.config.specs import BackboneSpec, BlockSpec, DagSpec, InputSpec, StepSpec
-from easyblocks.errors import ConfigError
+from easyblocks.errors import ConfigError, EasyblocksError
+from easyblocks.features.embedding import InputLayerOptions
 
 
 def _concat(values: list, axis: int, where: str, join_lists: bool = False):
@@ -112,6 +115,12 @@ class _Block:
         single = len(spec.steps) == 1
         self.steps = [_Step(s, spec.name if single else f"{spec.name}_{i}", spec.where)
                       for i, s in enumerate(spec.steps)]
+        # an input_layer's do_batch_norm / do_layer_norm / dropout (EasyRec's input layer)
+        self.input_options = InputLayerOptions(
+            spec.input_norm, spec.dropout_rate, spec.feature_dropout_rate,
+            per_feature=spec.only_output_feature_list or spec.only_output_3d_tensor
+            or spec.output_2d_tensor_and_feature_list,
+            name=f"{spec.name}_input_layer") if spec.has_input_options else None
 
     @property
     def layers(self) -> list:
@@ -136,7 +145,8 @@ class Dag(keras.layers.Layer):
         self.extra_outputs = list(extra_outputs)
         self.blocks: dict[str, _Block] = {name: _Block(b) for name, b in spec.blocks.items()}
         # tracked by Keras, so that the blocks' weights are this layer's weights
-        self.tracked_layers = [layer for b in self.blocks.values() for layer in b.layers]
+        self.tracked_layers = [layer for b in self.blocks.values() for layer in b.layers] + [
+            b.input_options for b in self.blocks.values() if b.input_options is not None]
 
     @property
     def order(self) -> list[str]:
@@ -200,13 +210,28 @@ class Dag(keras.layers.Layer):
 
     def _run_block(self, block: _Block, values, features, package_input, training):
         spec = block.spec
-        if spec.kind == "input_layer":
+        if spec.kind == "input_layer":  # EasyRec's precedence of the output options
             group = spec.inputs[0].name
-            if spec.only_output_3d_tensor:
-                return tf.stack(features["lists"][group], axis=1)
+            if spec.output_seq_and_normal_feature:
+                seq, lengths, target = features["seq_and_normal"][group]
+                return [seq, lengths] if target is None else [seq, lengths, target]
+            tensor, tensors = features["groups"][group], list(features["lists"][group])
+            if block.input_options is not None:
+                tensor, tensors = block.input_options(tensor, tensors, training=training)
             if spec.only_output_feature_list:
-                return list(features["lists"][group])
-            return features["groups"][group]
+                return tensors
+            if spec.only_output_3d_tensor:
+                dims = sorted({int(t.shape[-1]) for t in tensors})
+                if len(dims) > 1:  # EasyRec's tf.stack fails on these too
+                    raise ConfigError(
+                        f"{spec.where}: only_output_3d_tensor stacks the features of group "
+                        f"{group!r} into (batch, fields, dim), which needs one embedding "
+                        f"dimension; they have {', '.join(map(str, dims))}: give them one "
+                        "embedding_dim, or use only_output_feature_list")
+                return tf.stack(tensors, axis=1)
+            if spec.output_2d_tensor_and_feature_list:
+                return [tensor, tensors]
+            return tensor
         if spec.kind == "raw_input":
             group = spec.inputs[0].name
             raw = features["raw"][group]
@@ -218,6 +243,9 @@ class Dag(keras.layers.Layer):
         for inp, fn in zip(spec.inputs, block.input_fns):
             v = self._input_value(inp, values, features, package_input, training)
             if inp.index is not None:
+                if not isinstance(v, (list, tuple)):  # a tensor: its width is known now
+                    shape = (None,) * (len(v.shape) - 1) + tuple(v.shape[-1:])
+                    check_slice_against_shape(inp.index, shape, spec.where)
                 v = apply_slice(v, inp.index)
             if fn is not None:
                 v = fn(v)
@@ -242,13 +270,11 @@ class Dag(keras.layers.Layer):
             block = self.blocks[name]
             try:
                 values[name] = self._run_block(block, values, features, package_input, training)
-            except ConfigError:
+            except EasyblocksError:
                 raise
-            except (ValueError, TypeError, IndexError, tf.errors.InvalidArgumentError) as e:
-                if tf.executing_eagerly() or not tf.inside_function():
-                    raise ConfigError(f"{block.where} ({block.spec.class_name}): "
-                                      f"{_first_line(e)}") from e
-                raise
+            except Exception as e:  # the block's own error: one line naming the block
+                raise ConfigError(f"{block.where} ({block.spec.class_name}): "
+                                  f"{type(e).__name__}: {_first_line(e)}") from e
         return values
 
     def call(self, features: dict, package_input=None, training=None):
@@ -259,6 +285,14 @@ class Dag(keras.layers.Layer):
                 v = values[name]
                 out.extend(v if isinstance(v, (list, tuple)) else [v])
         else:
+            for n in self.spec.outputs:
+                if isinstance(values[n], (list, tuple)):
+                    raise ConfigError(
+                        f"{self.spec.blocks[n].where}: {self.spec.name} concat_blocks: block "
+                        f"{n!r} outputs a list of {len(values[n])} tensors, which cannot be "
+                        "concatenated; name it in output_blocks instead (its tensors go to the "
+                        "task towers in order), or pick one tensor in a block with "
+                        "input_slice: \"[0]\"")
             out = _concat([values[n] for n in self.spec.outputs], -1,
                           f"{self.spec.name} concat_blocks")
         if self.extra_outputs:
@@ -266,12 +300,18 @@ class Dag(keras.layers.Layer):
         return out
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _first_line(e: BaseException) -> str:
-    """The first meaningful line of an exception's message (Keras wraps errors raised in a
-    layer's call in a multi-line banner)."""
-    text = str(e).strip()
+    """The first meaningful line of an exception's message, without terminal colours (Keras
+    wraps errors raised in a layer's call in a multi-line banner with ANSI codes)."""
+    text = _ANSI.sub("", str(e)).strip()
     for line in text.splitlines():
         line = line.strip().strip("'\"")
+        # TensorFlow's op errors start with "{{function_node ...}}" and end with "[Op:Name]"
+        line = re.sub(r"^\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]( name: \S*)?$", "",
+                      line)
         if line and not line.startswith("Exception encountered when calling"):
             return line
     return type(e).__name__

@@ -2,12 +2,14 @@
 
 from easyblocks.blocks import (  # noqa: F401  (importing a module registers its blocks)
     apg,
+    attention,
     auxiliary,
     cross,
     din,
     fibinet,
     gates,
     interaction,
+    linear,
     masknet,
     mlp,
     mlr,

@@ -3,7 +3,8 @@
 Three routes, all equivalent (each just imports a module whose `@register_block`
 decorators run):
 
-- the config's `plugins: "my_team.blocks"` (repeated);
+- the config's `plugins: "my_team.blocks"` (repeated; module names only: a config runs no
+  file of its own unless the command line passes --allow-config-plugins);
 - the command line's `--plugin my_team.blocks` or `--plugin path/to/blocks.py` (repeatable);
 - an installed distribution's entry point in the group `easyblocks.blocks`, found
   automatically, e.g. in its pyproject.toml:
@@ -108,6 +109,11 @@ def load_plugin(name: str) -> None:
             importlib.import_module(name)
     except ConfigError:  # e.g. a block name registered twice: already names both
         raise
+    except SystemExit as e:  # a plugin must not end the process
+        root = os.path.abspath(name) if _is_path(name) else _package_root(name)
+        raise ConfigError(f"plugin {name!r} called sys.exit({e.code!r}) while being imported"
+                          f"{_raised_at(e, root)}; a plugin module defines and registers "
+                          "blocks, it must not exit") from e
     except Exception as e:  # report the plugin's own error, not "unknown class_name"
         hint = ""
         if isinstance(e, ModuleNotFoundError) and e.name and \
@@ -139,7 +145,7 @@ def load_entry_points() -> None:
                     registry.register_block(ep.name)(obj)
             except ConfigError:
                 raise
-            except Exception as e:
+            except (Exception, SystemExit) as e:
                 raise _error(
                     f"plugin entry point {ep.name!r} = {ep.value!r} (group "
                     f"{ENTRY_POINT_GROUP}, distribution {dist_name})", "load", e,

@@ -47,9 +47,9 @@ def order_blocks(blocks, group_names, package_names, locate: Locate = _no_locate
         where = f"{locate('name', proto.name)}: block {proto.name!r}"
         if proto.name in block_names:
             raise ConfigError(f"{where}: duplicate block name in the {what}")
-        if proto.name in group_names and not _reads_own_group(proto):
+        if proto.name in group_names and proto.WhichOneof("layer") not in _GROUP_READERS:
             raise ConfigError(f"{where}: a block may not have the name of a feature group "
-                              "(except an input_layer or raw_input block reading that group)")
+                              "(only an input_layer / raw_input block may)")
         if proto.name in package_names:
             raise ConfigError(f"{where}: a block may not have the name of a package")
         block_names.append(proto.name)
@@ -69,12 +69,22 @@ def order_blocks(blocks, group_names, package_names, locate: Locate = _no_locate
                     raise ConfigError(f"{locate('block_name', target)}: block {proto.name!r} "
                                       f"takes input {target!r}, which is not a block{hint}")
                 graph.add_edge(target, proto.name)
+            elif which == "feature_group_name" and proto.WhichOneof("layer") in _GROUP_READERS:
+                if target not in group_names:
+                    raise ConfigError(f"{locate('feature_group_name', target)}: block "
+                                      f"{proto.name!r} reads feature group {target!r}, which "
+                                      f"is not defined{suggest(target, group_names)}")
+            elif which == "feature_group_name" and target in known:
+                # EasyRec: a block named like the group (an input_layer / raw_input block)
+                # comes first; its output, with its options, is the input
+                if target == proto.name:
+                    raise ConfigError(f"{locate('feature_group_name', target)}: block "
+                                      f"{proto.name!r} takes its own output as input")
+                graph.add_edge(target, proto.name)
             elif which == "feature_group_name" and target not in group_names:
-                hint = " (it is a block: use block_name)" if target in known \
-                    else suggest(target, names)
                 raise ConfigError(f"{locate('feature_group_name', target)}: block "
                                   f"{proto.name!r} takes feature group {target!r}, which is "
-                                  f"not defined{hint}")
+                                  f"not defined{suggest(target, names)}")
             elif which == "package_name":
                 if target not in package_names:
                     raise ConfigError(f"{locate('package_name', target)}: block {proto.name!r} "
@@ -97,13 +107,6 @@ def order_blocks(blocks, group_names, package_names, locate: Locate = _no_locate
     position = {n: i for i, n in enumerate(block_names)}
     order = list(nx.lexicographical_topological_sort(graph, key=lambda n: position[n]))
     return order, graph
-
-
-def _reads_own_group(proto: Any) -> bool:
-    kind = proto.WhichOneof("layer")
-    return kind in _GROUP_READERS and len(proto.inputs) == 1 and \
-        proto.inputs[0].WhichOneof("name") == "feature_group_name" and \
-        proto.inputs[0].feature_group_name == proto.name
 
 
 def layer_spec(keras_layer: Any, where: str) -> LayerSpec:
@@ -153,21 +156,30 @@ def _step_spec(proto: Any, where: str) -> StepSpec:
     raise ConfigError(f"{where}: unsupported layer kind {kind!r}")
 
 
-def block_spec(proto: Any, where: str) -> BlockSpec:
-    """A Block message -> BlockSpec: its inputs, slices, expressions and steps, checked."""
+def block_spec(proto: Any, where: str, block_names=()) -> BlockSpec:
+    """A Block message -> BlockSpec: its inputs, slices, expressions and steps, checked.
+
+    block_names: the DAG's blocks; a `feature_group_name` that names one of them (an
+    input_layer / raw_input block named like its group, EasyRec's style) is that block's
+    output, except for the input_layer / raw_input block itself.
+    """
+    kind = proto.WhichOneof("layer")
     inputs = []
     for inp in proto.inputs:
         which = inp.WhichOneof("name")
         if which is None:
             raise ConfigError(f"{where}: an input names nothing (set feature_group_name, "
                               "block_name, package_name or use_package_input)")
+        input_kind = _INPUT_KINDS[which]
+        if input_kind == "group" and inp.feature_group_name in block_names \
+                and kind not in _GROUP_READERS:
+            input_kind = "block"
         inputs.append(InputSpec(
-            kind=_INPUT_KINDS[which],
+            kind=input_kind,
             name="" if which == "use_package_input" else getattr(inp, which),
             index=parse_slice(inp.input_slice, where) if inp.input_slice else None,
             fn=_check_fn(inp.input_fn, where), ignore=inp.ignore_input,
             package_input=inp.package_input or None))
-    kind = proto.WhichOneof("layer")
     if proto.layers and kind is not None:
         raise ConfigError(f"{where}: set either `layers` or one layer, not both")
     common = dict(name=proto.name, where=where, inputs=tuple(inputs),
@@ -178,8 +190,20 @@ def block_spec(proto: Any, where: str) -> BlockSpec:
         if len(inputs) != 1 or inputs[0].kind != "group":
             raise ConfigError(f"{where}: {kind} takes exactly one feature_group_name input")
         opts = proto.input_layer
+        if opts.do_batch_norm and opts.do_layer_norm:
+            raise ConfigError(f"{where}: input_layer cannot set both do_batch_norm and "
+                              "do_layer_norm")
+        for name in ("dropout_rate", "feature_dropout_rate"):
+            if not 0.0 <= getattr(opts, name) < 1.0:
+                raise ConfigError(f"{where}: input_layer {name} must be in [0, 1), got "
+                                  f"{getattr(opts, name)}")
+        norm = "batch" if opts.do_batch_norm else "layer" if opts.do_layer_norm else ""
         return BlockSpec(kind=kind, only_output_feature_list=opts.only_output_feature_list,
-                         only_output_3d_tensor=opts.only_output_3d_tensor, **common)
+                         only_output_3d_tensor=opts.only_output_3d_tensor,
+                         output_2d_tensor_and_feature_list=opts.output_2d_tensor_and_feature_list,
+                         output_seq_and_normal_feature=opts.output_seq_and_normal_feature,
+                         input_norm=norm, dropout_rate=opts.dropout_rate,
+                         feature_dropout_rate=opts.feature_dropout_rate, **common)
     if proto.layers:
         steps = tuple(_step_spec(layer, where) for layer in proto.layers)
     elif kind is not None:
@@ -195,7 +219,8 @@ def dag_spec(blocks, output_blocks, concat_blocks, group_names, package_names,
     """One DAG's spec: ordered blocks and the outputs (the leaves, with a warning, when
     neither output_blocks nor concat_blocks is set)."""
     order, graph = order_blocks(blocks, group_names, package_names, locate, what)
-    specs = {p.name: block_spec(p, f"{locate('name', p.name)}: block {p.name!r}")
+    names = [p.name for p in blocks]
+    specs = {p.name: block_spec(p, f"{locate('name', p.name)}: block {p.name!r}", names)
              for p in blocks}
     for name in list(output_blocks) + list(concat_blocks):
         if name not in specs:

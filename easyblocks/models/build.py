@@ -19,10 +19,21 @@ def dummy_columns(spec: PipelineSpec, batch: int = 4) -> dict[str, tf.Tensor]:
     """A small synthetic batch of raw columns (for creating weights and `validate`)."""
     cols = {}
     raw_dims = {s.column: s.raw_dim for s in spec.features.values() if s.kind == "raw"}
+    # string columns holding numbers: numeric sequences, integer tags, expression inputs
+    number_lists = {s.column: s.separator for s in spec.features.values()
+                    if s.kind == "seq_raw" or s.boundaries and s.kind == "seq"
+                    or s.kind in ("tag", "seq") and s.num_buckets and not s.combo_columns}
+    numbers = {c for s in spec.features.values() if s.expression is not None
+               for c in s.input_columns}
     for f in spec.data.fields:
         if f.is_string and f.name in raw_dims:
             value = "|".join(["0.5"] * raw_dims[f.name])
             cols[f.name] = tf.constant([value] * batch)
+        elif f.is_string and f.name in number_lists:
+            sep = number_lists[f.name]
+            cols[f.name] = tf.constant([f"{i}{sep}{i + 1}" for i in range(batch)])
+        elif f.is_string and f.name in numbers:
+            cols[f.name] = tf.constant([str(i) for i in range(batch)])
         elif f.is_string:
             cols[f.name] = tf.constant([f"v{i}|w{i}" for i in range(batch)])
         elif f.is_float:

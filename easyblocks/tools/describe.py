@@ -31,11 +31,16 @@ class ModelInfo:
     output_kind: str  # "output_blocks" or "concat_blocks"
     towers: list  # TowerSpec
     total_params: int
+    model_class: str = "RankModel"
+    expanded_from: str | None = None  # the model class template, e.g. "DeepFM"
 
 
 def _shape(value) -> str:
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_shape(v) for v in value) + "]"
+        shapes = [_shape(v) for v in value]
+        if len(shapes) > 3 and len(set(shapes)) == 1:  # e.g. a group's feature list
+            return f"[{len(shapes)} x {shapes[0]}]"
+        return "[" + ", ".join(shapes) + "]"
     return "(" + ", ".join("batch" if i == 0 else str(d) for i, d in enumerate(value.shape)) + ")"
 
 
@@ -64,6 +69,8 @@ def describe(spec: PipelineSpec) -> ModelInfo:
         output_kind=dag.spec.output_kind,
         towers=spec.towers,
         total_params=int(sum(np.prod(v.shape) for v in model.weights)),
+        model_class=spec.model.model_class,
+        expanded_from=spec.model.expanded_from,
     )
 
 
@@ -81,6 +88,9 @@ def format_table(info: ModelInfo) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if info.expanded_from:
+        lines.insert(0, f"model_class {info.expanded_from}: expanded into a {info.model_class} "
+                        "with these blocks (easyblocks validate --expand prints its config)")
     lines.append(f"{info.output_kind}: {', '.join(info.outputs)}")
     lines.append("")
     lines.append("tower            label            losses")

@@ -375,42 +375,63 @@ class Distribution:
             digest.update(v.numpy().tobytes())
         log.info("%s: variables checksum %s", self.cluster.name, digest.hexdigest()[:16])
 
-    def replica_batches(self, dataset: tf.data.Dataset):
-        """Batches of this process's `dataset` for its local replicas: the batch itself with
-        one local replica (each worker of MultiWorkerMirroredStrategy feeds its own), else
-        one batch per local replica, as distributed values.
+    def replica_batches(self, elements, local: int):
+        """Steps of this process's `elements` ((features, labels, columns, position), full
+        batches) for its `local` replicas: the element itself with one local replica (each
+        worker of MultiWorkerMirroredStrategy feeds its own), else `local` consecutive
+        batches as distributed values, with the position of the first (the epoch, and the
+        step's index in it).
 
         TensorFlow's distributed datasets are not used: their iterator, released at the end
         of training, waited 10 to 100 s for tf.data's autotuning thread on a worker here,
         while this process's own pipeline runs without that thread (`input_options`).
         """
-        local = self.strategy.num_replicas_in_sync // self.num_input_pipelines
-        it = iter(dataset)
+        it = iter(elements)
         while True:
             try:
-                elements = [next(it) for _ in range(local)]
+                group = [next(it) for _ in range(local)]
             except StopIteration:
                 return
             if local == 1:
-                yield elements[0]
-            else:
-                yield self.strategy.experimental_distribute_values_from_function(
-                    lambda ctx, e=elements: e[ctx.replica_id_in_sync_group])
+                yield group[0]
+                continue
+            features, labels = (self.strategy.experimental_distribute_values_from_function(
+                lambda ctx, i=i, g=group: g[ctx.replica_id_in_sync_group][i]) for i in (0, 1))
+            epoch, index = group[0][3]
+            yield features, labels, group[0][2], (epoch, index // local)
 
     def barrier(self) -> None:
         """Returns once every worker of a multi-worker synchronous cluster has called it (the
         chief after its evaluation, the others after training): a worker that exits earlier
         is reported by TensorFlow on the chief as a crashed task."""
-        if not self.parameter_servers and self.num_input_pipelines > 1:
+        if self.synchronous_cluster:
             self.agree_on_min(0)
+
+    @property
+    def synchronous_cluster(self) -> bool:
+        """Several processes that train each step together (MultiWorkerMirroredStrategy):
+        they must make the same collective calls in the same order."""
+        return not self.parameter_servers and self.num_input_pipelines > 1
 
     def agree_on_min(self, value: int) -> int:
         """The smallest of every replica's `value` (a collective: every worker calls it)."""
+        return int(tf.reduce_min(self._gathered(value)))
+
+    def chief_decides(self, flag: bool) -> bool:
+        """The chief's `flag`, on every worker of a synchronous cluster (a collective: every
+        worker calls it at the same point, and waits there for the chief); `flag` itself
+        elsewhere. For what only the chief knows: its evaluation's early stopping, its
+        model_dir/best."""
+        if not self.synchronous_cluster:
+            return flag
+        return int(tf.reduce_max(self._gathered(int(flag) if self.is_chief else 0))) > 0
+
+    def _gathered(self, value: int) -> tf.Tensor:
         if self.strategy.num_replicas_in_sync == 1 or self.parameter_servers:
-            return value
+            return tf.constant([value], tf.int64)
         per_replica = self.strategy.experimental_distribute_values_from_function(
             lambda _: tf.constant([value], tf.int64))
-        return int(tf.reduce_min(self.strategy.gather(per_replica, axis=0)))
+        return self.strategy.gather(per_replica, axis=0)
 
 
 def input_options() -> tf.data.Options:
@@ -433,27 +454,11 @@ def shard_input(files: list[str], num_pipelines: int,
     return list(files), (num_pipelines, pipeline_id)
 
 
-def count_rows(files: list[str], with_header: bool, row_shard: tuple[int, int] | None) -> int:
-    """Data rows in `files` (a last line without newline counts), or in the row shard."""
-    total = 0
-    for path in files:
-        lines, last = 0, b"\n"
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 22):
-                lines += chunk.count(b"\n")
-                last = chunk[-1:]
-        lines += last != b"\n"
-        total += max(lines - (1 if with_header else 0), 0)
-    if row_shard is None:
-        return total
-    count, index = row_shard
-    return total // count + (1 if index < total % count else 0)
-
-
-def steps_for_epochs(rows: int, num_epochs: int, batch_size: int, local_replicas: int) -> int:
-    """Synchronous steps that `num_epochs` passes over `rows` give when each of
-    `local_replicas` takes full batches of `batch_size` (the last partial batch is left)."""
-    return math.floor(rows * num_epochs / (batch_size * local_replicas))
+def steps_per_epoch(rows: int, batch_size: int, local_replicas: int) -> int:
+    """Synchronous steps one pass over `rows` gives when each of `local_replicas` takes
+    full batches of `batch_size` (the rows left over are not trained in that epoch; each
+    epoch is shuffled anew, so not always the same ones)."""
+    return rows // (batch_size * local_replicas)
 
 
 def synchronize_batch_norm(model) -> int:
