@@ -471,7 +471,13 @@ FIELDS: dict[str, FieldState] = {
                                 "here"),
     "EasyRecModel.kd": R("knowledge distillation (kd) is not implemented yet"),
     "EasyRecModel.restore_filters": NA("used only with fine_tune_checkpoint"),
-    "EasyRecModel.variational_dropout": R("variational_dropout is not implemented yet"),
+    "EasyRecModel.variational_dropout": H(
+        "applied to every feature group's features (not to the outputs of its "
+        "sequence_features), as EasyRec's input layer; its term is "
+        "\"loss/variational_dropout\"; a group with a SequenceFeature without "
+        "sequence_combiner is an error (EasyRec fails on it too)"),
+    "VariationalDropoutLayer.regularization_lambda": H(),
+    "VariationalDropoutLayer.embedding_wise_variational_dropout": H(),
     "EasyRecModel.losses": H(),
     "EasyRecModel.loss_weight_strategy": H(),
     "EasyRecModel.backbone": H(),

@@ -31,6 +31,7 @@ from easyblocks.config.specs import (
     SelectionSpec,
     TowerSpec,
     TrainSpec,
+    VariationalDropoutSpec,
 )
 from easyblocks.config.towers import build_tower_specs
 from easyblocks.errors import ConfigError, suggest
@@ -105,7 +106,8 @@ def resolve(loaded: LoadedConfig, allow_plugin_files: bool = False) -> PipelineS
                       groups=groups, backbone=backbone,
                       towers=towers,
                       l2_regularization=model_config.model_params.l2_regularization,
-                      embedding_regularization=model_config.embedding_regularization)
+                      embedding_regularization=model_config.embedding_regularization,
+                      variational_dropout=_variational_dropout(loaded, groups))
     data.label_rules = {t.label: t.label_rule for t in towers}
     data.finite_columns = {
         f.column: f.separator if f.column_type == "STRING" else None
@@ -124,6 +126,28 @@ def resolve(loaded: LoadedConfig, allow_plugin_files: bool = False) -> PipelineS
     checks.check_labels_are_not_features(loaded, spec)
     checks.check_backbone_shapes(loaded, spec)
     return spec
+
+
+def _variational_dropout(loaded: LoadedConfig, groups: dict) -> VariationalDropoutSpec | None:
+    """model_config.variational_dropout, applied to every feature group (EasyRec's input
+    layer does it to each group it assembles)."""
+    model_config = loaded.proto.model_config
+    if not model_config.HasField("variational_dropout"):
+        return None
+    vd = model_config.variational_dropout
+    where = loaded.locate(r"\bvariational_dropout\s*[:{]")
+    if vd.regularization_lambda < 0:
+        raise ConfigError(f"{where}: variational_dropout.regularization_lambda must be >= 0, "
+                          f"got {vd.regularization_lambda:g}")
+    for g in groups.values():
+        if g.sequences:
+            raise ConfigError(
+                f"{where}: variational_dropout: feature group {g.name!r} has SequenceFeature "
+                f"{g.sequences[0]!r} without sequence_combiner, which variational dropout "
+                "cannot drop (nor can EasyRec's: 'not supported in not combined mode'); set "
+                "a sequence_combiner to pool it")
+    return VariationalDropoutSpec(vd.regularization_lambda,
+                                  vd.embedding_wise_variational_dropout)
 
 
 def _loss_columns(loaded: LoadedConfig, data: DataSpec, features: dict,

@@ -493,6 +493,16 @@ class TowerSpec:
         return f"class:{self.num_class}" if self.is_multiclass else "binary"
 
 
+@dataclasses.dataclass(frozen=True)
+class VariationalDropoutSpec:
+    """EasyRec's model_config.variational_dropout: a learned dropout probability per feature
+    of every feature group (per embedding dimension with embedding_wise), and its
+    regularization term with coefficient regularization_lambda."""
+
+    regularization_lambda: float = 0.01
+    embedding_wise: bool = False
+
+
 @dataclasses.dataclass
 class ModelSpec:
     """The model: model_class is RankModel or MultiTaskModel; expanded_from names the model
@@ -505,6 +515,7 @@ class ModelSpec:
     l2_regularization: float = 0.0
     embedding_regularization: float = 0.0
     expanded_from: str | None = None
+    variational_dropout: VariationalDropoutSpec | None = None
 
     @property
     def logit_blocks(self) -> list[str]:

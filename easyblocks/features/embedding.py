@@ -5,11 +5,17 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from easyblocks.blocks.mlp import MLP
 from easyblocks.blocks.sequence import TextCNN
-from easyblocks.config.specs import FeatureGroupSpec, FeatureSpec, SeqAttSpec
+from easyblocks.config.specs import (
+    FeatureGroupSpec,
+    FeatureSpec,
+    SeqAttSpec,
+    VariationalDropoutSpec,
+)
 from easyblocks.features.preprocess import LENGTH_SUFFIX, PAD_ID
 
 # EasyRec's score of a padded position before the softmax (exp of it underflows to 0)
@@ -166,6 +172,76 @@ class InputLayerOptions(keras.layers.Layer):
         return features, feature_list
 
 
+# EasyRec's concrete dropout: numpy's float64 machine epsilon inside the logs, temperature 0.1
+CONCRETE_EPSILON = float(np.finfo(float).eps)
+CONCRETE_TEMPERATURE = 0.1
+
+
+def concrete_keep(p: tf.Tensor, u: tf.Tensor,
+                  temperature: float = CONCRETE_TEMPERATURE) -> tf.Tensor:
+    """The relaxed Bernoulli "keep" value of concrete dropout (Gal et al., 2017), for dropout
+    probability p and uniform noise u (EasyRec's concrete_dropout_neuron):
+
+        1 - sigmoid((log(p + e) - log(1 - p + e) + log(u + e) - log(1 - u + e)) / temperature)
+
+    close to 0 (dropped) with probability about p, else close to 1; differentiable in p.
+    """
+    e = CONCRETE_EPSILON
+    z = (tf.math.log(p + e) - tf.math.log(1.0 - p + e)
+         + tf.math.log(u + e) - tf.math.log(1.0 - u + e))
+    return 1.0 - tf.sigmoid(z / temperature)
+
+
+class VariationalDropout(keras.layers.Layer):
+    """EasyRec's variational dropout on a feature group (its VariationalDropoutLayer; Chang
+    et al., "Dropout Feature Ranking for Deep Learning Models", arXiv 1712.08645): each
+    feature (each embedding dimension with embedding_wise) has a learned dropout probability
+    p = sigmoid(logit_p), logit_p initialized glorot-uniform as in EasyRec.
+
+    Call with the group's per-feature tensors [(batch, d_i)]; returns (the tensors, each
+    multiplied by its keep value, and the regularization term):
+      training:  keep = concrete_keep(p, u), u ~ U[0, 1) drawn per example and per entry of
+                 logit_p (no 1 / (1 - p) rescaling, as in EasyRec);
+      otherwise: keep = 1 - p (the expected keep value);
+      term = regularization_lambda / batch_size * sum(1 - p)   (EasyRec's weighting).
+    """
+
+    def __init__(self, regularization_lambda: float = 0.01, embedding_wise: bool = False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.regularization_lambda = regularization_lambda
+        self.embedding_wise = embedding_wise
+        self.widths: list[int] = []
+        self.seed = keras.random.SeedGenerator()
+
+    def build(self, input_shape):
+        self.widths = [int(s[-1]) for s in input_shape]
+        size = sum(self.widths) if self.embedding_wise else len(self.widths)
+        self.logit_p = self.add_weight(shape=(size,), initializer="glorot_uniform",
+                                       name="logit_p")
+
+    def uniform_noise(self, shape) -> tf.Tensor:
+        """U[0, 1) noise of `shape` (batch, size) (a test fixes it by overriding this)."""
+        return keras.random.uniform(shape, seed=self.seed)
+
+    def call(self, tensors, training=None):
+        tensors = list(tensors)
+        x = tensors[0] if len(tensors) == 1 else tf.concat(tensors, axis=-1)
+        batch = tf.shape(x)[0]
+        p = tf.sigmoid(self.logit_p)
+        if training:
+            shape = tf.stack([batch, tf.shape(p)[0]])
+            keep = concrete_keep(p[None, :], self.uniform_noise(shape))
+        else:
+            keep = (1.0 - p)[None, :]
+        if not self.embedding_wise:  # one value per feature, over its dimensions
+            keep = tf.repeat(keep, self.widths, axis=1)
+        noisy = tf.split(x * keep, self.widths, axis=-1)
+        term = self.regularization_lambda / tf.cast(batch, tf.float32) * \
+            tf.reduce_sum(1.0 - p)
+        return noisy, term
+
+
 def _pad_to(seq: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
     """Zero-pads (batch, L, d) on the time axis to `length` >= L."""
     return tf.pad(seq, [[0, 0], [0, length - tf.shape(seq)[1]], [0, 0]])
@@ -186,12 +262,22 @@ class FeatureGroups(keras.layers.Layer):
       "raw":     group name -> (batch, num_features): the un-embedded bucket ids (int64)
                  or numbers (float32 when the group has raw features)
       "embedding_l2": mean over the batch of the squared norm of the looked-up embeddings
+      "variational_dropout" (with `variational_dropout`): the sum of the groups' variational
+                 dropout terms; each group's features (not the outputs of its
+                 sequence_features, as in EasyRec) are then multiplied by their keep values
+                 in "groups" and "lists"
     """
 
     def __init__(self, specs: dict[str, FeatureSpec], groups: dict[str, FeatureGroupSpec],
-                 **kwargs):
+                 variational_dropout: VariationalDropoutSpec | None = None, **kwargs):
         super().__init__(**kwargs)
         self.specs = specs
+        # EasyRec's model_config.variational_dropout: one layer per group
+        self.dropouts = {} if variational_dropout is None else {
+            g.name: VariationalDropout(variational_dropout.regularization_lambda,
+                                       variational_dropout.embedding_wise,
+                                       name=f"variational_dropout_{g.name}")
+            for g in groups.values() if not g.sequences}
         self.group_features = {g.name: list(g.features) for g in groups.values()}
         self.group_seq_att = {g.name: list(g.seq_att) for g in groups.values()}
         self.wide_groups = {g.name for g in groups.values() if g.wide}
@@ -368,6 +454,7 @@ class FeatureGroups(keras.layers.Layer):
                 l2.append(tf.reduce_sum(tf.square(rows)))
         batch = tf.cast(tf.shape(next(iter(features.values())))[0], tf.float32)
         out = {"groups": {}, "lists": {}, "raw": {}, "seq_and_normal": {}}
+        dropout_terms = []
         for group, names in selected.items():
             sequences = [n for n in names if self.specs[n].is_sequence]
             if sequences:
@@ -385,12 +472,18 @@ class FeatureGroups(keras.layers.Layer):
                 pooled = [n for n in names if self.specs[n].seq_combiner is not None]
                 tensors = [embedded[n] for n in names if n not in pooled] + \
                     [embedded[n] for n in pooled]
+            if group in self.dropouts and tensors:
+                tensors, term = self.dropouts[group](tensors, training=training)
+                dropout_terms.append(term)
+            if group not in self.wide_groups:
                 tensors += [self._seq_att(group, s, features, embedded, training)
                             for s in self.group_seq_att[group]]
             out["lists"][group] = tensors
             out["groups"][group] = tensors[0] if len(tensors) == 1 else tf.concat(tensors, -1)
             out["raw"][group] = self._raw(group, names, features)
         out["embedding_l2"] = tf.add_n(l2) / batch if l2 else tf.constant(0.0)
+        if dropout_terms:
+            out["variational_dropout"] = tf.add_n(dropout_terms)
         return out
 
     def _seq_and_normal(self, names: list[str], sequences: list[str], features: dict,
