@@ -119,11 +119,17 @@ _REGRESSION_METRIC = ("of EasyRec's y: the logit of an L2_LOSS tower, the expect
 def _optimizer_todo(name: str) -> str:
     return f"{name} is not implemented yet (adam_optimizer, lazy_adam_optimizer, " \
         "adagrad_optimizer, sgd_optimizer, momentum_optimizer, adamw_optimizer, " \
-        "momentumw_optimizer and ftrl_optimizer are)"
+        "momentumw_optimizer, ftrl_optimizer, adam_async_optimizer and adam_asyncw_optimizer " \
+        "are)"
 
 
 _DECOUPLED = ("decoupled weight decay as TF1's: var -= weight_decay * var (not scaled by the "
               "learning rate) before each update; the tables' rows when looked up")
+
+_ASYNC = ("PAI-TF's {name}: Adam's update with beta powers kept per variable (so that "
+          "parameter servers need no shared step); in easyblocks' one synchronous process they "
+          "advance with the step, so the update is {same}'s (its tables' rows included); the "
+          "asynchronous part is PAI-TF's parameter-server training, not available here")
 
 _PARQUET = ("read with pyarrow (pip install 'easyblocks[parquet]'); each input field is the "
             "column of its name; a list column is joined by its feature's separator, so an "
@@ -329,13 +335,13 @@ FIELDS: dict[str, FieldState] = {
         "moments of other rows are not decayed), for speed; EasyRec's Adam updates every row"),
     "Optimizer.momentumw_optimizer": H(_DECOUPLED),
     "Optimizer.adamw_optimizer": H(_DECOUPLED),
-    "Optimizer.adam_async_optimizer": R("AdamAsync (PAI-TF) is not available here; use "
-                                        "adam_optimizer"),
+    "Optimizer.adam_async_optimizer": H(_ASYNC.format(name="AdamAsync", same="adam_optimizer")),
     "Optimizer.adagrad_optimizer": H("Keras' Adagrad adds 1e-7 to the denominator; TF1's "
                                      "had no epsilon"),
     "Optimizer.ftrl_optimizer": H("TensorFlow's FTRL-proximal; the tables' rows are updated "
                                   "when looked up (as TF1 with sparse gradients)"),
-    "Optimizer.adam_asyncw_optimizer": R("AdamAsyncW (PAI-TF) is not available here"),
+    "Optimizer.adam_asyncw_optimizer": H(_ASYNC.format(name="AdamAsyncW",
+                                                       same="adamw_optimizer")),
     "Optimizer.lazy_adam_optimizer": H(),
     "Optimizer.sgd_optimizer": H(),
     "Optimizer.use_moving_average": R("use_moving_average (weight averaging) is not "
@@ -363,6 +369,13 @@ FIELDS: dict[str, FieldState] = {
     "AdamOptimizer.beta1": H(),
     "AdamOptimizer.beta2": H(),
     "AdamOptimizer.epsilon": H(),
+    "AdamAsyncOptimizer.learning_rate": H(),
+    "AdamAsyncOptimizer.beta1": H(),
+    "AdamAsyncOptimizer.beta2": H(),
+    "AdamAsyncWOptimizer.learning_rate": H(),
+    "AdamAsyncWOptimizer.weight_decay": H(),
+    "AdamAsyncWOptimizer.beta1": H(),
+    "AdamAsyncWOptimizer.beta2": H(),
     "LazyAdamOptimizer.learning_rate": H(),
     "LazyAdamOptimizer.beta1": H(),
     "LazyAdamOptimizer.beta2": H(),

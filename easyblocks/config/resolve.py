@@ -323,10 +323,13 @@ def _optimizer_settings(loaded: LoadedConfig, index: int = 0) -> OptimizerSpec:
                           "sgd_optimizer)")
     c = getattr(opt, which)
     lr = _learning_rate(loaded, c.learning_rate)
-    if which in ("adam_optimizer", "lazy_adam_optimizer"):
-        # EasyRec's LazyAdam (lazy rows, dense Adam elsewhere) is what adam does here
+    if which in ("adam_optimizer", "lazy_adam_optimizer", "adam_async_optimizer"):
+        # EasyRec's LazyAdam (lazy rows, dense Adam elsewhere) is what adam does here; PAI-TF's
+        # AdamAsync is Adam's update with each variable's own beta powers, which in one
+        # synchronous process advance with the step: Adam's
         return OptimizerSpec("adam", lr, beta1=c.beta1, beta2=c.beta2,
-                             epsilon=getattr(c, "epsilon", 1e-8), clip_norm=clip)
+                             epsilon=getattr(c, "epsilon", train_pb2.AdamOptimizer().epsilon),
+                             clip_norm=clip)
     if which == "adagrad_optimizer":
         return OptimizerSpec("adagrad", lr,
                              initial_accumulator_value=c.initial_accumulator_value,
@@ -341,7 +344,7 @@ def _optimizer_settings(loaded: LoadedConfig, index: int = 0) -> OptimizerSpec:
     if which == "momentumw_optimizer":
         return OptimizerSpec("momentumw", lr, momentum=c.momentum_optimizer_value,
                              weight_decay=c.weight_decay, clip_norm=clip)
-    if which == "adamw_optimizer":
+    if which in ("adamw_optimizer", "adam_asyncw_optimizer"):  # AdamAsyncW: as AdamAsync
         return OptimizerSpec("adamw", lr, beta1=c.beta1, beta2=c.beta2, epsilon=1e-8,
                              weight_decay=c.weight_decay, clip_norm=clip)
     if which == "ftrl_optimizer":
