@@ -324,7 +324,10 @@ FIELDS: dict[str, FieldState] = {
     "TrainConfig.incr_save_config": NA("incremental updates for online serving are not "
                                        "written"),
     "TrainConfig.enable_oss_stop_signal": NA("an OSS setting"),
-    "TrainConfig.dead_line": R("stopping training at dead_line is not implemented yet"),
+    "TrainConfig.dead_line": H(
+        "training stops after the first step that ends past it (EasyRec's two forms: "
+        "'YYYYmmdd HH:MM:SS', local time, or Unix seconds), then saves a checkpoint and "
+        "evaluates as at the end of training"),
     "TrainConfig.seed": H(),
     "TrainConfig.jit_compile": NA("the train step is not XLA-compiled", (False,)),
     "Optimizer.rms_prop_optimizer": R(_optimizer_todo("rms_prop_optimizer")),

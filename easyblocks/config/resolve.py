@@ -8,6 +8,7 @@ class_name, a block's parameters) is checked when the model is built.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import re
 
 from easyblocks.config import checks, easyrec_check, templates
@@ -380,7 +381,27 @@ def _train_spec(loaded: LoadedConfig, towers: list[TowerSpec], eval_spec: EvalSp
                      num_epochs=num_epochs, save_checkpoints_steps=tc.save_checkpoints_steps,
                      log_step_count_steps=max(tc.log_step_count_steps, 1),
                      keep_checkpoint_max=tc.keep_checkpoint_max, strategy=strategy,
-                     seed=tc.seed, selection=selection)
+                     seed=tc.seed, selection=selection,
+                     dead_line=_dead_line(loaded), dead_line_text=tc.dead_line)
+
+
+def _dead_line(loaded: LoadedConfig) -> float | None:
+    """train_config.dead_line as a Unix time: EasyRec's two forms, "YYYYmmdd HH:MM:SS" (local
+    time) or 10-digit Unix seconds."""
+    tc = loaded.proto.train_config
+    if not tc.HasField("dead_line"):
+        return None
+    text = tc.dead_line
+    if len(text) == 10 and text.isdigit():
+        return float(text)
+    if len(text) == 17:
+        try:
+            return datetime.datetime.strptime(text, "%Y%m%d %H:%M:%S").timestamp()
+        except ValueError:
+            pass
+    where = loaded.locate(r"\bdead_line\s*:")
+    raise ConfigError(f"{where}: train_config.dead_line: expected 'YYYYmmdd HH:MM:SS' (local "
+                      f"time) or 10-digit Unix seconds, got {text!r}")
 
 
 def _monitored_metric(loaded: LoadedConfig, name: str, towers: list[TowerSpec],

@@ -624,6 +624,9 @@ class TrainSpec:
     strategy: str = "NoStrategy"
     seed: int = 2024
     selection: SelectionSpec | None = None  # None: no best checkpoint, no early stopping
+    # EasyRec's dead_line: training stops after the first step that ends past this Unix time
+    dead_line: float | None = None
+    dead_line_text: str = ""  # as the config wrote it
 
 
 @dataclasses.dataclass

@@ -35,6 +35,9 @@ from easyblocks.train.selection import BestCheckpoint, EarlyStopping
 
 log = logging.getLogger("easyblocks")
 
+# the wall clock train_config.dead_line is compared with (a test replaces it)
+wall_clock = time.time
+
 
 def make_strategy(spec: TrainSpec) -> tf.distribute.Strategy:
     if spec.strategy == "NoStrategy":
@@ -193,8 +196,9 @@ class Trainer:
         log.info("training done at step %d; checkpoint %s", step, self.manager.latest_checkpoint)
 
     def _run_steps(self, ds, files, train_step, writer, start: int, signals) -> int:
-        """The steps from `start` until num_steps, the end of the data, early stopping or a
-        stop signal, with the evaluations due on the way; returns the step reached."""
+        """The steps from `start` until num_steps, the end of the data, early stopping, a
+        stop signal or train_config.dead_line, with the evaluations due on the way; returns
+        the step reached."""
         tc = self.train_spec
         every = tc.log_step_count_steps
         save_every = tc.save_checkpoints_steps
@@ -238,6 +242,12 @@ class Trainer:
             interval = self.spec.eval.interval_steps
             if interval and step % interval == 0 and self._evaluate_during_training(step, epoch):
                 stop = True
+                break
+            if tc.dead_line is not None and wall_clock() > tc.dead_line:
+                # EasyRec's DeadlineStopHook: checked after each step; then a checkpoint
+                # and the evaluation as at the end of training
+                log.info("train_config.dead_line %s passed: training stops at step %d",
+                         tc.dead_line_text, step)
                 break
         else:  # the data ran out: the last epoch ended
             if step > start:
