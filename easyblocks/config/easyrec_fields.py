@@ -711,14 +711,17 @@ FIELDS: dict[str, FieldState] = {
     "Block.raw_input": H(),
     "Block.embedding_layer": R("embedding_layer blocks are not implemented yet"),
     "Input.feature_group_name": H(),
-    "Input.block_name": H(),
+    "Input.block_name": H("in a package, a block of the package or, as EasyRec allows, of "
+                          "the backbone's main DAG (run before the blocks that call the "
+                          "package)"),
     "Input.package_name": H(),
     "Input.use_package_input": H(),
     "Input.input_fn": H("a safe expression, interpreted, never eval'ed"),
     "Input.input_slice": H("parsed by a slice grammar, never eval'ed"),
     "Input.ignore_input": H(),
     "Input.reset_input": R("reset_input is not implemented yet"),
-    "Input.package_input": H(),
+    "Input.package_input": H("a block, a feature group or, as in EasyRec, another package "
+                             "(called on nothing)"),
     "Input.package_input_fn": R("package_input_fn is not implemented yet"),
     "InputLayer.do_batch_norm": H(),
     "InputLayer.do_layer_norm": H(),

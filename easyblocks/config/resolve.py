@@ -186,7 +186,7 @@ def _check_sequence_groups(groups: dict, backbone) -> None:
         for block in dag.blocks.values():
             reads = [i.name for i in block.inputs if i.kind == "group"] + [
                 i.package_input for i in block.inputs if i.kind == "package"
-                and i.package_input in groups]
+                and i.package_input in groups and i.package_input not in dag.blocks]
             for g in reads:
                 if g in mixed and not (block.kind == "input_layer"
                                        and block.output_seq_and_normal_feature):

@@ -257,8 +257,10 @@ class InputSpec:
     """Where one input of a block comes from.
 
     kind: "group" (a feature group), "block", "package" (a package called on
-    `package_input`, a block or group name, or on nothing) or "package_input" (inside a
-    package: what the package was called with). `index` is the parsed `input_slice`
+    `package_input`: a block, a group, another package (called on nothing) or nothing),
+    "package_input" (inside a package: what the package was called with) or "outer_block"
+    (inside a package: a block of the backbone's main DAG, as EasyRec allows; the main DAG
+    runs it before any block that calls the package). `index` is the parsed `input_slice`
     (an index usable as x[index]) and `fn` the `input_fn` expression, both optional.
     """
 
