@@ -320,7 +320,11 @@ FIELDS: dict[str, FieldState] = {
                                                    "they are"),
     "TrainConfig.tensor_fuse": NA("a PAI-TF setting"),
     "TrainConfig.write_graph": NA("the graph is not written"),
-    "TrainConfig.freeze_gradient": R("freeze_gradient is not implemented yet"),
+    "TrainConfig.freeze_gradient": H(
+        "regular expressions searched (re.search, as EasyRec) in easyblocks' variable names, "
+        "their checkpoint keys (features/embedding_<table>, backbone/dag/<block>/..., "
+        "tower_<name>/...), not EasyRec's TF1 names; a pattern that finds no trainable "
+        "variable is an error"),
     "TrainConfig.incr_save_config": NA("incremental updates for online serving are not "
                                        "written"),
     "TrainConfig.enable_oss_stop_signal": NA("an OSS setting"),

@@ -382,7 +382,22 @@ def _train_spec(loaded: LoadedConfig, towers: list[TowerSpec], eval_spec: EvalSp
                      log_step_count_steps=max(tc.log_step_count_steps, 1),
                      keep_checkpoint_max=tc.keep_checkpoint_max, strategy=strategy,
                      seed=tc.seed, selection=selection,
-                     dead_line=_dead_line(loaded), dead_line_text=tc.dead_line)
+                     dead_line=_dead_line(loaded), dead_line_text=tc.dead_line,
+                     freeze_gradient=_freeze_patterns(loaded),
+                     freeze_where=loaded.locate(r"\bfreeze_gradient\s*:"))
+
+
+def _freeze_patterns(loaded: LoadedConfig) -> tuple[str, ...]:
+    """train_config.freeze_gradient: regular expressions (data, never run as code)."""
+    patterns = tuple(loaded.proto.train_config.freeze_gradient)
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as e:
+            where = loaded.locate(r"\bfreeze_gradient\s*:.*" + re.escape(p))
+            raise ConfigError(f"{where}: train_config.freeze_gradient: {p!r} is not a regular "
+                              f"expression ({e})") from None
+    return patterns
 
 
 def _dead_line(loaded: LoadedConfig) -> float | None:

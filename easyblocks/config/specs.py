@@ -629,6 +629,10 @@ class TrainSpec:
     # EasyRec's dead_line: training stops after the first step that ends past this Unix time
     dead_line: float | None = None
     dead_line_text: str = ""  # as the config wrote it
+    # EasyRec's freeze_gradient: trainable variables whose stable name (checkpoint key) a
+    # pattern finds (re.search) are not trained; freeze_where: "file:line" of the field
+    freeze_gradient: tuple[str, ...] = ()
+    freeze_where: str = ""
 
 
 @dataclasses.dataclass

@@ -23,7 +23,7 @@ from easyblocks.errors import ConfigError
 from easyblocks.eval.evaluator import Evaluator
 from easyblocks.eval.summaries import write_scalar
 from easyblocks.models import checkpoints
-from easyblocks.models.state import ModelState
+from easyblocks.models.state import ModelState, frozen_variables
 from easyblocks.train.guards import NonFiniteGuard, StopSignals, model_dir_lock
 from easyblocks.train.optimizers import (
     DenseOptimizerState,
@@ -59,9 +59,18 @@ class Trainer:
         self.strategy = make_strategy(spec.train)
         with self.strategy.scope():
             self.state = ModelState(spec, model_dir)
-            self.tables = self.model.feature_groups.table_variables
-            table_ids = {id(t) for t in self.tables}
-            self.dense_vars = [v for v in self.model.trainable_variables if id(v) not in table_ids]
+            # train_config.freeze_gradient: those variables get no update (EasyRec leaves
+            # them out of the optimizer's variables, and of the gradient norm)
+            frozen = frozen_variables(self.model, spec, self.state.keyed_variables)
+            if frozen:
+                log.info("train_config.freeze_gradient: not training %d variable(s): %s",
+                         len(frozen), ", ".join(k for k, _ in frozen))
+            frozen_ids = {id(v) for _, v in frozen}
+            self.tables = [t for t in self.model.feature_groups.table_variables
+                           if id(t) not in frozen_ids]
+            table_ids = {id(t) for t in self.model.feature_groups.table_variables}
+            self.dense_vars = [v for v in self.model.trainable_variables
+                               if id(v) not in table_ids and id(v) not in frozen_ids]
             self.dense_opt = dense_optimizer(spec.train.optimizer)
             self.dense_opt.build(self.dense_vars)
             # EasyRec's two optimizer_config: the first updates the embedding tables
