@@ -232,7 +232,10 @@ FIELDS: dict[str, FieldState] = {
         "integer ids outside [0, num_buckets) wrap around (modulo); EasyRec maps them to 0"),
     "FeatureConfig.boundaries": H(),
     "FeatureConfig.separator": H(),
-    "FeatureConfig.kv_separator": R("weighted tags (kv_separator) are not implemented yet"),
+    "FeatureConfig.kv_separator": H(
+        "TagFeature only: tags \"id<kv_separator>weight\"; as EasyRec (TensorFlow's weighted "
+        "lookup), tags whose weight is not > 0 are dropped, sum = sum w e, mean = sum w e / "
+        "sum w; a tag without exactly one kv_separator is an error (EasyRec's reshape fails)"),
     "FeatureConfig.seq_multi_sep": H(
         "SequenceFeature: each step's values (ids, or numbers bucketized by boundaries) are "
         "pooled by `combiner`; on other features, or numeric steps without boundaries, it is "
@@ -818,7 +821,8 @@ ENUM_VALUES: dict[str, FieldState] = {
     "FeatureConfig.FeatureType.PassThroughFeature": R("PassThroughFeature is not implemented "
                                                       "yet"),
     "WideOrDeep.DEEP": H(),
-    "WideOrDeep.WIDE": H(),
+    "WideOrDeep.WIDE": H("a multi-valued feature's wide weights are summed (EasyRec's wide "
+                         "columns use combiner 'sum', whatever the feature's combiner)"),
     "WideOrDeep.WIDE_AND_DEEP": R("WIDE_AND_DEEP groups are not implemented yet; declare a WIDE "
                                   "group and a DEEP group with the same features"),
     "DistributionStrategy.NoStrategy": H(),

@@ -234,11 +234,19 @@ def build_feature_specs(loaded: LoadedConfig) -> dict[str, FeatureSpec]:
                            combiner=fc.combiner, raw_dim=fc.raw_input_dim or 1,
                            log_transform=fc.log_transform, normalizer_mean=fc.normalizer_mean,
                            normalizer_std=fc.normalizer_std or 1.0)
+        if fc.HasField("kv_separator") and ftype != FC.TagFeature:
+            raise ConfigError(f"{where}: kv_separator (weighted tags) is read by a TagFeature "
+                              f"only, not a {FC.FeatureType.Name(ftype)}")
         if ftype in (FC.IdFeature, FC.TagFeature):
             spec.kind = "id" if ftype == FC.IdFeature else "tag"
             if ftype == FC.TagFeature and ctype != "STRING":
                 raise ConfigError(f"{where}: a TagFeature needs a STRING input field (values "
                                   "joined by `separator`)")
+            if fc.HasField("kv_separator"):
+                if not fc.kv_separator or fc.kv_separator == fc.separator:
+                    raise ConfigError(f"{where}: kv_separator must be a character other than "
+                                      f"the separator {fc.separator!r}")
+                spec.kv_separator = fc.kv_separator
             _id_settings(fc, spec, ctype, where)
             _check_embedding(fc, spec, where, pooled=True)
         elif ftype == FC.SequenceFeature:

@@ -116,6 +116,9 @@ class FeatureSpec:
     boundaries: tuple[float, ...] = ()
     separator: str = "|"
     combiner: str = "mean"
+    # a TagFeature's weighted tags "id<kv_separator>weight" (EasyRec's kv_separator): the
+    # tags with a weight > 0, pooled by their weights
+    kv_separator: str = ""
     table: str = ""  # embedding table name (shared through embedding_name)
     raw_dim: int = 1
     max_seq_len: int = 0  # seq: keep the first max_seq_len values (0: all)

@@ -16,7 +16,7 @@ from easyblocks.config.specs import (
     SeqAttSpec,
     VariationalDropoutSpec,
 )
-from easyblocks.features.preprocess import LENGTH_SUFFIX, PAD_ID
+from easyblocks.features.preprocess import LENGTH_SUFFIX, PAD_ID, WEIGHT_SUFFIX
 
 # EasyRec's score of a padded position before the softmax (exp of it underflows to 0)
 _PADDING_SCORE = -(2.0**32) + 1
@@ -32,12 +32,24 @@ def _lookup_padded(table, ids: tf.Tensor) -> tf.RaggedTensor:
     return ragged.with_flat_values(tf.gather(table, ragged.flat_values))
 
 
-def _pool(rows: tf.RaggedTensor, combiner: str) -> tf.Tensor:
-    """Sum or mean over each row's values; zeros for a row without values."""
-    pooled = tf.reduce_sum(rows, axis=1)
+def _pool(rows: tf.RaggedTensor, combiner: str, weights: tf.Tensor | None = None) -> tf.Tensor:
+    """Sum or mean over each row's values; zeros for a row without values.
+
+    weights (batch, n), zero-padded (weighted tags): as TensorFlow's weighted embedding
+    lookup, sum = sum_i w_i e_i and mean = sum_i w_i e_i / sum_i w_i.
+    """
+    if weights is None:
+        pooled = tf.reduce_sum(rows, axis=1)
+        if combiner == "mean":
+            count = tf.cast(rows.row_lengths(), pooled.dtype)[:, None]
+            pooled = pooled / tf.maximum(count, 1.0)
+        return pooled
+    w = tf.RaggedTensor.from_tensor(weights, lengths=rows.row_lengths())
+    pooled = tf.reduce_sum(rows.with_flat_values(rows.flat_values * w.flat_values[:, None]),
+                           axis=1)
     if combiner == "mean":
-        count = tf.cast(rows.row_lengths(), pooled.dtype)[:, None]
-        pooled = pooled / tf.maximum(count, 1.0)
+        total = tf.reduce_sum(w, axis=1)[:, None]
+        pooled = tf.math.divide_no_nan(pooled, total)
     return pooled
 
 
@@ -399,19 +411,23 @@ class FeatureGroups(keras.layers.Layer):
             return combiner([seq, lengths], training=training), rows
         if spec.kind == "tag":
             rows = _lookup_padded(self.tables[spec.table], value)
-            return _pool(rows, spec.combiner), rows.flat_values
+            return _pool(rows, spec.combiner, features.get(spec.name + WEIGHT_SUFFIX)), \
+                rows.flat_values
         if spec.name in self.projections:
             return self.projections[spec.name](value), None
         return value, None
 
-    def _wide(self, spec: FeatureSpec, value: tf.Tensor) -> tf.Tensor:
-        """The feature's linear weight, (batch, wide_dim)."""
+    def _wide(self, spec: FeatureSpec, features: dict) -> tf.Tensor:
+        """The feature's linear weight, (batch, wide_dim); a multi-valued feature's weights
+        are summed (EasyRec's wide columns: combiner 'sum', whatever the feature's)."""
+        value = features[spec.name]
         if spec.kind == "raw":
             return self.wide_raw[spec.name](value)
         table = self.wide_tables[spec.table]
         if spec.kind in ("id", "bucketized"):
             return tf.gather(table, value)
-        return _pool(_lookup_padded(table, value), spec.combiner)
+        return _pool(_lookup_padded(table, value), "sum",
+                     features.get(spec.name + WEIGHT_SUFFIX))
 
     def _seq_att(self, group: str, spec: SeqAttSpec, features: dict, embedded: dict,
                  training=None) -> tf.Tensor:
@@ -467,7 +483,7 @@ class FeatureGroups(keras.layers.Layer):
                 out["raw"][group] = None
                 continue
             if group in self.wide_groups:
-                tensors = [self._wide(self.specs[n], features[n]) for n in names]
+                tensors = [self._wide(self.specs[n], features) for n in names]
             else:
                 pooled = [n for n in names if self.specs[n].seq_combiner is not None]
                 tensors = [embedded[n] for n in names if n not in pooled] + \
