@@ -11,6 +11,54 @@ from easyblocks.features.preprocess import PAD_ID
 from easyblocks.features.spec import FeatureSpec
 
 
+def default_initializer(embedding_dim: int) -> keras.initializers.Initializer:
+    """The initializer of an embedding table whose feature sets none.
+
+    Truncated normal with stddev 1/sqrt(embedding_dim), TensorFlow's (and EasyRec's) default
+    for embedding columns.
+    """
+    return keras.initializers.TruncatedNormal(stddev=1.0 / math.sqrt(embedding_dim))
+
+
+class _ConstantFill(keras.initializers.Initializer):
+    """TensorFlow 1's constant_initializer with a list (EasyRec's ConstantInitializer): the
+    values fill the tensor in row-major order, the last value fills the rest."""
+
+    def __init__(self, values):
+        self.values = [float(v) for v in values]
+
+    def __call__(self, shape, dtype=None):
+        size = math.prod(shape)
+        if not self.values:
+            return tf.zeros(shape, dtype or "float32")
+        if len(self.values) > size:
+            raise ValueError(f"constant_initializer: {len(self.values)} values for a table of "
+                             f"{size} entries {tuple(shape)}")
+        flat = self.values + [self.values[-1]] * (size - len(self.values))
+        return tf.reshape(tf.constant(flat, dtype or "float32"), shape)
+
+    def get_config(self):
+        return {"values": self.values}
+
+
+def embedding_initializer(spec: FeatureSpec) -> keras.initializers.Initializer:
+    """The Keras initializer of the feature's table: its `initializer` message, else the
+    default (`default_initializer`)."""
+    init = spec.initializer
+    if init is None:
+        return default_initializer(spec.embedding_dim)
+    which = init.WhichOneof("initializer_oneof")
+    if which == "truncated_normal_initializer":
+        c = init.truncated_normal_initializer
+        return keras.initializers.TruncatedNormal(mean=c.mean, stddev=c.stddev)
+    if which == "random_normal_initializer":
+        c = init.random_normal_initializer
+        return keras.initializers.RandomNormal(mean=c.mean, stddev=c.stddev)
+    if which == "glorot_normal_initializer":
+        return keras.initializers.GlorotNormal()
+    return _ConstantFill(init.constant_initializer.consts)
+
+
 def _lookup_padded(table, ids: tf.Tensor) -> tf.RaggedTensor:
     """Rows of `table` for a (batch, len) id matrix padded at the end with PAD_ID (< 0).
 
@@ -65,13 +113,14 @@ class FeatureGroups(keras.layers.Layer):
             if spec.uses_table and spec.kind != "raw" and spec.table not in self.tables:
                 self.tables[spec.table] = self.add_weight(
                     shape=(spec.num_ids, spec.embedding_dim),
-                    initializer=keras.initializers.TruncatedNormal(
-                        stddev=1.0 / math.sqrt(spec.embedding_dim)
-                    ),
+                    initializer=embedding_initializer(spec),
                     name=f"embedding_{spec.table}",
                 )
         self.projections = {
-            spec.name: keras.layers.Dense(spec.embedding_dim, name=f"projection_{spec.name}")
+            spec.name: keras.layers.Dense(
+                spec.embedding_dim, name=f"projection_{spec.name}",
+                kernel_initializer=("glorot_uniform" if spec.initializer is None
+                                    else embedding_initializer(spec)))
             for spec in specs.values()
             if spec.kind == "raw" and spec.embedding_dim > 0 and spec.name in deep_features
         }
