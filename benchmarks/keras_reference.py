@@ -210,7 +210,10 @@ def keras_model(model: str, matched_init: bool = False):
     return keras.Model(inputs, outputs)
 
 
-def run_keras(model: str, seed: int, warmup_steps: int, matched_init: bool = False) -> dict:
+def run_keras(model: str, seed: int, warmup_steps: int, matched_init: bool = False,
+              train_csv: str = TRAIN_CSV, test_csv: str = TEST_CSV) -> dict:
+    """Trains the hand-written model one epoch on train_csv (a file in the Taobao sample
+    layout) and evaluates it on test_csv."""
     import keras
     import numpy as np
 
@@ -218,7 +221,7 @@ def run_keras(model: str, seed: int, warmup_steps: int, matched_init: bool = Fal
 
     tasks = TASKS[model]
     keras.utils.set_random_seed(seed)
-    train_rows = count_rows(TRAIN_CSV)
+    train_rows = count_rows(train_csv)
 
     class Throughput(keras.callbacks.Callback):
         def __init__(self):
@@ -238,14 +241,14 @@ def run_keras(model: str, seed: int, warmup_steps: int, matched_init: bool = Fal
     net.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE),
                 loss={t: keras.losses.BinaryCrossentropy() for t in tasks})
     meter = Throughput()
-    net.fit(keras_dataset(TRAIN_CSV, tasks, True, seed), epochs=1, callbacks=[meter], verbose=0)
+    net.fit(keras_dataset(train_csv, tasks, True, seed), epochs=1, callbacks=[meter], verbose=0)
     train_s = time.perf_counter() - wall0
     if meter.t0 is None:
         raise SystemExit(f"only {meter.steps} steps: fewer than --warmup_steps {warmup_steps}")
     examples = train_rows - warmup_steps * BATCH_SIZE
-    test = keras_dataset(TEST_CSV, tasks, False, seed).map(lambda x, y: x)
+    test = keras_dataset(test_csv, tasks, False, seed).map(lambda x, y: x)
     probs = net.predict(test, verbose=0)
-    labels = read_columns(TEST_CSV, [0, 1])
+    labels = read_columns(test_csv, [0, 1])
     aucs = {t: auc(labels[:, ORACLE_COLUMN[col]], np.asarray(probs[t]).reshape(-1))
             for t, col in tasks.items()}
     return {"examples_per_sec": examples / (meter.t1 - meter.t0), "auc": aucs,

@@ -109,10 +109,11 @@ def test_config_round_trip_and_errors():
 # ------------------------------------------------------------------------ after short runs
 
 
+@pytest.mark.parametrize("momentum", [None, 0.99], ids=["default", "0.99"])
 @pytest.mark.parametrize("steps", [20, 200])
-def test_inference_matches_true_statistics_after_short_runs(steps):
+def test_inference_matches_true_statistics_after_short_runs(steps, momentum):
     rng = np.random.default_rng(steps)
-    bn = BatchNorm()  # the default momentum
+    bn = BatchNorm(momentum=momentum)
     train_steps(bn, steps, rng)
     # estimation noise after 20 batches of 256: ~0.01-0.02 standard deviations
     assert inference_error(bn, rng) < 0.05
