@@ -11,7 +11,9 @@ same command on the same machine, never an absolute number.
 Runners (--runners, all three by default; examples/s ratios are against `keras`):
   keras               the hand-written reference below, with Keras' default initializers
   keras_matched_init  the same with EasyRec's initializers (he_uniform MLP kernels,
-                      truncated normal(1/sqrt(dim)) embeddings), as easyblocks uses
+                      truncated normal(1/sqrt(dim)) embeddings), as easyblocks 0.1 used
+                      (its embedding default is now truncated normal(0.01), see
+                      docs/benchmarks/quality.md)
   easyblocks          easyblocks.api.train on the sample config (seed set in a copy)
 
 Each (model, runner, seed) runs in its own Python process, one at a time, so that
@@ -33,8 +35,10 @@ Differences from the easyblocks configs, on purpose (plain Keras defaults):
   * Adam updates whole embedding tables every step (Keras' Adam densifies sparse
     gradients), while easyblocks updates only the looked-up rows ("lazy Adam");
   * `keras`: Keras' default initializers (glorot_uniform kernels, uniform(-0.05, 0.05)
-    embeddings) where easyblocks uses he_uniform and truncated normal(1/sqrt(dim));
-    `keras_matched_init` removes that difference.
+    embeddings) where easyblocks uses he_uniform and truncated normal(0.01);
+    `keras_matched_init` uses EasyRec's (truncated normal(1/sqrt(dim)) embeddings);
+  * Keras' BatchNormalization (moving statistics from mean 0 / variance 1 at momentum
+    0.99) where easyblocks debiases them (momentum 0.9).
 
 Throughput:
   * keras: examples/s from the end of step `--warmup_steps` (default 20, covers
@@ -394,7 +398,7 @@ def report(argv: list[str], models: list[str], runners: list[str], seeds: list[i
         "- keras: the hand-written plain-Keras model with Keras' default initializers "
         "(glorot_uniform kernels, uniform(-0.05, 0.05) embeddings); keras_matched_init: the "
         "same with EasyRec's initializers (he_uniform MLP kernels, truncated normal with "
-        "stddev 1/sqrt(16) for embeddings), which easyblocks uses.",
+        "stddev 1/sqrt(16) for embeddings), which easyblocks 0.1 used.",
         f"- keras runners: examples/s from the end of step {warmup_steps} to the end of the "
         "epoch (a Keras callback; exact row count), `model.fit(verbose=0)`; wall s = build + "
         "fit + predict.",
