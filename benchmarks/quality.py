@@ -105,6 +105,52 @@ MODELS = {
 }
 MAIN_MODELS = ["mlp", "shared_bottom", "aitm", "star", "pepnet", "apg"]
 
+# Variants: a sample with some of its settings changed by text edits, per layout; named
+# `<sample>_<setting>`, the setting being the same on every layout (where the sample already
+# has it, the variant is the sample itself). `*_bn` / `*_pn`: with batch norm (EasyRec's MLP
+# defaults: batch norm, no biases) / STAR's partitioned normalization, as the Taobao-layout
+# samples and star_on_adult had them before they were measured here; `*_nobn`: without it,
+# where the adult samples keep it. They show what each setting costs, and the screening of
+# the normalization candidates runs on the `*_bn` / `*_pn` variants (a model without
+# normalization cannot tell normalization candidates apart). An edit that no longer matches
+# the sample's text fails the run (the --smoke test runs the Taobao-layout variants).
+_NO_BN = "use_bn: false use_final_bn: false use_bias: true use_final_bias: true"
+VARIANT_EDITS = {
+    "mlp_bn": {"taobao": [(f"mlp {{ hidden_units: [512, 256, 128, 64] {_NO_BN} }}",
+                           "mlp { hidden_units: [512, 256, 128, 64] }")]},
+    "mlp_nobn": {"adult": [("mlp { hidden_units: [128, 64] }",
+                            f"mlp {{ hidden_units: [128, 64] {_NO_BN} }}")]},
+    "star_pn": {"taobao": [("hidden_units: [512, 256, 128, 64] use_partitioned_norm: false",
+                            "hidden_units: [512, 256, 128, 64]")],
+                "adult": [("hidden_units: [128, 64] use_partitioned_norm: false",
+                           "hidden_units: [128, 64]")]},
+    "pepnet_bn": {"taobao": [(f"mlp {{ hidden_units: [512, 256, 128, 64] {_NO_BN} }}",
+                              "mlp { hidden_units: [512, 256, 128, 64] }")]},
+    "apg_bn": {"taobao": [("generator_hidden_units: [64] use_bn: false",
+                           "generator_hidden_units: [64] use_bn: true")]},
+    "apg_nobn": {"adult": [("generator_hidden_units: [32] use_bn: true",
+                            "generator_hidden_units: [32] use_bn: false")]},
+}
+VARIANT_DOC = {
+    "mlp_bn": "the MLP with batch norm (EasyRec's MLP defaults: batch norm on every layer, "
+              "no biases); mlp_on_taobao has none, biases on",
+    "mlp_nobn": "mlp_on_adult's MLP without batch norm, biases on",
+    "star_pn": "STAR with partitioned normalization (on in EasyRec's STAR); the samples have "
+               "it off",
+    "pepnet_bn": "PEPNet's MLP with batch norm, no biases; pepnet_on_taobao has none, biases on",
+    "apg_bn": "APG's generator with batch norm; apg_on_taobao has it off",
+    "apg_nobn": "apg_on_adult's generator without batch norm",
+}
+
+
+def base_model(name: str) -> str:
+    """The sample a model name (a sample or a variant) starts from."""
+    return name.rsplit("_", 1)[0] if name in VARIANT_EDITS else name
+
+
+for _v in VARIANT_EDITS:
+    MODELS[_v] = dict(MODELS[base_model(_v)])
+
 # ---- candidate defaults -------------------------------------------------------------------------
 # init: the embedding initializer of tables whose feature sets none
 #   tn_isqrt  truncated normal, stddev 1/sqrt(dim) (TensorFlow's embedding_column default;
@@ -186,9 +232,14 @@ def worker_easyblocks(job: dict) -> dict:
                  f'train_input_path: "{job["train"]}"', f'eval_input_path: "{job["test"]}"']
     overrides += CANDIDATES[job["candidate"]].get("overrides", []) + job.get("overrides", [])
     with tempfile.TemporaryDirectory(prefix="quality_") as model_dir:
+        config = job["config"]
+        if job.get("edits"):  # a variant: the sample's text with some settings changed
+            config = os.path.join(model_dir, os.path.basename(config))
+            with open(config, "w", encoding="utf-8") as f:
+                f.write(config_text(job["config"], job["edits"]))
         t0 = time.perf_counter()
-        results = api.train(job["config"], model_dir=model_dir, overrides=overrides,
-                            num_steps=job.get("num_steps"))
+        results = api.train(config, model_dir=os.path.join(model_dir, "model"),
+                            overrides=overrides, num_steps=job.get("num_steps"))
         seconds = time.perf_counter() - t0
     towers = {}
     for name, entry in results["towers"].items():
@@ -228,8 +279,9 @@ ADULT_AGE_BOUNDARIES = [20, 25, 30, 35, 40, 45, 50, 55, 60, 65]
 
 def keras_adult_mlp(train_csv: str, test_csv: str, seed: int) -> dict:
     """Embeddings (dim 8, Keras' default initializer) of the hashed strings and the age bucket,
-    the normalized numbers, Dense(no bias) -> BatchNormalization -> ReLU for 128, 64, then a
-    sigmoid; Adam 1e-3, batch 256, 8 epochs, shuffle buffer 40000 (mlp_on_adult's settings)."""
+    the normalized numbers, Dense(no bias) -> BatchNormalization(momentum 0.9, as in
+    benchmarks/keras_reference.py) -> ReLU for 128, 64, then a sigmoid; Adam 1e-3, batch 256,
+    8 epochs, shuffle buffer 40000 (mlp_on_adult's settings)."""
     import csv
 
     import keras
@@ -271,7 +323,8 @@ def keras_adult_mlp(train_csv: str, test_csv: str, seed: int) -> dict:
     inputs["numbers"] = keras.Input(shape=(len(ADULT_NUMERIC),), name="numbers")
     x = layers.Concatenate()(parts + [inputs["numbers"]])
     for units in (128, 64):
-        x = layers.ReLU()(layers.BatchNormalization()(layers.Dense(units, use_bias=False)(x)))
+        x = layers.Dense(units, use_bias=False)(x)
+        x = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(x))
     net = keras.Model(inputs, layers.Dense(1, activation="sigmoid")(x))
     net.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
     t0 = time.perf_counter()
@@ -299,9 +352,62 @@ def ensure_data(sets: dict, data_dir: str) -> None:
                               p.pop("num_users", None), p.pop("num_ads", None), **p)
 
 
+def config_text(path: str, edits=()) -> str:
+    """A sample's text with a variant's edits applied (each must match once at least)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    for old, new in edits:
+        if old not in text:
+            raise SystemExit(f"{path}: variant edit not found: {old!r}")
+        text = text.replace(old, new)
+    return text
+
+
+_DIGESTS: dict = {}
+
+
+def config_digest(path: str, edits=()) -> str:
+    """What a run trains: the parsed config, printed canonically (comments, layout and
+    field order do not count), hashed."""
+    key = (path, json.dumps(edits))
+    if key not in _DIGESTS:
+        from google.protobuf import text_format
+
+        from easyblocks.config.loader import parse_config_text
+
+        proto = parse_config_text(config_text(path, edits), path).proto
+        _DIGESTS[key] = hashlib.sha1(text_format.MessageToString(proto).encode()).hexdigest()
+    return _DIGESTS[key]
+
+
+def reference_digest(job: dict) -> str:
+    """The hand-written reference's code and settings, hashed."""
+    import inspect
+
+    if job["layout"] == "adult":
+        src = [inspect.getsource(keras_adult_mlp),
+               repr((ADULT_HASHED, ADULT_NUMERIC, ADULT_AGE_BOUNDARIES))]
+    else:
+        import keras_reference as kr
+
+        src = [inspect.getsource(f) for f in (kr.keras_dataset, kr.keras_model, kr.run_keras)]
+        src.append(repr((kr.ID_BUCKETS, kr.TAG_BUCKETS, kr.PRICE_BOUNDARIES, kr.EMBEDDING_DIM,
+                         kr.BATCH_SIZE, kr.SHUFFLE_BUFFER, kr.LEARNING_RATE, kr.MLP_UNITS,
+                         kr.TOWER_UNITS, kr.ARCHITECTURE, kr.BN_MOMENTUM)))
+    return hashlib.sha1("\n".join(src).encode()).hexdigest()
+
+
 def job_key(job: dict) -> str:
-    parts = [job["dataset"], job["model"], job["candidate"], str(job["seed"]),
-             json.dumps(job.get("overrides", [])), str(job.get("num_steps"))]
+    """A run's cache key, from what it trains rather than what it is called: the data set,
+    seed, the candidate's settings, overrides, step cap and the config's content (a variant
+    whose text equals a sample's shares its runs; an edited sample runs again), or the
+    reference's code."""
+    if job["kind"] == "keras":
+        parts = [job["dataset"], job["reference"], str(job["seed"]), reference_digest(job)]
+    else:
+        parts = [job["dataset"], json.dumps(CANDIDATES[job["candidate"]], sort_keys=True),
+                 str(job["seed"]), json.dumps(job.get("overrides", [])),
+                 str(job.get("num_steps")), config_digest(job["config"], job.get("edits", ()))]
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -331,9 +437,12 @@ def run_job(job: dict, in_process: bool = False) -> dict:
     return json.loads(lines[-1][len(marker):])
 
 
-def make_jobs(args, models, candidates, seeds, datasets=None, references=()) -> list[dict]:
+def make_jobs(args, models, candidates, seeds, datasets=None, references=(),
+              unedited_variants=True) -> list[dict]:
     """Every (seed, data set, model, candidate) run, seed-major (a change of machine load
-    hits every column alike), then the references per data set."""
+    hits every column alike), then the references per data set. A variant without edits on
+    a layout is the sample itself there: run (its key is the sample's, so the runs are
+    shared) when unedited_variants, else left out."""
     jobs = []
     for seed in seeds:
         for dataset in datasets or args.datasets:
@@ -342,12 +451,16 @@ def make_jobs(args, models, candidates, seeds, datasets=None, references=()) -> 
                 config = MODELS[model].get(layout)
                 if config is None:
                     continue
+                edits = VARIANT_EDITS.get(model, {}).get(layout)
+                if model in VARIANT_EDITS and not edits and not unedited_variants:
+                    continue
                 for cand in candidates:
                     jobs.append(dict(kind="easyblocks", dataset=dataset, layout=layout,
-                                     model=model, candidate=cand, seed=seed, train=train,
-                                     test=test, overrides=list(args.set),
+                                     model=model, candidate=cand, seed=seed,
+                                     train=train, test=test, overrides=list(args.set),
                                      num_steps=args.num_steps,
-                                     config=os.path.join(CONFIGS, config + ".config")))
+                                     config=os.path.join(CONFIGS, config + ".config"),
+                                     **({"edits": edits} if edits else {})))
             for ref in references:
                 if layout == "adult" and ref != "keras_mlp":
                     continue
@@ -414,7 +527,10 @@ def detail_tables(args, jobs: list[dict], results: dict, candidates: list[str]) 
                   "| model | candidate | AUC per task | logloss | "
                   + "".join(f"{d} | " for d in domains) + "seeds |",
                   "|---|---|---|---|" + "---|" * len(domains) + "---|"]
-        order = {m: i for i, m in enumerate(list(MODELS) + ["keras_mlp", "keras_shared_bottom"])}
+        names = [m for m in MODELS if m not in VARIANT_EDITS]
+        names = [x for m in names for x in [m] + [v for v in VARIANT_EDITS
+                                                   if base_model(v) == m]]
+        order = {m: i for i, m in enumerate(names + ["keras_mlp", "keras_shared_bottom"])}
         cand_order = {c: i for i, c in enumerate(list(candidates) + ["-"])}
         for key in sorted(keys, key=lambda k: (order.get(k[1], 99), cand_order.get(k[2], 99))):
             rs = runs[key]
@@ -525,28 +641,54 @@ def target_checks(args, jobs: list[dict], results: dict) -> list[str]:
     return lines
 
 
-def regression_table(args, jobs: list[dict], results: dict) -> list[str]:
-    """Every sample: easyblocks 0.1's defaults against today's, per task."""
+def verdict_of(a, b, seeds: int = 2) -> str:
+    """b against a ((mean, std) each): beyond the spread = |difference| > 2 x the larger std;
+    no verdict from fewer than 2 seeds."""
+    if seeds < 2:
+        return "one seed: no verdict"
+    diff, spread = b[0] - a[0], 2 * max(a[1], b[1])
+    return ("better beyond the spread" if diff > spread else
+            "**worse beyond the spread**" if diff < -spread else "within the spread")
+
+
+def comparison_table(args, jobs: list[dict], results: dict, pairs: list[tuple],
+                     head: tuple[str, str]) -> list[str]:
+    """Per data set and pair ((model, candidate) before, (model, candidate) after, label):
+    AUC per task before and after (mean ± std over seeds), the difference and a verdict."""
     runs = group_runs(jobs, results)
-    lines = ["| data set | sample | task | easyblocks_0_1 | default | difference | verdict |",
-             "|---|---|---|---|---|---|---|"]
+    header = f"| data set | {head[0]} | task | {head[1]} | difference | verdict | seeds |"
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
     n = 0
     for d in args.datasets:
-        for model in MODELS:
-            old, new = runs.get((d, model, "easyblocks_0_1")), runs.get((d, model, "default"))
+        for (m0, c0), (m1, c1), label in pairs:
+            old, new = runs.get((d, m0, c0)), runs.get((d, m1, c1))
             if not old or not new:
                 continue
             for t in old[0]["towers"]:
                 a = mean_std([r["towers"][t]["auc"] for r in old])
                 b = mean_std([r["towers"][t]["auc"] for r in new])
-                diff = b[0] - a[0]
-                spread = 2 * max(a[1], b[1])
-                verdict = ("better beyond the spread" if diff > spread else
-                           "**worse beyond the spread**" if diff < -spread else "within the spread")
-                lines.append(f"| {d} | {model} | {t} | {a[0]:.4f} ± {a[1]:.4f} | "
-                             f"{b[0]:.4f} ± {b[1]:.4f} | {diff:+.4f} | {verdict} |")
+                lines.append(f"| {d} | {label} | {t} | {a[0]:.4f} ± {a[1]:.4f} | "
+                             f"{b[0]:.4f} ± {b[1]:.4f} | {b[0] - a[0]:+.4f} | "
+                             f"{verdict_of(a, b, min(len(old), len(new)))} | "
+                             f"{len(old)} / {len(new)} |")
                 n += 1
     return lines if n else []
+
+
+def regression_table(args, jobs: list[dict], results: dict, models=None) -> list[str]:
+    """Samples: easyblocks 0.1's defaults against today's, per task."""
+    models = models or [m for m in MODELS if m not in VARIANT_EDITS]
+    pairs = [((m, "easyblocks_0_1"), (m, "default"), m) for m in models]
+    return comparison_table(args, jobs, results, pairs,
+                            ("sample", "easyblocks_0_1 (first release) | default (now)"))
+
+
+def variant_table(args, jobs: list[dict], results: dict) -> list[str]:
+    """Each variant against its sample, both with today's defaults."""
+    pairs = [((base_model(v), "default"), (v, "default"), f"{base_model(v)} -> {v}")
+             for v in VARIANT_EDITS]
+    return comparison_table(args, jobs, results, pairs,
+                            ("sample -> variant", "sample | variant"))
 
 
 def machine() -> str:
@@ -584,7 +726,10 @@ CHOICE = """\
 
 def report(argv: list[str], args, plan: dict, results: dict, elapsed: float) -> str:
     lines = ["# Model quality on data nobody tuned for", "",
-             "Command (every part; runs are cached in --results, so a rerun resumes):", "",
+             "Generated by `benchmarks/quality.py` from the runs cached in "
+             "`runs/quality_results.jsonl`; the text under \"What the measurements justify\" "
+             "is written from the tables below. Command (every part; a rerun resumes from the "
+             "cache, `--report_only` rebuilds this file):", "",
              "```", "python " + " ".join(shlex.quote(a) for a in argv), "```", "",
              f"Machine: {machine()}; {elapsed / 60:.0f} min for the runs not already cached. "
              "AUC: mean ± sample std over seeds; every run a fresh process, one at a time, "
@@ -593,40 +738,66 @@ def report(argv: list[str], args, plan: dict, results: dict, elapsed: float) -> 
              "batch 256. A difference counts as beyond the spread when it exceeds 2 x the "
              "larger std over seeds.", "", "Data sets:", ""]
     lines += [f"- `{d}`: {DATASET_DOC[d]}" for d in args.datasets if d in DATASET_DOC]
-    lines += ["", "Candidates (`embedding initializer`+`normalization`):", ""]
+    lines += ["", "Candidate defaults (`embedding initializer`+`normalization`), applied in the "
+              "worker process before the model is built:", ""]
     lines += [f"- `{k}`: {v}" for k, v in CANDIDATE_DOC.items()]
     lines += ["- `default`: easyblocks' defaults now (= `tn01+deb9`); `easyblocks_0_1`: the "
-              "first release's (= `tn_isqrt+keras99`)",
-              "- `-` (keras_mlp, keras_shared_bottom): the hand-written plain-Keras references "
-              "(benchmarks/keras_reference.py's models for the Taobao layout, "
-              "`keras_adult_mlp` in this script for adult): Keras' default initializers "
-              "(uniform(-0.05, 0.05) embeddings) and BatchNormalization", "", CHOICE]
+              "first release's (= `tn_isqrt+keras99`)", "",
+              "Sample variants (the sample's text with one setting changed; "
+              "`VARIANT_EDITS`):", ""]
+    lines += [f"- `{k}`: {v}" for k, v in VARIANT_DOC.items()]
+    lines += ["", "References (candidate `-`), written by hand in plain Keras with the "
+              "sample's layers and Keras' default initializers (glorot_uniform kernels, "
+              "uniform(-0.05, 0.05) embeddings), no regularization, Keras' (dense) Adam: "
+              "`keras_mlp` (benchmarks/keras_reference.py; Dense with bias -> ReLU, as "
+              "mlp_on_taobao), `keras_shared_bottom` (same file; Dense without bias -> "
+              "BatchNormalization(momentum 0.9) -> ReLU in the bottom and the towers, as "
+              "shared_bottom_on_taobao) and, on adult, `keras_adult_mlp` in this script (as "
+              "mlp_on_adult, batch norm at momentum 0.9).", "", CHOICE]
     if "final" in plan:
         checks = target_checks(args, plan["final"], results)
         if checks:
             lines += ["## Targets (issue 10), with the defaults", ""] + checks
-        lines += ["", "## The samples with the defaults, every data set"]
-        lines += detail_tables(args, plan["final"], results, FINAL_CANDIDATES)
+        old_new = regression_table(args, plan["final"], results, models=args.models)
+        if old_new:
+            lines += ["", "## The first release's defaults against today's, every data set", "",
+                      "Each sample as it is now (its settings below), trained with the first "
+                      "release's defaults (`easyblocks_0_1`) and with today's (`default`)."]
+            lines += [""] + old_new
+        variants = variant_table(args, plan["final"], results)
+        if variants:
+            lines += ["", "## Sample settings", "",
+                      "Each sample against the variant with the other setting, both with "
+                      "today's defaults: where a variant is better beyond the spread on a data "
+                      "set and not worse on the others, the sample takes its setting."]
+            lines += [""] + variants
     if "screen" in plan:
         lines += ["", "## Screening the candidates", "",
-                  "The MLP with every candidate on seed 1, the best six on seeds 1-3; STAR "
-                  "(partitioned normalization) with the normalization candidates on seed 1."]
+                  "The MLP with batch norm (`mlp_bn`: a model without normalization cannot "
+                  "tell normalization candidates apart) with every candidate on seed 1, the "
+                  "best six on seeds 1-3; STAR with partitioned normalization (`star_pn`) with "
+                  "the normalization candidates on seed 1."]
         first = [j for j in plan["screen"] if j["seed"] == args.seeds[0]]
         lines += ["", f"Every candidate, seed {args.seeds[0]} only:"]
-        lines += candidate_summary(args, first, results, "mlp", SCREEN_GRID)
-        lines += candidate_summary(args, first, results, "star", SCREEN_STAR)
+        lines += candidate_summary(args, first, results, "mlp_bn", SCREEN_GRID)
+        lines += candidate_summary(args, first, results, "star_pn", SCREEN_STAR)
         lines += ["", "The finalists, every seed:"]
-        lines += candidate_summary(args, plan["screen"], results, "mlp", SCREEN_FINALISTS)
-        lines += ["", "### Every screening run"]
-        lines += detail_tables(args, plan["screen"], results, SCREEN_GRID)
-    if "regression" in plan:
-        reg = regression_table(args, plan["regression"], results)
-        if reg:
-            lines += ["", "## Every sample: the first release's defaults against today's", "",
-                      "Shipped data and adult (the samples that exist there), seeds as above."]
-            lines += [""] + reg
+        lines += candidate_summary(args, plan["screen"], results, "mlp_bn", SCREEN_FINALISTS)
     if "shuffle" in plan:
         lines += shuffle_section(args, plan["shuffle"], results)
+    if "regression" in plan:
+        others = [m for m in MODELS if m not in VARIANT_EDITS and m not in args.models]
+        reg = regression_table(args, plan["regression"], results, models=others)
+        if reg:
+            lines += ["", "## The other samples: the first release's defaults against today's",
+                      "", "Shipped data and adult (the samples that exist there)."]
+            lines += [""] + reg
+    if "final" in plan:
+        lines += ["", "## Every sample and reference with the defaults, every data set"]
+        lines += detail_tables(args, plan["final"], results, args.final_candidates)
+    if "screen" in plan:
+        lines += ["", "## Every screening run"]
+        lines += detail_tables(args, plan["screen"], results, SCREEN_GRID)
     return "\n".join(lines) + "\n"
 
 
@@ -675,7 +846,7 @@ SCREEN_GRID = [c for c in CANDIDATES if "+" in c]
 SCREEN_FINALISTS = ["tn01+deb9", "tn01+deb99", "u05+deb9", "n1e4+deb9", "tn_isqrt+deb9",
                     "tn_isqrt+keras99"]
 SCREEN_STAR = ["tn01+deb9", "tn01+deb99", "tn01+keras99", "tn_isqrt+keras99"]
-FINAL_CANDIDATES = ["default"]
+FINAL_CANDIDATES = ["easyblocks_0_1", "default"]
 PARTS = ["final", "screen", "regression", "shuffle"]
 
 
@@ -683,15 +854,20 @@ def make_plan(args) -> dict:
     plan = {}
     seeds = args.seeds
     if "final" in args.parts:
-        plan["final"] = make_jobs(args, args.models, FINAL_CANDIDATES, seeds,
-                                  references=args.references)
+        variants = [v for v in VARIANT_EDITS if base_model(v) in args.models]
+        plan["final"] = (
+            make_jobs(args, args.models, args.final_candidates, seeds,
+                      references=args.references)
+            + make_jobs(args, variants, ["default"], seeds, unedited_variants=False))
     if "screen" in args.parts:
         plan["screen"] = (
-            make_jobs(args, ["mlp"], SCREEN_GRID, seeds[:1], references=["keras_mlp"])
-            + make_jobs(args, ["mlp"], SCREEN_FINALISTS, seeds[1:], references=["keras_mlp"])
-            + make_jobs(args, ["star"], SCREEN_STAR, seeds[:1]))
+            make_jobs(args, ["mlp_bn"], SCREEN_GRID, seeds[:1], references=["keras_mlp"])
+            + make_jobs(args, ["mlp_bn"], SCREEN_FINALISTS, seeds[1:],
+                        references=["keras_mlp"])
+            + make_jobs(args, ["star_pn"], SCREEN_STAR, seeds[:1]))
     if "regression" in args.parts:
-        plan["regression"] = make_jobs(args, list(MODELS), ["easyblocks_0_1", "default"], seeds,
+        samples = [m for m in MODELS if m not in VARIANT_EDITS]
+        plan["regression"] = make_jobs(args, samples, ["easyblocks_0_1", "default"], seeds,
                                        datasets=[d for d in args.datasets
                                                  if d in ("shipped", "adult")])
     if "shuffle" in args.parts:
@@ -727,12 +903,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--results", default=os.path.join(ROOT, "runs", "quality_results.jsonl"))
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks", "quality.md"))
     p.add_argument("--report_only", action="store_true", help="rebuild the report from cache")
+    p.add_argument("--dry_run", action="store_true",
+                   help="list the runs that are not cached yet, and stop")
     p.add_argument("--buffers", type=int, nargs="+", default=[32, 1024, 10_000, 120_000])
     p.add_argument("--smoke", action="store_true",
                    help="CI: a tiny generated set, MLP, STAR and the Keras MLP, one seed, "
                         "at most 20 steps, in this process")
     p.add_argument("--_worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv[1:])
+    args.final_candidates = list(FINAL_CANDIDATES)
 
     if args._worker:
         job = json.loads(args._worker)
@@ -747,6 +926,8 @@ def main(argv: list[str] | None = None) -> None:
         args.data_dir, args.results = tmp, os.path.join(tmp, "results.jsonl")
         args.datasets, args.models, args.seeds = list(SMOKE_GENERATED), ["mlp", "star"], [1]
         args.references, args.num_steps, args.parts = ["keras_mlp"], 20, ["final"]
+        # in one process: only today's defaults (a candidate changes module defaults)
+        args.final_candidates = ["default"]
         args.out = os.path.join(tmp, "quality.md")
     if "adult" in args.datasets and not os.path.isdir(args.adult_dir):
         print(f"skipping adult: {args.adult_dir} is missing", flush=True)
@@ -764,6 +945,12 @@ def main(argv: list[str] | None = None) -> None:
         if key not in results and key not in seen:
             seen.add(key)
             todo.append(job)
+    if args.dry_run:
+        for job in todo:
+            print(f"to run: {job['dataset']} {job['model']} {job['candidate']} seed {job['seed']} "
+                  + " ".join(job.get("overrides", [])))
+        print(f"{len(todo)} runs not cached")
+        return
     if not args.report_only:
         for i, job in enumerate(todo, 1):
             r = run_job(job, in_process=args.smoke)
