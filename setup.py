@@ -44,7 +44,8 @@ setup(
     packages=find_packages(include=["easyblocks", "easyblocks.*"]),
     package_data={"easyblocks.protos": ["*.proto"]},
     install_requires=["tensorflow>=2.16", "protobuf>=5", "grpcio-tools>=1.60", "networkx>=3"],
-    extras_require={"test": ["pytest>=7"]},
+    # parquet: data_config.input_type ParquetInput (TensorFlow has no Parquet reader)
+    extras_require={"parquet": ["pyarrow>=10"], "test": ["pytest>=7", "pyarrow>=10"]},
     entry_points={"console_scripts": ["easyblocks=easyblocks.cli:main"]},
     cmdclass={"build_py": BuildPyWithProtos},
 )

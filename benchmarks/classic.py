@@ -121,8 +121,9 @@ def worker(name: str, seed: int, config: str) -> None:
     sys.path.insert(0, ROOT)
     os.chdir(ROOT)  # the sample configs use paths relative to the repository root
     from easyblocks import api
+    from easyblocks.eval.evaluator import Evaluator
+    from easyblocks.eval.metrics import auc
     from easyblocks.train.loop import Trainer
-    from easyblocks.train.metrics import auc
 
     with tempfile.TemporaryDirectory(prefix="classic_") as model_dir:
         resolved = api.resolve(config, overrides=[f"train_config {{ seed: {seed} }}"])
@@ -136,7 +137,8 @@ def worker(name: str, seed: int, config: str) -> None:
         embedding = sum(int(np.prod(v.shape)) for v in model.weights if id(v) in tables)
         cvr_auc = None
         if name in CVR_ON_CLICKS:
-            arrays = trainer.predict_arrays([os.path.join(ROOT, resolved.proto.eval_input_path)])
+            eval_file = os.path.join(ROOT, resolved.eval_input_path)
+            arrays = Evaluator(trainer.state).predict_arrays([eval_file])
             clicked = arrays["clk"] == 1
             cvr_auc = auc(arrays["buy"][clicked], arrays[CVR_ON_CLICKS[name]][clicked])
         # DeepFM's learned scale of the FM term
@@ -178,7 +180,7 @@ def median(values) -> float:
 
 
 def oracle_aucs() -> dict[str, float]:
-    from easyblocks.train.metrics import auc
+    from easyblocks.eval.metrics import auc
 
     labels = np.loadtxt(os.path.join(DATA, "taobao_test.csv"), delimiter=",", usecols=[0, 1],
                         dtype=np.int64)

@@ -242,7 +242,7 @@ def run_keras(model: str, seed: int, warmup_steps: int, matched_init: bool = Fal
     import keras
     import numpy as np
 
-    from easyblocks.train.metrics import auc
+    from easyblocks.eval.metrics import auc
 
     tasks = TASKS[model]
     keras.utils.set_random_seed(seed)
@@ -328,7 +328,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def oracle_aucs(model: str) -> dict[str, float]:
-    from easyblocks.train.metrics import auc
+    from easyblocks.eval.metrics import auc
 
     labels = read_columns(TEST_CSV, [0, 1])
     oracle = read_columns(ORACLE_CSV, [0, 1])
@@ -427,7 +427,7 @@ def report(argv: list[str], models: list[str], runners: list[str], seeds: list[i
         "logging window (50 steps), counting batch_size per step, the window including the "
         "checkpoints the config saves (every 100 steps and at the end); wall s = the whole "
         "`api.train` (build, train, checkpoints, evaluation with per-domain metrics).",
-        "- AUC: exact rank AUC (`easyblocks.train.metrics.auc`) on all of "
+        "- AUC: exact rank AUC (`easyblocks.eval.metrics.auc`) on all of "
         "samples/data/taobao_test.csv; oracle AUC: the same on the true probabilities "
         "(samples/data/taobao_test.oracle.csv), the best any model can do on this sample.",
         "- Each run is a fresh Python process; runs go one at a time, the runners in the "

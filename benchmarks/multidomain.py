@@ -160,7 +160,7 @@ def fmt_ms(m: float, s: float) -> str:
 
 def oracle_per_domain() -> dict:
     """Oracle clk AUC of the shipped test split, overall and per pid, with row counts."""
-    from easyblocks.train.metrics import auc
+    from easyblocks.eval.metrics import auc
 
     data = os.path.join(ROOT, "samples", "data")
     oracle = np.loadtxt(os.path.join(data, "taobao_test.oracle.csv"), delimiter=",",

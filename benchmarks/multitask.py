@@ -24,8 +24,9 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from easyblocks import api  # noqa: E402
+from easyblocks.eval.evaluator import Evaluator  # noqa: E402
+from easyblocks.eval.metrics import auc  # noqa: E402
 from easyblocks.train.loop import Trainer  # noqa: E402
-from easyblocks.train.metrics import auc  # noqa: E402
 
 CONFIGS = os.path.join(ROOT, "samples", "configs")
 
@@ -45,8 +46,8 @@ def run(config: str, seed: int, funnel: tuple[str, str] | None) -> dict:
         results = trainer.train()
         results["seconds"] = time.perf_counter() - t0
         if funnel:
-            files = [os.path.join(ROOT, resolved.proto.eval_input_path)]
-            arrays = trainer.predict_arrays(files)
+            files = [os.path.join(ROOT, resolved.eval_input_path)]
+            arrays = Evaluator(trainer.state).predict_arrays(files)
             later, earlier = funnel
             results["violations"] = float(np.mean(arrays[f"probs_{later}"] >
                                                   arrays[f"probs_{earlier}"]))

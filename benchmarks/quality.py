@@ -289,7 +289,7 @@ def keras_adult_mlp(train_csv: str, test_csv: str, seed: int) -> dict:
     import tensorflow as tf
     from keras import layers
 
-    from easyblocks.train.metrics import auc
+    from easyblocks.eval.metrics import auc
 
     keras.utils.set_random_seed(seed)
     with open(train_csv, encoding="utf-8") as f:
@@ -488,7 +488,7 @@ def oracle_auc(test_csv: str) -> dict:
     """Oracle AUC of clk and buy (generated / shipped sets), else {}."""
     import numpy as np
 
-    from easyblocks.train.metrics import auc
+    from easyblocks.eval.metrics import auc
 
     oracle = test_csv[: -len(".csv")] + ".oracle.csv"
     if not os.path.exists(oracle):

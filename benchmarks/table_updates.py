@@ -23,9 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from google.protobuf import text_format  # noqa: E402
 
-from easyblocks.protos import train_pb2  # noqa: E402
+from easyblocks.config.specs import LearningRateSpec, OptimizerSpec  # noqa: E402
 from easyblocks.train.optimizers import SparseTableOptimizer  # noqa: E402
 
 FEATURES, DIM, BATCH = 16, 16, 1024
@@ -57,9 +56,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
     args = p.parse_args()
-    tc = text_format.Parse("optimizer_config { adam_optimizer { learning_rate { "
-                           "constant_learning_rate { learning_rate: 0.001 } } } }",
-                           train_pb2.TrainConfig())
+    tc = OptimizerSpec("adam", LearningRateSpec("constant", 0.001))
     print("| rows per table | Keras Adam (dense) ms/step | row-wise lazy Adam ms/step | speed-up |")
     print("|---|---|---|---|")
     for rows in args.rows:

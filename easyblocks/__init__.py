@@ -6,7 +6,7 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 __version__ = "0.1.0"
-__all__ = ["register_block", "__version__"]
+__all__ = ["register_block", "register_model_class", "__version__"]
 
 
 def __getattr__(name: str):
@@ -15,4 +15,8 @@ def __getattr__(name: str):
         from easyblocks.blocks.registry import register_block
 
         return register_block
+    if name == "register_model_class":
+        from easyblocks.config.templates import register_model_class
+
+        return register_model_class
     raise AttributeError(f"module 'easyblocks' has no attribute {name!r}")

@@ -1,110 +1,194 @@
-"""Python entry points mirroring the CLI: train and evaluate a config."""
+"""Python entry points mirroring the CLI: train, evaluate, export, predict, validate, graph."""
 
 from __future__ import annotations
 
-from google.protobuf import text_format
+import glob
+import os
 
-from easyblocks import plugins
-from easyblocks.config.loader import load_config
-from easyblocks.config.validate import ResolvedConfig, validate
+from easyblocks.config.checks import check_memory
+from easyblocks.config.loader import LoadedConfig, apply_override, load_config
+from easyblocks.config.resolve import resolve as resolve_config
+from easyblocks.config.specs import PipelineSpec
 from easyblocks.errors import ConfigError
 
 
-def resolve(config_path: str, extra_plugins: list[str] = (), num_steps: int | None = None,
-            overrides: list[str] = ()) -> ResolvedConfig:
-    """Loads a config, applies overrides, loads its plugins and validates it.
-
-    Each override is config text merged into the file's config, e.g.
-    'train_config { seed: 3 }' (repeated fields are appended, scalars replaced).
-    """
-    import easyblocks.blocks  # noqa: F401  (registers the built-in blocks)
-
+def _load(config_path: str, overrides: list[str] = ()) -> LoadedConfig:
+    """The parsed config with the --set overrides merged in (not resolved)."""
     loaded = load_config(config_path)
     for text in overrides:
-        try:
-            text_format.Merge(text, loaded.proto)
-        except text_format.ParseError as e:
-            raise ConfigError(f"--set {text!r}: {e}") from None
-    plugins.load_plugins(list(loaded.proto.plugins) + list(extra_plugins))
+        apply_override(loaded, text)
+    return loaded
+
+
+def resolve(config_path: str, extra_plugins: list[str] = (), num_steps: int | None = None,
+            overrides: list[str] = (), max_memory_gb: float | None = None,
+            training: bool = False, allow_config_plugins: bool = False) -> PipelineSpec:
+    """Loads a config, applies overrides, resolves it into specs and loads its plugins.
+
+    Each override is config text merged into the file's config, e.g.
+    'train_config { seed: 3 }': scalars are replaced, messages merged, and a list it
+    names (an optimizer_config, hidden_units) replaces the file's list.
+    max_memory_gb: the limit on the embedding tables' memory (None: 8 GiB), with the
+    optimizer's slots counted when `training`. allow_config_plugins: let the config's
+    `plugins` name .py files (by default modules only).
+    Every error of the config itself is found before TensorFlow is imported (by the
+    plugins, which register Keras layers).
+    """
+    loaded = _load(config_path, overrides)
     if num_steps is not None:
         loaded.proto.train_config.num_steps = num_steps
-    return validate(loaded)
+    _load_plugins_for_model_class(loaded, extra_plugins, allow_config_plugins)
+    spec = resolve_config(loaded, allow_plugin_files=allow_config_plugins)
+    check_memory(spec, max_memory_gb, training)
+    from easyblocks.blocks import plugins  # registers the built-in blocks too
+
+    plugins.load_plugins(spec.plugins + list(extra_plugins))
+    return spec
+
+
+def _load_plugins_for_model_class(loaded: LoadedConfig, extra_plugins,
+                                  allow_config_plugins: bool = False) -> None:
+    """A model_class that no template registered yet may come from a plugin: load the
+    plugins (which imports TensorFlow) before the config is resolved; the config's own
+    `plugins` only if they pass the plugin policy (modules, or files when allowed)."""
+    from easyblocks.config import templates
+    from easyblocks.config.resolve import check_plugins
+
+    if templates.is_known(loaded.proto.model_config.model_class):
+        return
+    check_plugins(loaded, allow_config_plugins)
+    from easyblocks.blocks import plugins
+
+    plugins.load_plugins(list(loaded.proto.plugins) + list(extra_plugins))
 
 
 def train(config_path: str, model_dir: str | None = None, extra_plugins: list[str] = (),
-          num_steps: int | None = None, overrides: list[str] = ()) -> dict:
+          num_steps: int | None = None, overrides: list[str] = (), **options) -> dict:
     """Trains (resuming from model_dir) and evaluates; returns the evaluation results.
 
     The results hold "towers" -> tower -> {"overall": {...}, "domains": {...}}, and
     "train_examples_per_sec" (after the first logging window, which includes tracing).
+    `options` (here and below): `resolve`'s max_memory_gb and allow_config_plugins.
     """
     from easyblocks.train.loop import Trainer
 
-    trainer = Trainer(resolve(config_path, extra_plugins, num_steps, overrides),
-                      model_dir=model_dir)
-    return trainer.train()
+    spec = resolve(config_path, extra_plugins, num_steps, overrides, training=True, **options)
+    return Trainer(spec, model_dir=model_dir).train()
+
+
+def _restored_state(spec: PipelineSpec, model_dir: str | None, checkpoint: str | None):
+    from easyblocks.models.state import ModelState
+
+    state = ModelState(spec, model_dir)
+    state.restore(checkpoint, required=True)
+    return state
 
 
 def evaluate(config_path: str, model_dir: str | None = None, checkpoint: str | None = None,
-             extra_plugins: list[str] = (), overrides: list[str] = ()) -> dict:
-    """Evaluates the latest (or given) checkpoint in model_dir."""
-    from easyblocks.train.loop import Trainer
+             extra_plugins: list[str] = (), overrides: list[str] = (), **options) -> dict:
+    """Evaluates a checkpoint of model_dir: "latest", "best", a path, or by default the best
+    one when the config keeps one (export_config), else the newest readable one. The results
+    name it ("checkpoint")."""
+    from easyblocks.eval.evaluator import Evaluator
 
-    trainer = Trainer(resolve(config_path, extra_plugins, overrides=overrides),
-                      model_dir=model_dir)
-    trainer.restore(checkpoint, required=True)
-    return trainer.evaluate()
+    spec = resolve(config_path, extra_plugins, overrides=overrides, **options)
+    state = _restored_state(spec, model_dir, checkpoint)
+    return Evaluator(state).evaluate({"checkpoint": state.restored},
+                                     note=f" (checkpoint {state.restored})")
+
+
+def _data_folders(spec: PipelineSpec) -> list[str]:
+    folders = []
+    for pattern in (spec.train_input_path, spec.eval_input_path):
+        for part in filter(None, (p.strip() for p in pattern.split(","))):
+            for f in glob.glob(part) or [part]:
+                if os.path.exists(f):
+                    folders.append(os.path.dirname(os.path.abspath(f)))
+    return folders
 
 
 def export(config_path: str, model_dir: str | None = None, export_dir: str | None = None,
            checkpoint: str | None = None, extra_plugins: list[str] = (),
-           overrides: list[str] = (), blocks: list[str] = ()) -> str:
-    """Exports the latest (or given) checkpoint as a SavedModel; returns its directory.
+           overrides: list[str] = (), blocks: list[str] = (), overwrite: bool = False,
+           **options) -> str:
+    """Exports a checkpoint as a SavedModel (which one: see `evaluate`); returns its
+    directory.
 
     With `blocks`, the SavedModel returns those backbone blocks' outputs and takes only
-    the columns they need (e.g. one tower of a two-tower model, for retrieval).
+    the columns they need (e.g. one tower of a two-tower model, for retrieval). The export
+    goes into a new or empty folder; an earlier easyblocks export there is replaced only
+    with `overwrite`, and a folder with anything else in it never.
     """
-    import os
+    from easyblocks.serving.export import check_export_dir, export_blocks, export_saved_model
 
-    from easyblocks.train.export import export_blocks, export_saved_model
-    from easyblocks.train.loop import Trainer
-
-    resolved = resolve(config_path, extra_plugins, overrides=overrides)
-    trainer = Trainer(resolved, model_dir=model_dir)
-    trainer.restore(checkpoint, required=True)
-    export_dir = export_dir or resolved.proto.export_config.export_dir or os.path.join(
-        trainer.model_dir, "export")
+    spec = resolve(config_path, extra_plugins, overrides=overrides, **options)
+    model_dir = model_dir or spec.model_dir
+    if not model_dir:
+        raise ConfigError(f"{spec.path}: no model_dir (set it in the config or pass "
+                          "--model_dir)")
+    export_dir = export_dir or spec.export.export_dir or os.path.join(model_dir, "export")
+    protected = {model_dir: "the model_dir", os.path.abspath(config_path): "the config"}
+    protected.update({f: "the folder of the input data" for f in _data_folders(spec)})
+    check_export_dir(export_dir, overwrite, protected)
+    state = _restored_state(spec, model_dir, checkpoint)
+    about = {"config": os.path.abspath(config_path), "checkpoint": state.restored_from,
+             "step": int(state.step.numpy())}
     if blocks:
-        return export_blocks(trainer.model, resolved, list(blocks), export_dir)
-    return export_saved_model(trainer.model, trainer.preprocessor, resolved, export_dir)
+        return export_blocks(state, list(blocks), export_dir, about)
+    return export_saved_model(state, export_dir, about)
 
 
 def predict(config_path: str, input_path: str, output_path: str, keep_columns: list[str] = (),
             model_dir: str | None = None, export_dir: str | None = None,
-            extra_plugins: list[str] = (), overrides: list[str] = ()) -> int:
-    """Scores a CSV file into output_path; returns the number of rows."""
-    from easyblocks.train.loop import Trainer
-    from easyblocks.train.predict import predict_file
+            extra_plugins: list[str] = (), overrides: list[str] = (),
+            checkpoint: str | None = None, **options) -> int:
+    """Scores a CSV file into output_path (written whole, or not at all) from a SavedModel,
+    or from a checkpoint (which one: see `evaluate`); returns the number of rows."""
+    from easyblocks.models.state import ModelState
+    from easyblocks.serving.predict import predict_file
 
-    trainer = Trainer(resolve(config_path, extra_plugins, overrides=overrides),
-                      model_dir=model_dir)
+    spec = resolve(config_path, extra_plugins, overrides=overrides, **options)
+    state = ModelState(spec, model_dir)
     if not export_dir:
-        trainer.restore(None, required=True)
-    return predict_file(trainer, input_path, output_path, list(keep_columns), export_dir)
+        state.restore(checkpoint, required=True)
+    return predict_file(state, input_path, output_path, list(keep_columns), export_dir)
 
 
 def validate_config(config_path: str, extra_plugins: list[str] = (),
-                    overrides: list[str] = ()) -> str:
+                    overrides: list[str] = (), **options) -> str:
     """Validates and builds the model on a synthetic batch; returns the blocks/towers table."""
-    from easyblocks.models.describe import describe, format_table
+    from easyblocks.tools.describe import describe, format_table
 
-    return format_table(describe(resolve(config_path, extra_plugins, overrides=overrides)))
+    return format_table(describe(resolve(config_path, extra_plugins, overrides=overrides,
+                                         **options)))
+
+
+def expand_config(config_path: str, overrides: list[str] = (), extra_plugins: list[str] = (),
+                  allow_config_plugins: bool = False) -> str:
+    """The config's model_config with its model class expanded into a backbone and towers, as
+    config text (`validate --expand`)."""
+    from easyblocks.config import easyrec_check
+    from easyblocks.config.templates import expanded_text
+
+    loaded = _load(config_path, overrides)
+    _load_plugins_for_model_class(loaded, extra_plugins, allow_config_plugins)
+    easyrec_check.enforce(loaded)
+    return expanded_text(loaded)
+
+
+def explain_config(config_path: str, overrides: list[str] = ()) -> tuple[str, int]:
+    """Every set field that easyblocks accepts without effect or refuses, with the reason
+    (all of them, not only the first); returns (the listing, number refused)."""
+    from easyblocks.config.easyrec_check import explain
+
+    return explain(_load(config_path, overrides))
 
 
 def graph(config_path: str, output_path: str, extra_plugins: list[str] = (),
-          overrides: list[str] = ()) -> None:
+          overrides: list[str] = (), **options) -> None:
     """Writes a picture of the model (.dot, .mmd, or .svg/.png/.pdf with Graphviz)."""
-    from easyblocks.models.describe import describe
-    from easyblocks.models.graph import write_graph
+    from easyblocks.tools.describe import describe
+    from easyblocks.tools.graph import write_graph
 
-    write_graph(describe(resolve(config_path, extra_plugins, overrides=overrides)), output_path)
+    write_graph(describe(resolve(config_path, extra_plugins, overrides=overrides, **options)),
+                output_path)

@@ -21,6 +21,7 @@ SEEDS = os.path.join(os.path.dirname(ROOT), "shared", "seeds")
 TINY_DATA = """
 data_config {
   batch_size: 4
+  num_epochs: 1
   input_fields { input_name: "clk" input_type: INT32 }
   input_fields { input_name: "buy" input_type: INT32 }
   input_fields { input_name: "user" input_type: STRING }
@@ -30,7 +31,8 @@ data_config {
 }
 feature_config {
   features { input_names: "user" feature_type: IdFeature embedding_dim: 4 hash_bucket_size: 100 }
-  features { input_names: "tags" feature_type: TagFeature embedding_dim: 4 hash_bucket_size: 50 }
+  features { input_names: "tags" feature_type: TagFeature embedding_dim: 4 hash_bucket_size: 50
+             combiner: "mean" }
   features { input_names: "price" feature_type: RawFeature }
 }
 """
@@ -65,3 +67,20 @@ def shared_data(name: str) -> str:
     if not os.path.isdir(path):
         pytest.skip(f"shared data folder {path} is missing (only CI and dev machines have it)")
     return path
+
+
+def create_layer(proto, name: str, where: str):
+    """Builds the layer a KerasLayer message describes (through its LayerSpec, as the
+    backbone does)."""
+    from easyblocks.blocks.registry import create_layer as create
+    from easyblocks.config.dag import layer_spec
+
+    return create(layer_spec(proto, where), name, where)
+
+
+def layer_kwargs(proto, registered, where: str) -> dict:
+    """The constructor kwargs a KerasLayer message gives the registered block."""
+    from easyblocks.blocks.registry import layer_kwargs as kwargs
+    from easyblocks.config.dag import layer_spec
+
+    return kwargs(layer_spec(proto, where), registered, where)

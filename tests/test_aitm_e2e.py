@@ -10,6 +10,7 @@ from conftest import ROOT, SAMPLES
 from test_config import seed_model_config
 
 from easyblocks import api
+from easyblocks.eval.evaluator import Evaluator
 from easyblocks.train.loop import Trainer
 
 pytestmark = pytest.mark.slow
@@ -45,7 +46,8 @@ def _violations(config: str, tmp_path, name: str, steps: int = 20, seed: int = 1
     resolved = api.resolve(config, num_steps=steps, overrides=[f"train_config {{ seed: {seed} }}"])
     trainer = Trainer(resolved, model_dir=str(tmp_path / name))
     trainer._train_loop([os.path.join(SAMPLES, "data", "taobao_train.csv")], 0)
-    arrays = trainer.predict_arrays([os.path.join(SAMPLES, "data", "taobao_test.csv")], 10000)
+    test_file = os.path.join(SAMPLES, "data", "taobao_test.csv")
+    arrays = Evaluator(trainer.state).predict_arrays([test_file], 10000)
     return float(np.mean(arrays["probs_cvr"] > arrays["probs_ctr"]))
 
 

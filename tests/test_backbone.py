@@ -7,8 +7,9 @@ from google.protobuf import text_format
 
 import easyblocks.blocks  # noqa: F401
 from easyblocks.backbone.dag import Backbone
-from easyblocks.backbone.slicing import parse_slice
 from easyblocks.backbone.transforms import compile_expression
+from easyblocks.config.dag import backbone_spec
+from easyblocks.config.slicing import parse_slice
 from easyblocks.errors import ConfigError
 from easyblocks.protos import backbone_pb2
 
@@ -23,7 +24,8 @@ def features(batch=2):
 
 
 def backbone(text):
-    return Backbone(text_format.Parse(text, backbone_pb2.BackboneTower()), GROUPS)
+    spec = backbone_spec(text_format.Parse(text, backbone_pb2.BackboneTower()), GROUPS)
+    return Backbone(spec)
 
 
 def test_identity_concat_and_order():
@@ -119,14 +121,29 @@ def test_input_concat_axis():
     assert bb(features()).shape == (4, 2)
 
 
-def test_list_input_without_merge_is_a_clear_error():
+def test_list_inputs_are_joined_into_one_list_as_in_easyrec():
     bb = backbone("""
       blocks { name: "l" inputs { feature_group_name: "a" } inputs { feature_group_name: "b" }
                merge_inputs_into_list: true }
       blocks { name: "c" inputs { block_name: "l" } inputs { feature_group_name: "b" } }
-      concat_blocks: "c"
+      blocks { name: "pick" inputs { block_name: "c" input_slice: "[2]" } }
+      blocks { name: "m" inputs { feature_group_name: "b" input_fn: "lambda x: [x]" }
+               inputs { block_name: "l" } }
+      output_blocks: ["pick", "m"]
     """)
-    with pytest.raises(ConfigError, match="an input is a list of tensors"):
+    values = bb.dag.block_values(features())
+    assert [tuple(t.shape) for t in values["c"]] == [(2, 4), (2, 2), (2, 2)]
+    assert [tuple(t.shape) for t in values["m"]] == [(2, 2), (2, 4), (2, 2)]
+    np.testing.assert_allclose(values["pick"].numpy(), np.ones((2, 2)))
+    # the backbone's output: a list input still cannot be concatenated with tensors
+    bb = backbone("""
+      blocks { name: "l" inputs { feature_group_name: "a" } inputs { feature_group_name: "b" }
+               merge_inputs_into_list: true }
+      blocks { name: "t" inputs { feature_group_name: "b" } }
+      concat_blocks: ["l", "t"]
+    """)
+    with pytest.raises(ConfigError, match="outputs a list of 2 tensors, which cannot be "
+                       "concatenated; name it in output_blocks"):
         bb(features())
 
 

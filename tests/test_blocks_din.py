@@ -7,9 +7,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import create_layer
 
 from easyblocks.blocks.din import DEFAULT_ATTENTION_MLP, DIN
-from easyblocks.blocks.registry import create_layer
 from easyblocks.errors import ConfigError
 from easyblocks.protos import backbone_pb2
 

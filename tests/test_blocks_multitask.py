@@ -1,4 +1,5 @@
-"""Tests of the multi-task blocks: AITMTower and MMoE (math pinned with numpy)."""
+"""Tests of the multi-task blocks: AITMTower, MMoE and PLE (math pinned with numpy and by
+hand)."""
 
 import os
 
@@ -8,10 +9,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import create_layer
 from google.protobuf import text_format
 
-from easyblocks.blocks.multitask import AITMTower, MMoE
-from easyblocks.blocks.registry import create_layer
+from easyblocks.blocks.multitask import PLE, AITMTower, MMoE
 from easyblocks.errors import ConfigError
 from easyblocks.protos import backbone_pb2
 
@@ -376,3 +377,86 @@ def test_mmoe_typed_params_and_st_params_give_same_layer():
     assert a.get_config() == b.get_config()
     assert (a.num_task, a.num_expert, a.gate_mlp, a.l2_regularization) == (2, 3, None, 0.5)
     assert a.expert_mlp["hidden_units"] == [8, 4] and a.expert_mlp["use_bn"] is True
+
+
+# ---- PLE ------------------------------------------------------------------------------------
+
+LINEAR_1 = {"hidden_units": [1], "use_bn": False, "use_final_bn": False,
+            "final_activation": "linear"}  # one Dense(1) without bias: a known expert
+
+
+def _ple() -> PLE:
+    level = {"expert_num_per_task": 1, "share_num": 1, "task_expert_net": LINEAR_1,
+             "share_expert_net": LINEAR_1}
+    layer = PLE(num_task=2, extraction_networks=[level, level])
+    layer(np.zeros((1, 2), "float32"))
+    return layer
+
+
+def test_ple_two_levels_by_hand():
+    layer = _ple()
+    (t0,), (t1,) = layer.task_experts[0]
+    t0.dense_layers[0].kernel.assign([[1.0], [0.0]])  # level 0, task 0: x_0
+    t1.dense_layers[0].kernel.assign([[0.0], [1.0]])  # task 1: x_1
+    layer.share_experts[0][0].dense_layers[0].kernel.assign([[1.0], [1.0]])  # x_0 + x_1
+    (u0,), (u1,) = layer.task_experts[1]
+    u0.dense_layers[0].kernel.assign([[2.0]])
+    u1.dense_layers[0].kernel.assign([[3.0]])
+    layer.share_experts[1][0].dense_layers[0].kernel.assign([[1.0]])
+    for gate in layer.task_gates[0] + layer.task_gates[1] + [layer.share_gates[0]]:
+        gate.kernel.assign(np.zeros(gate.kernel.shape))  # the gate weights are softmax(bias)
+    layer.task_gates[0][0].bias.assign([0.0, np.log(3.0)])  # [1/4, 3/4]
+    assert layer.share_gates[1] is None  # the last network has no shared gate
+    out = layer(np.array([[2.0, 4.0]], "float32"))
+    # level 0: experts 2 (task 0), 4 (task 1), 6 (shared)
+    #   task 0: 1/4 * 2 + 3/4 * 6 = 5; task 1: (4 + 6) / 2 = 5; shared: (2 + 4 + 6) / 3 = 4
+    # level 1: task 0: (2 * 5 + 1 * 4) / 2 = 7; task 1: (3 * 5 + 4) / 2 = 9.5
+    np.testing.assert_allclose([o.numpy()[0, 0] for o in out], [7.0, 9.5], rtol=1e-6)
+
+
+def test_ple_shapes_weights_config_and_training_step():
+    mlp = {"hidden_units": [8, 4]}
+    layer = PLE(num_task=3, extraction_networks=[
+        {"expert_num_per_task": 2, "share_num": 1, "task_expert_net": mlp,
+         "share_expert_net": mlp},
+        {"expert_num_per_task": 0, "share_num": 2, "share_expert_net": {"hidden_units": [5]}}])
+    x = np.random.default_rng(0).normal(size=(6, 7)).astype("float32")
+    out = layer(x, training=False)
+    assert [tuple(o.shape) for o in out] == [(6, 5)] * 3
+    assert layer.compute_output_shape((None, 7)) == [(None, 5)] * 3
+    # level 0: 3 tasks x 2 experts + 1 shared; level 1: 2 shared; gates 3 + 1 + 3
+    assert sum(len(e) for e in layer.task_experts[0]) == 6 and len(layer.share_experts[1]) == 2
+    clone = PLE.from_config(layer.get_config())
+    clone(x)
+    clone.set_weights(layer.get_weights())
+    for a, b in zip(clone(x, training=False), out):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
+    before = [w.numpy().copy() for w in layer.trainable_weights]
+    opt = keras.optimizers.SGD(0.1)
+    with tf.GradientTape() as tape:
+        loss = tf.add_n([tf.reduce_sum(tf.square(o)) for o in layer(x, training=True)])
+    grads = tape.gradient(loss, layer.trainable_weights)
+    assert all(g is not None for g in grads)
+    opt.apply_gradients(zip(grads, layer.trainable_weights))
+    assert any(not np.allclose(b, w.numpy()) for b, w in zip(before, layer.trainable_weights))
+
+
+def test_ple_errors_and_typed_params():
+    with pytest.raises(ConfigError, match="expected `num_task` to be a positive integer"):
+        PLE(num_task=0, extraction_networks=[{"share_num": 1, "share_expert_net": LINEAR_1}])
+    with pytest.raises(ConfigError, match="extraction network 0 has no experts"):
+        PLE(num_task=2, extraction_networks=[{}])
+    with pytest.raises(ConfigError, match="has experts but no `task_expert_net` hidden_units"):
+        PLE(num_task=2, extraction_networks=[{"expert_num_per_task": 1}])
+    mixed = PLE(num_task=1, extraction_networks=[
+        {"expert_num_per_task": 1, "share_num": 1, "task_expert_net": {"hidden_units": [2]},
+         "share_expert_net": {"hidden_units": [3]}}])
+    with pytest.raises(ConfigError, match=r"one output width, received \[2, 3\]"):
+        mixed(np.ones((2, 4), "float32"))
+    proto = text_format.Parse(
+        'class_name: "PLE" ple { num_task: 2 extraction_networks { expert_num_per_task: 1 '
+        'share_num: 2 task_expert_net { hidden_units: [4] } share_expert_net { hidden_units: '
+        '[4] } } }', backbone_pb2.KerasLayer())
+    built = create_layer(proto, "ple", "block ple")
+    assert built.num_task == 2 and built.extraction_networks[0]["share_num"] == 2
+    assert built.extraction_networks[0]["task_expert_net"]["hidden_units"] == [4]

@@ -8,10 +8,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import create_layer, layer_kwargs
 from google.protobuf import text_format
 
 from easyblocks.blocks.pepnet import EPNet, GateNU, PEPNet, PPNet
-from easyblocks.blocks.registry import create_layer, get_block, layer_kwargs
+from easyblocks.blocks.registry import get_block
 from easyblocks.errors import ConfigError
 from easyblocks.protos import backbone_pb2
 

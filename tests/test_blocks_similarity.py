@@ -1,4 +1,4 @@
-"""Tests of Cosine (DSSM / two towers): cos(u, v) / temperature, pinned by hand."""
+"""Tests of Cosine and Similarity (DSSM / two towers), pinned by hand."""
 
 import os
 
@@ -7,9 +7,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import create_layer
 
-from easyblocks.blocks.registry import create_layer
-from easyblocks.blocks.similarity import Cosine
+from easyblocks.blocks.similarity import Cosine, Similarity
 from easyblocks.errors import ConfigError
 from easyblocks.protos import backbone_pb2
 
@@ -69,3 +69,54 @@ def test_config_round_trip_and_st_params():
     np.testing.assert_allclose(built([U, V]).numpy()[0, 0], 19.2, rtol=1e-6)
     default = create_layer(backbone_pb2.KerasLayer(class_name="Cosine"), "cos", "block cos")
     assert default.temperature == 0.1
+
+
+# ---- Similarity: EasyRec's DSSM head --------------------------------------------------------
+
+def test_similarity_cosine_and_inner_product_by_hand():
+    cos = Similarity()([U, V]).numpy()  # COSINE, temperature 1, no scale
+    np.testing.assert_allclose(cos[:, 0], [0.96, 0.0, -1.0, 0.0], rtol=1e-6, atol=1e-6)
+    ip = Similarity(simi_func="inner_product", temperature=2.0)([U, V]).numpy()
+    # <u, v> / 2: 24/2, 0, -4/2, 0
+    np.testing.assert_allclose(ip[:, 0], [12.0, 0.0, -2.0, 0.0], rtol=1e-6)
+
+
+def test_similarity_scale_simi_uses_the_absolute_scale_and_a_shift():
+    layer = Similarity(temperature=0.5, scale_simi=True)
+    assert [w.name for w in layer.weights] == ["scale", "shift"]
+    layer.scale.assign([-3.0])
+    layer.shift.assign([0.25])
+    # cos / 0.5 * |-3| + 0.25
+    np.testing.assert_allclose(layer([U, V]).numpy()[:, 0],
+                               [0.96 * 6 + 0.25, 0.25, -6 + 0.25, 0.25], rtol=1e-6)
+
+
+def test_similarity_pair_logits_score_every_user_item_pair():
+    layer = Similarity(simi_func="INNER_PRODUCT", temperature=0.5)
+    pairs = layer.pair_logits([U[:3], V[:3]]).numpy()
+    # <u_i, v_j> / 0.5
+    want = 2.0 * U[:3] @ V[:3].T
+    np.testing.assert_allclose(pairs, want, rtol=1e-6)
+    np.testing.assert_allclose(np.diag(pairs)[:, None], layer([U[:3], V[:3]]).numpy(), rtol=1e-6)
+    cos_pairs = Similarity().pair_logits([U[:2], V[:2]]).numpy()
+    # rows: u = (.6, .8), (1, 0); columns: v = (.8, .6), (0, 1)
+    np.testing.assert_allclose(cos_pairs, [[0.96, 0.8], [0.8, 0.0]], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(Similarity().similarity([U, V]).numpy()[:, 0],
+                               [0.96, 0.0, -1.0, 0.0], rtol=1e-6, atol=1e-6)
+
+
+def test_similarity_errors_and_typed_params():
+    with pytest.raises(ConfigError, match="expected `simi_func` one of COSINE, INNER_PRODUCT, "
+                                          "received: 'EUCLID'"):
+        Similarity(simi_func="EUCLID")
+    with pytest.raises(ConfigError, match="temperature"):
+        Similarity(temperature=0.0)
+    with pytest.raises(ConfigError, match="received: one tensor"):
+        Similarity()(U)
+    proto = backbone_pb2.KerasLayer(class_name="Similarity")
+    proto.similarity.simi_func = "INNER_PRODUCT"
+    proto.similarity.scale_simi = True
+    built = create_layer(proto, "sim", "block sim")
+    assert (built.simi_func, built.temperature, built.scale_simi) == ("INNER_PRODUCT", 1.0, True)
+    clone = Similarity.from_config(built.get_config())
+    assert clone.get_config() == built.get_config()

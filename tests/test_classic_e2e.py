@@ -13,8 +13,9 @@ import pytest
 from conftest import ROOT, SAMPLES
 
 from easyblocks import api
+from easyblocks.eval.evaluator import Evaluator
+from easyblocks.eval.metrics import auc
 from easyblocks.train.loop import Trainer
-from easyblocks.train.metrics import auc
 
 pytestmark = pytest.mark.slow
 CONFIGS = os.path.join(SAMPLES, "configs")
@@ -64,7 +65,7 @@ def test_esmm_sample_trains_and_ctcvr_is_the_product(tmp_path):
     assert 0.59 < towers["ctr"]["overall"]["auc"] < oracle_auc(0)
     assert 0.67 < towers["ctcvr"]["overall"]["auc"] < oracle_auc(1)
 
-    arrays = trainer.predict_arrays([TEST_CSV])
+    arrays = Evaluator(trainer.state).predict_arrays([TEST_CSV])
     p_ctr, p_ctcvr, p_cvr = (arrays[k] for k in ("probs_ctr", "probs_ctcvr",
                                                    "cond_probs_ctcvr"))
     assert p_ctcvr.shape == p_cvr.shape == p_ctr.shape == (50000,)

@@ -7,8 +7,9 @@ import pytest
 from conftest import SEEDS, tiny_config
 
 from easyblocks.config.loader import load_config, parse_config_text
-from easyblocks.config.validate import validate
+from easyblocks.config.resolve import resolve
 from easyblocks.errors import ConfigError
+from easyblocks.protos.loss_pb2 import LossType
 
 SEED_004 = os.path.join(SEEDS, "004_4cd2d19f9128db1a.txt")
 ELIDED = ("cms_group_id age_level pvalue_level shopping_level occupation new_user_class_level "
@@ -46,7 +47,8 @@ def test_seed_004_model_config_parses():
     assert aitm.keras_layer.class_name == "AITMTower"
     assert list(aitm.keras_layer.aitm.transfer_mlp.hidden_units) == [128]
     cvr = model.model_params.task_towers[1]
-    assert [loss.loss_type for loss in cvr.losses] == [0, 20]
+    assert [LossType.Name(loss.loss_type) for loss in cvr.losses] == [
+        "CLASSIFICATION", "ORDER_CALIBRATE_LOSS"]
     assert model.model_params.l2_regularization == pytest.approx(1e-6)
     assert model.embedding_regularization == pytest.approx(5e-6)
     assert len(model.feature_groups[0].feature_names) == 17
@@ -67,13 +69,14 @@ def test_missing_file():
 
 
 def _validate(text):
-    return validate(parse_config_text(text, "t.config"))
+    return resolve(parse_config_text(text, "t.config"))
 
 
 def test_valid_tiny_config():
     resolved = _validate(tiny_config('backbone { blocks { name: "b" inputs { feature_group_name: '
                                      '"all" } } }'))
-    assert resolved.groups == {"all": ["user", "tags", "price"], "user": ["user"]}
+    assert {g: list(s.features) for g, s in resolved.groups.items()} == \
+        {"all": ["user", "tags", "price"], "user": ["user"]}
     assert [t.name for t in resolved.towers] == ["clk"]
 
 

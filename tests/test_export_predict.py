@@ -13,7 +13,8 @@ import tensorflow as tf
 from conftest import ROOT, SAMPLES
 
 from easyblocks import api
-from easyblocks.train.loop import Trainer
+from easyblocks.data.csv_input import CSVInput
+from easyblocks.models.state import ModelState
 
 pytestmark = pytest.mark.slow
 TEST_CSV = os.path.join(SAMPLES, "data", "taobao_test.csv")
@@ -31,10 +32,10 @@ def cli(*args):
 
 
 def in_process_probs(config, model_dir, rows):
-    trainer = Trainer(api.resolve(config), model_dir=model_dir)
-    trainer.restore(required=True)
-    columns = trainer.input.parse(tf.constant(rows))
-    out = trainer.model(trainer.preprocessor(columns), training=False)
+    state = ModelState(api.resolve(config), model_dir=model_dir)
+    state.restore(required=True)
+    columns = CSVInput(state.spec.data, state.preprocessor, []).parse(tf.constant(rows))
+    out = state.model(state.preprocessor(columns), training=False)
     return {k: v.numpy() for k, v in out.items() if k.startswith("probs_")}
 
 
@@ -69,7 +70,7 @@ def test_export_reload_in_new_process_matches(tmp_path, name):
         assert "merged 1 over-parameterised block(s) for serving" in r.stdout
     rows_file = tmp_path / "rows.csv"
     rows_file.write_text("\n".join(rows) + "\n")
-    trainer_names = [f.input_name for f in api.resolve(config).proto.data_config.input_fields]
+    trainer_names = api.resolve(config).data.field_names
     script = tmp_path / "reload.py"
     script.write_text(RELOAD.format(names=",".join(trainer_names)))
     subprocess.run([sys.executable, str(script), str(tmp_path / "export"), str(rows_file),
@@ -172,10 +173,10 @@ def test_two_tower_export_user_and_item_towers_separately(tmp_path):
     assert "user_id" in user_cols and "adgroup_id" not in user_cols
     assert "adgroup_id" in item_cols and "user_id" not in item_cols
     rows = open(TEST_CSV).read().splitlines()[:64]
-    trainer = Trainer(api.resolve(config), model_dir=model_dir)
-    trainer.restore(required=True)
-    columns = trainer.input.parse(tf.constant(rows))
-    logits = trainer.model(trainer.preprocessor(columns), training=False)["logits_clk"].numpy()
+    state = ModelState(api.resolve(config), model_dir=model_dir)
+    state.restore(required=True)
+    columns = CSVInput(state.spec.data, state.preprocessor, []).parse(tf.constant(rows))
+    logits = state.model(state.preprocessor(columns), training=False)["logits_clk"].numpy()
     u = user(**{k: columns[k] for k in user_cols})["user_tower"].numpy()
     v = item(**{k: columns[k] for k in item_cols})["item_tower"].numpy()
     cos = (u * v).sum(-1) / np.linalg.norm(u, axis=-1) / np.linalg.norm(v, axis=-1)

@@ -5,7 +5,8 @@ import tensorflow as tf
 from conftest import tiny_config
 
 from easyblocks.config.loader import parse_config_text
-from easyblocks.config.validate import validate
+from easyblocks.config.resolve import resolve
+from easyblocks.config.specs import FeatureGroupSpec
 from easyblocks.features.embedding import FeatureGroups
 from easyblocks.features.preprocess import PAD_ID, Preprocessor
 
@@ -19,13 +20,17 @@ feature_configs { input_names: "tags" feature_name: "tags_sum" feature_type: Tag
 """
 
 
+def groups(**features) -> dict:
+    return {name: FeatureGroupSpec(name, tuple(names)) for name, names in features.items()}
+
+
 def resolved():
     text = tiny_config('backbone { blocks { name: "b" inputs { feature_group_name: "all" } } }',
                        extra=EXTRA_FEATURES)
     text = text.replace('feature_groups { group_name: "user" feature_names: "user" }',
                         'feature_groups { group_name: "more" feature_names: ["user_vocab", '
                         '"price_bucket", "tags_sum"] }')
-    return validate(parse_config_text(text, "t.config"))
+    return resolve(parse_config_text(text, "t.config"))
 
 
 COLUMNS = {
@@ -36,7 +41,7 @@ COLUMNS = {
 
 
 def test_preprocessor_shapes_and_values():
-    pre = Preprocessor(resolved().specs)
+    pre = Preprocessor(resolved().features)
     out = pre(COLUMNS)
     assert out["user"].dtype == tf.int64 and out["user"].shape == (3,)
     assert np.all((out["user"].numpy() >= 0) & (out["user"].numpy() < 100))
@@ -52,8 +57,8 @@ def test_preprocessor_shapes_and_values():
 
 def test_groups_concatenate_and_pool_tags_by_hand():
     r = resolved()
-    layer = FeatureGroups(r.specs, r.groups)
-    features = Preprocessor(r.specs)(COLUMNS)
+    layer = FeatureGroups(r.features, r.groups)
+    features = Preprocessor(r.features)(COLUMNS)
     out = layer(features)
     assert out["groups"]["all"].shape == (3, 4 + 4 + 1)
     assert out["groups"]["more"].shape == (3, 2 + 3 + 4)
@@ -71,15 +76,15 @@ def test_groups_concatenate_and_pool_tags_by_hand():
 
 def test_raw_group_gives_bucket_ids():
     r = resolved()
-    layer = FeatureGroups(r.specs, {"ids": ["user_vocab", "price_bucket"]})
-    out = layer(Preprocessor(r.specs)(COLUMNS))
+    layer = FeatureGroups(r.features, groups(ids=["user_vocab", "price_bucket"]))
+    out = layer(Preprocessor(r.features)(COLUMNS))
     np.testing.assert_array_equal(out["raw"]["ids"].numpy(), [[0, 0], [1, 1], [2, 2]])
 
 
 def test_embedding_l2_is_batch_mean_of_squared_rows():
     r = resolved()
-    layer = FeatureGroups(r.specs, {"g": ["user_vocab"]})
-    out = layer(Preprocessor(r.specs)(COLUMNS))
+    layer = FeatureGroups(r.features, groups(g=["user_vocab"]))
+    out = layer(Preprocessor(r.features)(COLUMNS))
     table = layer.tables["user_vocab"].numpy()
     expected = (table[0] ** 2).sum() + (table[1] ** 2).sum() + (table[2] ** 2).sum()
     np.testing.assert_allclose(out["embedding_l2"].numpy(), expected / 3, rtol=1e-5)
@@ -87,8 +92,8 @@ def test_embedding_l2_is_batch_mean_of_squared_rows():
 
 def test_padding_adds_no_row_to_the_table_gradient():
     r = resolved()
-    layer = FeatureGroups(r.specs, {"g": ["tags"]})
-    features = Preprocessor(r.specs)(COLUMNS)  # row 2 has no tags, row 1 one tag + padding
+    layer = FeatureGroups(r.features, groups(g=["tags"]))
+    features = Preprocessor(r.features)(COLUMNS)  # row 2 has no tags, row 1 one tag + padding
     layer(features)
     with tf.GradientTape() as tape:
         out = tf.reduce_sum(layer(features)["groups"]["g"])
@@ -104,7 +109,7 @@ def test_padding_adds_no_row_to_the_table_gradient():
 def _with_features(features: str):
     text = tiny_config('backbone { blocks { name: "b" inputs { feature_group_name: "all" } } }',
                        extra=features)
-    return validate(parse_config_text(text, "t.config"))
+    return resolve(parse_config_text(text, "t.config"))
 
 
 def test_initializer_per_feature_easyrec_messages():
@@ -125,8 +130,8 @@ feature_configs { input_names: "user" feature_name: "u_glorot" embedding_dim: 4
 feature_configs { input_names: "user" feature_name: "u_shared" embedding_dim: 8
   hash_bucket_size: 500 embedding_name: "u_tn" }
 """)
-    groups = {"g": ["user", "u_tn", "u_rn", "u_const", "u_glorot", "u_shared"]}
-    layer = FeatureGroups(r.specs, groups)
+    layer = FeatureGroups(r.features,
+                          groups(g=["user", "u_tn", "u_rn", "u_const", "u_glorot", "u_shared"]))
     t = {k: v.numpy() for k, v in layer.tables.items()}
     # truncated normal: within 2 stddev of the mean (EasyRec's message, tf's truncation)
     assert abs(t["u_tn"].mean() - 1.0) < 0.01 and np.all(np.abs(t["u_tn"] - 1.0) <= 0.2 + 1e-6)
@@ -134,7 +139,7 @@ feature_configs { input_names: "user" feature_name: "u_shared" embedding_dim: 8
     # TF1's constant_initializer: row-major, the last value repeated (3 rows: 2 + unknown)
     np.testing.assert_array_equal(t["u_const"], [[1, 2], [3, 3], [3, 3]])
     assert abs(t["u_glorot"].std() - np.sqrt(2 / (60 + 4))) < 0.02
-    assert r.specs["u_shared"].initializer == r.specs["u_tn"].initializer  # one shared table
+    assert r.features["u_shared"].initializer == r.features["u_tn"].initializer  # one table
     assert "u_shared" not in t
     # unset: the default initializer
     default = embedding.default_initializer(4)((100, 4))

@@ -4,18 +4,20 @@ import numpy as np
 import pytest
 from conftest import TINY_DATA
 
+from easyblocks.config.features import build_feature_specs
 from easyblocks.config.loader import parse_config_text
+from easyblocks.config.resolve import data_spec
 from easyblocks.data.csv_input import CSVInput, expand_paths, find_bad_line
 from easyblocks.errors import DataError
 from easyblocks.features.preprocess import Preprocessor
-from easyblocks.features.spec import build_feature_specs
 
 
 def make_input(extra=""):
     text = TINY_DATA.replace("batch_size: 4", "batch_size: 4\n" + extra)
     loaded = parse_config_text(text, "t.config")
     pre = Preprocessor(build_feature_specs(loaded))
-    return loaded.proto.data_config, CSVInput(loaded.proto.data_config, pre, ["clk"], ["user"])
+    data = data_spec(loaded)
+    return data, CSVInput(data, pre, ["clk"], ["user"])
 
 
 def test_reads_batches_with_defaults(tmp_path):

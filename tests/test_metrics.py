@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from easyblocks.train.metrics import auc, gauc, logloss, metrics_by_domain
+from easyblocks.eval.metrics import auc, gauc, logloss, metrics_by_domain
 
 
 def test_auc_by_hand_with_ties():
@@ -19,12 +19,19 @@ def test_logloss_by_hand():
     assert logloss([1, 0], [0.8, 0.4]) == pytest.approx(expected)
 
 
-def test_gauc_weights_groups_by_size_and_skips_one_class_groups():
-    labels = [1, 0, 0, 1, 0, 0, 1]
-    scores = [0.9, 0.1, 0.5, 0.2, 0.3, 0.4, 0.5]
-    users = ["a", "a", "b", "b", "b", "b", "c"]  # c has one class only
-    # a: AUC 1 (2 rows); b: positive 0.2 below 0.5, 0.3, 0.4 -> 0 of 3 (4 rows)
-    assert gauc(labels, scores, users) == pytest.approx((1.0 * 2 + 0.0 * 4) / 6)
+def test_gauc_reductions_by_hand_and_skips_one_class_groups():
+    labels = [1, 0, 0, 0, 1, 1, 0, 1]
+    scores = [0.9, 0.1, 0.2, 0.5, 0.2, 0.6, 0.4, 0.5]
+    users = ["a", "a", "a", "b", "b", "b", "b", "c"]  # c has one class only
+    # a: AUC 1 (3 rows, 1 positive); b: positives 0.2, 0.6 vs negatives 0.5, 0.4 win
+    # (0.6>0.5) (0.6>0.4) = 2 of 4 pairs -> 0.5 (4 rows, 2 positives)
+    assert gauc(labels, scores, users) == pytest.approx((1.0 + 0.5) / 2)  # EasyRec's "mean"
+    assert gauc(labels, scores, users, "mean_by_sample_num") == pytest.approx(
+        (1.0 * 3 + 0.5 * 4) / 7)
+    assert gauc(labels, scores, users, "mean_by_positive_num") == pytest.approx(
+        (1.0 * 1 + 0.5 * 2) / 3)
+    with pytest.raises(ValueError, match="reduction"):
+        gauc(labels, scores, users, "median")
 
 
 def test_metrics_per_domain_by_hand():

@@ -16,8 +16,8 @@ import pytest
 import tensorflow as tf
 from conftest import ROOT, SAMPLES, tiny_config
 
-from easyblocks import api, cli, plugins
-from easyblocks.blocks import registry
+from easyblocks import api, cli
+from easyblocks.blocks import plugins, registry
 from easyblocks.errors import ConfigError
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -467,7 +467,9 @@ RELOAD = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_plugin_block_trains_resumes_exports_and_serves_without_plugin(plugin_dir, tmp_path):
-    from easyblocks.train.loop import Trainer
+    from easyblocks.data.csv_input import CSVInput
+    from easyblocks.models.checkpoints import checkpoint_key
+    from easyblocks.models.state import ModelState
 
     plugin_dir("eb_test_e2e.blocks")
     # dropout 0: a Dropout's seed variable is named per process by Keras (seed_generator_1
@@ -496,17 +498,17 @@ def test_plugin_block_trains_resumes_exports_and_serves_without_plugin(plugin_di
 
     # the plugin's weights are in the checkpoint and restored from it
     reader = tf.train.load_checkpoint(model_dir)
-    trainer = Trainer(api.resolve(config), model_dir=model_dir)
+    trainer = ModelState(api.resolve(config), model_dir=model_dir)
     trainer.restore(required=True)
     mix = trainer.model.backbone.dag.blocks["mix"].steps[0].layers[0]
-    # model variables are checkpointed by position (see ModelVariables in train/loop.py)
-    index = next(i for i, v in enumerate(trainer.model.variables) if v is mix.w)
-    key = f"model/variables_in_order/{index}/.ATTRIBUTES/VARIABLE_VALUE"
+    # model variables are checkpointed by stable names (see models/checkpoints.py)
+    assert trainer.key_of(mix.w) == "backbone/dag/mix/w"
+    key = checkpoint_key(trainer.key_of(mix.w))
     np.testing.assert_array_equal(reader.get_tensor(key), mix.w.numpy())
     assert not np.array_equal(mix.w.numpy(), np.ones(2))  # trained, not the initial value
 
     rows = open(os.path.join(SAMPLES, "data", "taobao_test.csv")).read().splitlines()[:100]
-    columns = trainer.input.parse(tf.constant(rows))
+    columns = CSVInput(trainer.spec.data, trainer.preprocessor, []).parse(tf.constant(rows))
     expected = trainer.model(trainer.preprocessor(columns), training=False)["probs_clk"].numpy()
     export_dir = api.export(config, model_dir, str(tmp_path / "export"))
 
@@ -514,7 +516,7 @@ def test_plugin_block_trains_resumes_exports_and_serves_without_plugin(plugin_di
     rows_file.write_text("\n".join(rows) + "\n")
     script = tmp_path / "reload.py"
     script.write_text(RELOAD)
-    names = [f.input_name for f in trainer.resolved.proto.data_config.input_fields]
+    names = trainer.spec.data.field_names
     env = {k: v for k, v in ENV.items() if k != "PYTHONPATH"}
     r = subprocess.run([sys.executable, str(script), export_dir, str(rows_file),
                         str(tmp_path / "out.npz"), "eb_test_e2e", ",".join(names)],

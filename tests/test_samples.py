@@ -7,7 +7,7 @@ import pytest
 from conftest import ROOT, SAMPLES
 
 from easyblocks import api
-from easyblocks.models.describe import describe
+from easyblocks.tools.describe import describe
 
 CONFIGS = sorted(glob.glob(os.path.join(SAMPLES, "configs", "*.config")))
 

@@ -10,7 +10,7 @@ from conftest import ROOT, SAMPLES, shared_data
 
 from easyblocks import api
 from easyblocks.errors import DataError
-from easyblocks.train.metrics import auc
+from easyblocks.eval.metrics import auc
 
 pytestmark = pytest.mark.slow
 MLP_CONFIG = os.path.join(SAMPLES, "configs", "mlp_on_taobao.config")

@@ -6,7 +6,7 @@ import tensorflow as tf
 from conftest import tiny_config
 
 from easyblocks.config.loader import parse_config_text
-from easyblocks.config.validate import validate
+from easyblocks.config.resolve import resolve
 from easyblocks.errors import ConfigError
 from easyblocks.features.preprocess import PAD_ID
 from easyblocks.models.build import build_and_initialize
@@ -24,7 +24,7 @@ def build(model_text, extra="", multi=False):
     text = tiny_config(model_text, extra=extra)
     if multi:
         text = text.replace('"RankModel"', '"MultiTaskModel"')
-    resolved = validate(parse_config_text(text, "t.config"))
+    resolved = resolve(parse_config_text(text, "t.config"))
     model, pre = build_and_initialize(resolved)
     return resolved, model, pre
 
@@ -53,7 +53,7 @@ def test_wide_group_gives_one_weight_per_feature():
     np.testing.assert_allclose(wide[:, 0], features["user"].numpy())  # w_user[id] = id
     np.testing.assert_allclose(wide[:, 1], [2.0, 2.0, 0.0])  # mean of 2.0s; no tags -> 0
     np.testing.assert_allclose(wide[:, 2], [5.0, 20.0, 40.0])  # w * price
-    assert resolved.wide_groups == {"wide"}
+    assert {g.name for g in resolved.groups.values() if g.wide} == {"wide"}
     # the wide tables are updated row-wise with the deep tables
     assert any(v is fg.wide_tables["user"] for v in fg.table_variables)
 
@@ -83,11 +83,11 @@ def test_sequence_feature_keeps_order_pads_and_truncates():
     np.testing.assert_array_equal(out["raw"]["hist"].numpy(), ids)
 
 
-def test_sequence_feature_must_be_alone_in_its_group():
-    with pytest.raises(ConfigError, match="a SequenceFeature must be alone in a DEEP group"):
+def test_a_sequence_beside_other_features_is_read_only_as_seq_and_normal():
+    with pytest.raises(ConfigError, match="holds SequenceFeatures .* output_seq_and_normal"):
         build("""
           feature_groups { group_name: "mixed" feature_names: ["hist", "user"] }
-          backbone { blocks { name: "x" inputs { feature_group_name: "all" } } }
+          backbone { blocks { name: "x" inputs { feature_group_name: "mixed" } } }
         """, extra=SEQ)
 
 

@@ -1,1 +1,2 @@
-"""Backbone: the DAG of blocks, input slices and safe expressions."""
+"""Backbone: the DAG of blocks built from its spec, run in topological order, and the
+interpreter of safe expressions."""

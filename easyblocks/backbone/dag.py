@@ -1,74 +1,67 @@
-"""The backbone: named blocks wired into a DAG, ordered and run topologically.
+"""The backbone: the blocks of a DagSpec, built once and run in topological order.
 
 Every layer is created here, when the model is built (never inside `call`), so
 weights are tracked and saved; nothing is shared between two models built from
-one config (packages belong to the Backbone instance, not to a class).
+one config (packages belong to the Backbone instance, not to a class). The order,
+the inputs and every check of the structure come from `easyblocks.config.dag`.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import keras
-import networkx as nx
 import tensorflow as tf
 
-from easyblocks.backbone.slicing import apply_slice, parse_slice
 from easyblocks.backbone.transforms import compile_expression
 from easyblocks.blocks.mlp import MLP
 from easyblocks.blocks.registry import create_layer
-from easyblocks.config.kwargs import message_to_kwargs
-from easyblocks.errors import ConfigError, suggest
-
-log = logging.getLogger("easyblocks")
-
-Locate = Callable[[str, str], str]  # (field, value) -> "file:line"
-
-
-def _no_locate(field: str, value: str) -> str:
-    return "<config>"
+from easyblocks.config.checks import check_slice_against_shape
+from easyblocks.config.slicing import apply_slice
+from easyblocks.config.specs import BackboneSpec, BlockSpec, DagSpec, InputSpec, StepSpec
+from easyblocks.errors import ConfigError, EasyblocksError
+from easyblocks.features.embedding import InputLayerOptions
 
 
-def _concat(values: list, axis: int, where: str):
+def _concat(values: list, axis: int, where: str, join_lists: bool = False):
+    """Concatenates tensors on `axis`. With join_lists (a block's inputs), when an input is a
+    list (e.g. the field embeddings of an `input_layer { only_output_feature_list: true }`
+    block) the inputs are joined into one flat list instead, tensors as items, as EasyRec's
+    merge_inputs does."""
+    if len(values) == 1:
+        return values[0]
     if any(isinstance(v, (list, tuple)) for v in values):
+        if join_lists:
+            return [item for v in values
+                    for item in (v if isinstance(v, (list, tuple)) else [v])]
         raise ConfigError(
             f"{where}: an input is a list of tensors; set merge_inputs_into_list: true "
             "or pick one with input_slice"
         )
-    return values[0] if len(values) == 1 else tf.concat(values, axis=axis)
+    return tf.concat(values, axis=axis)
 
 
 class _Step:
     """One callable step of a block: a layer, a lambda, a repeat or a recurrent layer."""
 
-    def __init__(self, proto: Any, name: str, where: str, owner: Dag):
+    def __init__(self, spec: StepSpec, name: str, where: str):
+        self.spec = spec
         self.where = where
-        kind = proto.WhichOneof("layer")
-        self.kind = kind
-        if kind == "keras_layer":
-            self.layers = [create_layer(proto.keras_layer, name, where)]
-        elif kind == "lambda":
-            self.fn = compile_expression(getattr(proto, "lambda").expression, where)
+        self.kind = spec.kind
+        self.fn = None
+        self.input_fn = None
+        if spec.kind == "keras_layer":
+            self.layers = [create_layer(spec.layer, name, where)]
+        elif spec.kind == "lambda":
+            self.fn = compile_expression(spec.expression, where)
             self.layers = []
-        elif kind == "repeat":
-            rep = proto.repeat
-            self.layers = [create_layer(rep.keras_layer, f"{name}_{i}", where)
-                           for i in range(rep.num_repeat)]
-            self.concat_axis = rep.output_concat_axis if rep.HasField("output_concat_axis") \
-                else None
-            self.slices = [parse_slice(rep.input_slice, where, {"i": i}) if rep.input_slice
-                           else None for i in range(rep.num_repeat)]
-            self.input_fn = compile_expression(rep.input_fn, where) if rep.input_fn else None
-        elif kind == "recurrent":
-            rec = proto.recurrent
-            self.layers = [create_layer(rec.keras_layer, f"{name}_{i}", where)
-                           for i in range(rec.num_steps)]
-            self.fixed = rec.fixed_input_index if rec.HasField("fixed_input_index") else -1
-        else:
-            raise ConfigError(f"{where}: unsupported layer kind {kind!r}")
-        owner.tracked_layers.extend(self.layers)
+        else:  # repeat, recurrent: independent copies of one layer
+            self.layers = [create_layer(spec.layer, f"{name}_{i}", where)
+                           for i in range(spec.num)]
+            if spec.repeat_input_fn:
+                self.input_fn = compile_expression(spec.repeat_input_fn, where)
 
     def __call__(self, x: Any, training: Any) -> Any:
         if self.kind == "keras_layer":
@@ -77,250 +70,196 @@ class _Step:
             return self.fn(x)
         if self.kind == "repeat":
             outs = []
-            for layer, index in zip(self.layers, self.slices):
+            for layer, index in zip(self.layers, self.spec.repeat_indices):
                 xi = apply_slice(x, index) if index is not None else x
                 if self.input_fn is not None:
                     xi = self.input_fn(xi)
                 outs.append(layer(xi, training=training))
-            return outs if self.concat_axis is None else tf.concat(outs, self.concat_axis)
-        # recurrent: feed each step's output back, keeping input `fixed` in place
-        inputs = list(x) if self.fixed >= 0 else x
-        if self.fixed >= 0 and not isinstance(x, (list, tuple)):
+            axis = self.spec.output_concat_axis
+            return outs if axis is None else tf.concat(outs, axis)
+        return self._recurrent(x, training)
+
+    def _recurrent(self, x: Any, training: Any) -> Any:
+        """Feeds each step's output back, keeping input `fixed_input_index` in place."""
+        fixed = self.spec.fixed_input_index
+        if fixed >= 0 and not isinstance(x, (list, tuple)):
             raise ConfigError(f"{self.where}: fixed_input_index needs a list input "
                               "(merge_inputs_into_list: true)")
+        inputs = list(x) if fixed >= 0 else x
         out = inputs
         for layer in self.layers:
             out = layer(out, training=training)
-            if self.fixed >= 0:
+            if fixed >= 0:
                 new = list(out) if isinstance(out, (list, tuple)) else [out]
-                others = [i for i in range(len(inputs)) if i != self.fixed]
+                others = [i for i in range(len(inputs)) if i != fixed]
                 for j, idx in enumerate(others):
                     inputs[idx] = new[j] if j < len(new) else new[-1]
                 out = list(inputs)
-        if self.fixed >= 0:
-            del out[self.fixed]
+        if fixed >= 0:
+            del out[fixed]
             return out[0] if len(out) == 1 else out
         return out
 
 
 class _Block:
-    """A configured block: where its inputs come from and the steps it runs."""
+    """A built block: its spec, its steps and its input functions."""
 
-    def __init__(self, proto: Any, where: str, owner: Dag):
-        self.proto = proto
-        self.name = proto.name
-        self.where = where
-        self.kind = proto.WhichOneof("layer")
-        self.inputs = []
-        for inp in proto.inputs:
-            which = inp.WhichOneof("name")
-            if which is None:
-                raise ConfigError(f"{where}: an input names nothing (set feature_group_name, "
-                                  "block_name, package_name or use_package_input)")
-            target = getattr(inp, which)
-            index = parse_slice(inp.input_slice, where) if inp.input_slice else None
-            fn = compile_expression(inp.input_fn, where) if inp.input_fn else None
-            self.inputs.append((which, target, index, fn, inp))
-        self.extra_fn = compile_expression(proto.extra_input_fn, where) \
-            if proto.extra_input_fn else None
-        if proto.layers and self.kind is not None:
-            raise ConfigError(f"{where}: set either `layers` or one layer, not both")
-        self.steps = [_Step(layer, f"{self.name}_{i}", where, owner)
-                      for i, layer in enumerate(proto.layers)]
-        if self.kind in ("keras_layer", "lambda", "repeat", "recurrent"):
-            self.steps = [_Step(proto, self.name, where, owner)]
-        if self.kind in ("input_layer", "raw_input"):
-            if len(self.inputs) != 1 or self.inputs[0][0] != "feature_group_name":
-                raise ConfigError(f"{where}: {self.kind} takes exactly one feature_group_name "
-                                  "input")
+    def __init__(self, spec: BlockSpec):
+        self.spec = spec
+        self.name = spec.name
+        self.where = spec.where
+        self.input_fns = [compile_expression(i.fn, spec.where) if i.fn else None
+                          for i in spec.inputs]
+        self.extra_fn = compile_expression(spec.extra_input_fn, spec.where) \
+            if spec.extra_input_fn else None
+        single = len(spec.steps) == 1
+        self.steps = [_Step(s, spec.name if single else f"{spec.name}_{i}", spec.where)
+                      for i, s in enumerate(spec.steps)]
+        # an input_layer's do_batch_norm / do_layer_norm / dropout (EasyRec's input layer)
+        self.input_options = InputLayerOptions(
+            spec.input_norm, spec.dropout_rate, spec.feature_dropout_rate,
+            per_feature=spec.only_output_feature_list or spec.only_output_3d_tensor
+            or spec.output_2d_tensor_and_feature_list,
+            name=f"{spec.name}_input_layer") if spec.has_input_options else None
 
     @property
-    def class_name(self) -> str:
-        if self.kind == "keras_layer":
-            return self.proto.keras_layer.class_name
-        if self.proto.layers:
-            return "Sequential"
-        return self.kind or "Identity"
-
-
-def order_blocks(blocks, group_names, package_names, locate: Locate = _no_locate,
-                 what: str = "backbone") -> tuple[list[str], nx.DiGraph]:
-    """Checks a DAG's names and references and orders it topologically (networkx).
-
-    Errors name the block and the config line: duplicates, names shared with feature
-    groups or packages, unknown inputs (with close matches), and cycles (listing the
-    blocks on them). Ties are broken by the order of the blocks in the config.
-    """
-    group_names, package_names = set(group_names), set(package_names)
-    block_names: list[str] = []
-    for proto in blocks:
-        where = f"{locate('name', proto.name)}: block {proto.name!r}"
-        if proto.name in block_names:
-            raise ConfigError(f"{where}: duplicate block name in the {what}")
-        if proto.name in group_names:
-            raise ConfigError(f"{where}: a block may not have the name of a feature group")
-        if proto.name in package_names:
-            raise ConfigError(f"{where}: a block may not have the name of a package")
-        block_names.append(proto.name)
-    known = set(block_names)
-    names = block_names + sorted(group_names) + sorted(package_names)
-    graph = nx.DiGraph()
-    graph.add_nodes_from(block_names)
-    for proto in blocks:
-        for inp in proto.inputs:
-            which = inp.WhichOneof("name")
-            target = getattr(inp, which) if which else None
-            if which == "block_name":
-                if target not in known:
-                    others = [n for n in names if n != proto.name]
-                    hint = " (it is a feature group: use feature_group_name)" \
-                        if target in group_names else suggest(target, others)
-                    raise ConfigError(f"{locate('block_name', target)}: block {proto.name!r} "
-                                      f"takes input {target!r}, which is not a block{hint}")
-                graph.add_edge(target, proto.name)
-            elif which == "feature_group_name" and target not in group_names:
-                hint = " (it is a block: use block_name)" if target in known \
-                    else suggest(target, names)
-                raise ConfigError(f"{locate('feature_group_name', target)}: block "
-                                  f"{proto.name!r} takes feature group {target!r}, which is "
-                                  f"not defined{hint}")
-            elif which == "package_name":
-                if target not in package_names:
-                    raise ConfigError(f"{locate('package_name', target)}: block {proto.name!r} "
-                                      f"calls package {target!r}, which is not defined"
-                                      f"{suggest(target, names)}")
-                if inp.package_input in known:
-                    graph.add_edge(inp.package_input, proto.name)
-    try:
-        cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        cycle = None
-    if cycle:
-        path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
-        raise ConfigError(f"{locate('name', cycle[0][0])}: the {what} has a cycle: {path}")
-    position = {n: i for i, n in enumerate(block_names)}
-    order = list(nx.lexicographical_topological_sort(graph, key=lambda n: position[n]))
-    return order, graph
-
-
-def check_backbone(config: Any, group_names, locate: Locate = _no_locate) -> None:
-    """The structural checks of a BackboneTower message, without building any layer."""
-    packages = [p.name for p in config.packages]
-    for pkg in config.packages:
-        order_blocks(pkg.blocks, group_names, [], locate, what=f"package {pkg.name!r}")
-    order_blocks(config.blocks, group_names, packages, locate)
+    def layers(self) -> list:
+        return [layer for step in self.steps for layer in step.layers]
 
 
 class Dag(keras.layers.Layer):
     """One DAG of blocks (the backbone's main DAG, or a package).
 
     Args:
-      blocks: Block messages.
-      output_blocks / concat_blocks: which block outputs make the DAG's output.
-      group_names: the model's feature groups (inputs from outside the DAG).
+      spec: the DAG's blocks, order and outputs.
       packages: name -> Dag, callable from blocks by `package_name`.
-      locate: finds the config line of a (field, value) pair, for error messages.
       extra_outputs: blocks whose values are also returned, as a dict (e.g. for towers'
         add_to_logit); then `call` returns (output, {name: value}).
     """
 
-    def __init__(self, blocks, output_blocks, concat_blocks, group_names, packages,
-                 locate: Locate = _no_locate, what: str = "backbone", extra_outputs=(),
-                 **kwargs):
+    def __init__(self, spec: DagSpec, packages: dict[str, Dag] | None = None,
+                 extra_outputs=(), **kwargs):
         super().__init__(**kwargs)
+        self.spec = spec
+        self.packages = packages or {}
         self.extra_outputs = list(extra_outputs)
-        self.what = what
-        self.group_names = set(group_names)
-        self.packages = packages
-        self.tracked_layers: list = []
-        self.order, self.graph = order_blocks(blocks, group_names, packages, locate, what)
-        self.blocks: dict[str, _Block] = {}
-        for proto in blocks:
-            where = f"{locate('name', proto.name)}: block {proto.name!r}"
-            self.blocks[proto.name] = _Block(proto, where, self)
-        names = list(self.blocks)
-        for name in list(output_blocks) + list(concat_blocks):
-            if name not in self.blocks:
-                raise ConfigError(f"{locate('output_blocks', name)}: {what} output {name!r} is "
-                                  f"not a block{suggest(name, names)}")
-        if output_blocks and concat_blocks:
-            raise ConfigError(f"{what}: set output_blocks or concat_blocks, not both")
-        self.output_blocks = list(output_blocks)
-        self.concat_blocks = list(concat_blocks)
-        if not output_blocks and not concat_blocks:
-            leaves = [n for n in self.order
-                      if self.graph.out_degree(n) == 0 and n not in self.extra_outputs]
-            log.warning("%s: neither output_blocks nor concat_blocks is set; concatenating the "
-                        "DAG's leaves: %s", what, ", ".join(leaves))
-            self.concat_blocks = leaves
+        self.blocks: dict[str, _Block] = {name: _Block(b) for name, b in spec.blocks.items()}
+        # tracked by Keras, so that the blocks' weights are this layer's weights
+        self.tracked_layers = [layer for b in self.blocks.values() for layer in b.layers] + [
+            b.input_options for b in self.blocks.values() if b.input_options is not None]
+
+    @property
+    def order(self) -> list[str]:
+        return self.spec.order
+
+    # ---- what other parts of the model need ---------------------------------------------
+    def block_layers(self) -> Iterator[tuple[str, _Step, int, keras.layers.Layer]]:
+        """(block name, step, index in the step, layer) for every layer of every block."""
+        for name, block in self.blocks.items():
+            for step in block.steps:
+                for i, layer in enumerate(step.layers):
+                    yield name, step, i, layer
+
+    def replace_layer(self, step: _Step, index: int, layer: keras.layers.Layer) -> None:
+        """Puts `layer` in place of a block's layer (e.g. its merged form for serving)."""
+        step.layers[index] = layer
+
+    def block_losses(self) -> dict[str, list]:
+        """The losses each block added with `add_loss` in its last call, by block name."""
+        out: dict[str, list] = {}
+        for name, _, _, layer in self.block_layers():
+            added = [loss for sub in layer._flatten_layers(include_self=True)
+                     for loss in sub._get_own_losses()]
+            if added:
+                out.setdefault(name, []).extend(added)
+        return out
+
+    def upstream(self, targets) -> tuple[list[str], set[str]]:
+        """The blocks `targets` depend on (themselves included, in run order) and the
+        feature groups those blocks read (through packages too)."""
+        needed = set(targets)
+        for t in targets:
+            needed |= self.spec.ancestors(t)
+        order = [n for n in self.order if n in needed]
+        groups: set[str] = set()
+        for n in order:
+            for inp in self.spec.blocks[n].inputs:
+                if inp.kind == "group":
+                    groups.add(inp.name)
+                elif inp.kind == "package":
+                    pkg = self.packages[inp.name].spec
+                    groups |= {g for b in pkg.blocks.values() for g in b.group_inputs}
+                    if inp.package_input and inp.package_input not in self.spec.blocks:
+                        groups.add(inp.package_input)
+        return order, groups
 
     # ---- running -------------------------------------------------------------------------
-    def _input_value(self, which, target, inp, values, features, package_input, training):
-        if which == "feature_group_name":
-            return features["groups"][target]
-        if which == "block_name":
-            return values[target]
-        if which == "use_package_input":
+    def _input_value(self, inp: InputSpec, values, features, package_input, training):
+        if inp.kind == "group":
+            return features["groups"][inp.name]
+        if inp.kind == "block":
+            return values[inp.name]
+        if inp.kind == "package_input":
             return package_input
-        # package_name: call the package on its input
+        # package: call the package on its input
         arg = None
         if inp.package_input:
             name = inp.package_input
             arg = values[name] if name in values else features["groups"][name]
-        return self.packages[target](features, package_input=arg, training=training)
+        return self.packages[inp.name](features, package_input=arg, training=training)
 
     def _run_block(self, block: _Block, values, features, package_input, training):
-        if block.kind == "input_layer":
-            group = block.inputs[0][1]
-            opts = block.proto.input_layer
-            if opts.only_output_3d_tensor:
-                return tf.stack(features["lists"][group], axis=1)
-            if opts.only_output_feature_list:
-                return list(features["lists"][group])
-            return features["groups"][group]
-        if block.kind == "raw_input":
-            group = block.inputs[0][1]
+        spec = block.spec
+        if spec.kind == "input_layer":  # EasyRec's precedence of the output options
+            group = spec.inputs[0].name
+            if spec.output_seq_and_normal_feature:
+                seq, lengths, target = features["seq_and_normal"][group]
+                return [seq, lengths] if target is None else [seq, lengths, target]
+            tensor, tensors = features["groups"][group], list(features["lists"][group])
+            if block.input_options is not None:
+                tensor, tensors = block.input_options(tensor, tensors, training=training)
+            if spec.only_output_feature_list:
+                return tensors
+            if spec.only_output_3d_tensor:
+                dims = sorted({int(t.shape[-1]) for t in tensors})
+                if len(dims) > 1:  # EasyRec's tf.stack fails on these too
+                    raise ConfigError(
+                        f"{spec.where}: only_output_3d_tensor stacks the features of group "
+                        f"{group!r} into (batch, fields, dim), which needs one embedding "
+                        f"dimension; they have {', '.join(map(str, dims))}: give them one "
+                        "embedding_dim, or use only_output_feature_list")
+                return tf.stack(tensors, axis=1)
+            if spec.output_2d_tensor_and_feature_list:
+                return [tensor, tensors]
+            return tensor
+        if spec.kind == "raw_input":
+            group = spec.inputs[0].name
             raw = features["raw"][group]
             if raw is None:
-                raise ConfigError(f"{block.where}: raw_input cannot take group {group!r}: it has "
+                raise ConfigError(f"{spec.where}: raw_input cannot take group {group!r}: it has "
                                   "multi-valued (tag) features")
             return raw
         vals = []
-        for which, target, index, fn, inp in block.inputs:
-            v = self._input_value(which, target, inp, values, features, package_input, training)
-            if index is not None:
-                v = apply_slice(v, index)
+        for inp, fn in zip(spec.inputs, block.input_fns):
+            v = self._input_value(inp, values, features, package_input, training)
+            if inp.index is not None:
+                if not isinstance(v, (list, tuple)):  # a tensor: its width is known now
+                    shape = (None,) * (len(v.shape) - 1) + tuple(v.shape[-1:])
+                    check_slice_against_shape(inp.index, shape, spec.where)
+                v = apply_slice(v, inp.index)
             if fn is not None:
                 v = fn(v)
-            if not inp.ignore_input:
+            if not inp.ignore:
                 vals.append(v)
-        if block.proto.merge_inputs_into_list:
+        if spec.merge_inputs_into_list:
             x = vals
         else:
-            x = _concat(vals, block.proto.input_concat_axis, block.where)
+            x = _concat(vals, spec.input_concat_axis, spec.where, join_lists=True)
         if block.extra_fn is not None:
             x = block.extra_fn(x)
         for step in block.steps:
             x = step(x, training)
         return x
-
-    def upstream(self, targets) -> tuple[list[str], set[str]]:
-        """The blocks `targets` depend on (themselves included, in run order) and the
-        feature groups those blocks read."""
-        needed = set(targets)
-        for t in targets:
-            needed |= nx.ancestors(self.graph, t)
-        order = [n for n in self.order if n in needed]
-        groups = {target for n in order for which, target, *_ in self.blocks[n].inputs
-                  if which == "feature_group_name"}
-        for n in order:
-            for which, target, _, _, inp in self.blocks[n].inputs:
-                if which == "package_name":
-                    groups |= {t for b in self.packages[target].blocks.values()
-                               for w, t, *_ in b.inputs if w == "feature_group_name"}
-                    if inp.package_input in self.group_names:
-                        groups.add(inp.package_input)
-        return order, groups
 
     def block_values(self, features: dict, package_input=None, training=None,
                      only=None) -> dict:
@@ -331,27 +270,51 @@ class Dag(keras.layers.Layer):
             block = self.blocks[name]
             try:
                 values[name] = self._run_block(block, values, features, package_input, training)
-            except ConfigError:
+            except EasyblocksError:
                 raise
-            except (ValueError, TypeError, IndexError, tf.errors.InvalidArgumentError) as e:
-                if tf.executing_eagerly() or not tf.inside_function():
-                    raise ConfigError(f"{block.where} ({block.class_name}): {e}") from None
-                raise
+            except Exception as e:  # the block's own error: one line naming the block
+                raise ConfigError(f"{block.where} ({block.spec.class_name}): "
+                                  f"{type(e).__name__}: {_first_line(e)}") from e
         return values
 
     def call(self, features: dict, package_input=None, training=None):
         values = self.block_values(features, package_input, training)
-        if self.output_blocks:
+        if self.spec.output_kind == "output_blocks":
             out = []
-            for name in self.output_blocks:
+            for name in self.spec.outputs:
                 v = values[name]
                 out.extend(v if isinstance(v, (list, tuple)) else [v])
         else:
-            out = _concat([values[n] for n in self.concat_blocks], -1,
-                          f"{self.what} concat_blocks")
+            for n in self.spec.outputs:
+                if isinstance(values[n], (list, tuple)):
+                    raise ConfigError(
+                        f"{self.spec.blocks[n].where}: {self.spec.name} concat_blocks: block "
+                        f"{n!r} outputs a list of {len(values[n])} tensors, which cannot be "
+                        "concatenated; name it in output_blocks instead (its tensors go to the "
+                        "task towers in order), or pick one tensor in a block with "
+                        "input_slice: \"[0]\"")
+            out = _concat([values[n] for n in self.spec.outputs], -1,
+                          f"{self.spec.name} concat_blocks")
         if self.extra_outputs:
             return out, {name: values[name] for name in self.extra_outputs}
         return out
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _first_line(e: BaseException) -> str:
+    """The first meaningful line of an exception's message, without terminal colours (Keras
+    wraps errors raised in a layer's call in a multi-line banner with ANSI codes)."""
+    text = _ANSI.sub("", str(e)).strip()
+    for line in text.splitlines():
+        line = line.strip().strip("'\"")
+        # TensorFlow's op errors start with "{{function_node ...}}" and end with "[Op:Name]"
+        line = re.sub(r"^\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]( name: \S*)?$", "",
+                      line)
+        if line and not line.startswith("Exception encountered when calling"):
+            return line
+    return type(e).__name__
 
 
 class Backbone(keras.layers.Layer):
@@ -361,25 +324,16 @@ class Backbone(keras.layers.Layer):
     list of tensors (output_blocks, in task-tower order).
     """
 
-    def __init__(self, config: Any, group_names, locate: Locate = _no_locate, extra_outputs=(),
-                 **kwargs):
+    def __init__(self, spec: BackboneSpec, extra_outputs=(), **kwargs):
         super().__init__(**kwargs)
-        self.packages = {}
-        for pkg in config.packages:
-            if pkg.name in self.packages:
-                raise ConfigError(f"{locate('name', pkg.name)}: duplicate package {pkg.name!r}")
-            self.packages[pkg.name] = Dag(
-                pkg.blocks, pkg.output_blocks, pkg.concat_blocks, group_names, {},
-                locate, what=f"package {pkg.name!r}", name=f"package_{pkg.name}",
-            )
-        self.dag = Dag(config.blocks, config.output_blocks, config.concat_blocks, group_names,
-                       self.packages, locate, extra_outputs=extra_outputs, name="dag")
-        self.top_mlp = None
-        if config.HasField("top_mlp"):
-            if config.output_blocks:
-                raise ConfigError("backbone: top_mlp needs one output (concat_blocks), "
-                                  "not output_blocks")
-            self.top_mlp = MLP(name="top_mlp", **message_to_kwargs(config.top_mlp))
+        self.spec = spec
+        self.packages = {name: Dag(p, name=f"package_{name}") for name, p in spec.packages.items()}
+        self.dag = Dag(spec.dag, self.packages, extra_outputs=extra_outputs, name="dag")
+        self.top_mlp = MLP(name="top_mlp", **spec.top_mlp) if spec.top_mlp is not None else None
+
+    def dags(self) -> list[tuple[str, Dag]]:
+        """(prefix, Dag) for the main DAG ("") and every package ("package_<name>/")."""
+        return [("", self.dag)] + [(f"package_{n}/", d) for n, d in self.packages.items()]
 
     def call(self, features: dict, training=None):
         """Returns the output, or (output, extras) when extra_outputs were requested."""

@@ -1,12 +1,8 @@
-"""`lambda`, `input_fn` and `extra_input_fn` expressions, evaluated safely.
+"""Interprets the expressions checked by `easyblocks.config.expressions`.
 
-EasyRec eval'ed these strings. Here an expression such as
-`lambda x: tf.concat(x, axis=-1)` or `lambda x: x[0]` is parsed with `ast` and
-walked by a small interpreter that allows only: the lambda's own argument,
-numbers/strings/None, lists and tuples, indexing and slicing, + - * / and unary
-minus, keyword arguments, and calls to an allow-list of TensorFlow functions.
-Anything else (attribute access on other objects, imports, dunder names,
-comprehensions, other calls) is a ConfigError.
+A `lambda`, `input_fn` or `extra_input_fn` expression becomes a Python function
+that walks the expression's syntax tree, with each allowed name bound to its
+TensorFlow function. Nothing is eval'ed.
 """
 
 from __future__ import annotations
@@ -18,9 +14,9 @@ from typing import Any
 
 import tensorflow as tf
 
-from easyblocks.errors import ConfigError, suggest
+from easyblocks.config.expressions import ALLOWED_NAMES, dotted_name, fail, parse_expression
 
-ALLOWED_FUNCTIONS: dict[str, Callable] = {
+FUNCTIONS: dict[str, Any] = {
     "tf.concat": tf.concat,
     "tf.stack": tf.stack,
     "tf.unstack": tf.unstack,
@@ -58,44 +54,25 @@ ALLOWED_FUNCTIONS: dict[str, Callable] = {
     "tf.math.l2_normalize": tf.math.l2_normalize,
     "len": len,
 }
+assert set(FUNCTIONS) == set(ALLOWED_NAMES), "expressions.ALLOWED_NAMES and FUNCTIONS differ"
+
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Div: operator.truediv}
 
 
-def _dotted(node: ast.AST) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        base = _dotted(node.value)
-        return f"{base}.{node.attr}" if base else None
-    return None
-
-
 class _Interpreter:
-    def __init__(self, arg: str, where: str, source: str):
-        self.arg = arg
+    def __init__(self, where: str, source: str):
         self.where = where
         self.source = source
-
-    def fail(self, what: str) -> ConfigError:
-        return ConfigError(f"{self.where}: {what} is not allowed in expression {self.source!r}")
+        self.callables = [f for f in FUNCTIONS.values() if callable(f)]
 
     def evaluate(self, node: ast.AST, env: dict[str, Any]) -> Any:
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, type(None),
-                                                                        bool)):
+        if isinstance(node, ast.Constant):
             return node.value
         if isinstance(node, ast.Name):
-            if node.id in env:
-                return env[node.id]
-            if node.id in ALLOWED_FUNCTIONS:
-                return ALLOWED_FUNCTIONS[node.id]
-            raise self.fail(f"name {node.id!r}")
+            return env[node.id] if node.id in env else FUNCTIONS[node.id]
         if isinstance(node, ast.Attribute):
-            dotted = _dotted(node)
-            if dotted in ALLOWED_FUNCTIONS:
-                return ALLOWED_FUNCTIONS[dotted]
-            raise self.fail(f"{dotted or 'attribute access'!r}" +
-                            suggest(dotted or "", ALLOWED_FUNCTIONS))
+            return FUNCTIONS[dotted_name(node)]
         if isinstance(node, (ast.List, ast.Tuple)):
             items = [self.evaluate(e, env) for e in node.elts]
             return items if isinstance(node, ast.List) else tuple(items)
@@ -104,49 +81,24 @@ class _Interpreter:
         if isinstance(node, ast.Slice):
             return slice(*[None if p is None else self.evaluate(p, env)
                            for p in (node.lower, node.upper, node.step)])
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        if isinstance(node, ast.BinOp):
             left, right = self.evaluate(node.left, env), self.evaluate(node.right, env)
             return _BINOPS[type(node.op)](left, right)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        if isinstance(node, ast.UnaryOp):
             return -self.evaluate(node.operand, env)
         if isinstance(node, ast.Call):
             func = self.evaluate(node.func, env)
-            if func not in ALLOWED_FUNCTIONS.values():
-                raise self.fail("this call")
+            if not any(func is f for f in self.callables):
+                raise fail(self.where, self.source, "this call")
             args = [self.evaluate(a, env) for a in node.args]
-            kwargs = {k.arg: self.evaluate(k.value, env) for k in node.keywords if k.arg}
-            if len(kwargs) != len(node.keywords):
-                raise self.fail("**kwargs")
+            kwargs = {k.arg: self.evaluate(k.value, env) for k in node.keywords}
             return func(*args, **kwargs)
-        raise self.fail(type(node).__name__)
+        raise fail(self.where, self.source, type(node).__name__)
 
 
 def compile_expression(source: str, where: str) -> Callable[[Any], Any]:
     """Turns 'lambda x: <expr>' into a function, without eval; ConfigError if not allowed."""
-    try:
-        tree = ast.parse(source.strip(), mode="eval")
-    except SyntaxError as e:
-        raise ConfigError(f"{where}: cannot parse expression {source!r}: {e.msg}") from None
-    fn = tree.body
-    if not isinstance(fn, ast.Lambda) or len(fn.args.args) != 1 or fn.args.vararg \
-            or fn.args.kwarg or fn.args.kwonlyargs:
-        raise ConfigError(f"{where}: expected 'lambda x: <expression>', got {source!r}")
+    fn = parse_expression(source, where)
     arg = fn.args.args[0].arg
-    interp = _Interpreter(arg, where, source)
-    # check the names now so that a bad expression fails when the model is built
-    bases = set()
-    for node in ast.walk(fn.body):
-        if isinstance(node, ast.Attribute):
-            dotted = _dotted(node)
-            if dotted is None or not any(f == dotted or f.startswith(dotted + ".")
-                                         for f in ALLOWED_FUNCTIONS):
-                raise interp.fail(repr(dotted or "attribute access"))
-            inner = node.value
-            while isinstance(inner, ast.Attribute):
-                inner = inner.value
-            bases.add(id(inner))
-    for node in ast.walk(fn.body):
-        if isinstance(node, ast.Name) and id(node) not in bases and node.id != arg \
-                and node.id not in ALLOWED_FUNCTIONS:
-            raise interp.fail(f"name {node.id!r}")
+    interp = _Interpreter(where, source)
     return lambda x: interp.evaluate(fn.body, {arg: x})

@@ -1,13 +1,22 @@
 """Blocks: the registry and the built-in block families (one module per family)."""
 
-from easyblocks.blocks import (  # noqa: F401  # noqa: F401
+from easyblocks.blocks import (  # noqa: F401  (importing a module registers its blocks)
     apg,
+    attention,
+    auxiliary,
+    cross,
     din,
+    fibinet,
+    gates,
     interaction,
-    mlp,  # noqa: F401  (registers MLP)
+    linear,
+    masknet,
+    mlp,
     mlr,
-    multitask,  # noqa: F401
+    multitask,
+    numeric,
     pepnet,
+    sequence,
     similarity,
     star,
 )

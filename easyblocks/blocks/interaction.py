@@ -1,6 +1,7 @@
-"""Feature-interaction blocks over per-field embeddings: FM, InnerProduct and PNN.
+"""Feature-interaction blocks over per-field embeddings: FM, InnerProduct, PNN, DotInteraction
+and CIN.
 
-All three take the embeddings of F fields of one dimension d:
+All of them take the embeddings of F fields of one dimension d:
 - a (batch, F, d) tensor: an `input_layer { only_output_3d_tensor: true }` block, or
 - a list of (batch, d) tensors (`merge_inputs_into_list: true`); a (batch, F_k, d) tensor in
   the list counts as F_k fields. The list is stacked on a new fields axis, in list order.
@@ -8,6 +9,8 @@ All three take the embeddings of F fields of one dimension d:
 - `FM` (Rendle, ICDM 2010): the second-order term sum_{i<j} <v_i, v_j>, in O(F d).
 - `InnerProduct` (the IPNN product layer of Qu et al., ICDM 2016): every <v_i, v_j>, i < j.
 - `PNN`: MLP(concat[z, p]), z the flattened embeddings, p their inner products.
+- `DotInteraction` (DLRM, Naumov et al. 2019): every <v_i, v_j>, in EasyRec's order.
+- `CIN` (xDeepFM, Lian et al., KDD 2018): the compressed interaction network.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ def pair_indices(num_fields: int) -> tuple[np.ndarray, np.ndarray]:
     return rows.astype("int32"), cols.astype("int32")
 
 
-@register_block("FM")
+@register_block("FM", params="fm")
 class FM(keras.layers.Layer):
     """Factorization machine second-order term (Rendle, ICDM 2010; the O(kn) form of its Lemma 3.1).
 
@@ -266,4 +269,159 @@ class PNN(keras.layers.Layer):
         config.update(
             hidden_units=self.hidden_units, product=self.product, mlp=dict(self.mlp_kwargs)
         )
+        return config
+
+
+def lower_triangle_indices(num_fields: int, self_interaction: bool) -> np.ndarray:
+    """Flat indices i * F + j of the pairs j < i (j <= i with self_interaction), row by row:
+    (1,0), (2,0), (2,1), (3,0), ... — the order of EasyRec's (and DLRM's) dot interaction."""
+    rows, cols = np.tril_indices(num_fields, k=0 if self_interaction else -1)
+    return (rows * num_fields + cols).astype("int32")
+
+
+@register_block("DotInteraction", params="dot_interaction")
+class DotInteraction(keras.layers.Layer):
+    """DLRM's dot interaction (Naumov et al. 2019, "Deep Learning Recommendation Model for
+    Personalization and Recommendation Systems", section 2.1.3).
+
+        z_(i,j) = <v_i, v_j>  for j < i  (j <= i with `self_interaction`)
+
+    in the row-major order of the Gram matrix's lower triangle: (1,0), (2,0), (2,1), (3,0), ...
+    (EasyRec's order; `InnerProduct` gives the same numbers in upper-triangle order).
+
+    Args:
+      self_interaction: also output the squared norms <v_i, v_i>.
+      skip_gather: output the whole Gram matrix, flattened row by row, with the entries outside
+        the selected triangle set to 0 (F^2 values, half of them zeros), as EasyRec does.
+
+    Call args:
+      inputs: (batch, F, d), or a list of (batch, d) tensors (see the module docstring). In
+        DLRM the list is the bottom MLP's output followed by the sparse features' embeddings.
+
+    Returns:
+      (batch, F (F - 1) / 2), (batch, F (F + 1) / 2) with `self_interaction`, or (batch, F^2)
+      with `skip_gather`.
+    """
+
+    def __init__(self, self_interaction: bool = False, skip_gather: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.self_interaction = bool(self_interaction)
+        self.skip_gather = bool(skip_gather)
+
+    def _width(self, f: int | None) -> int | None:
+        if f is None:
+            return None
+        if self.skip_gather:
+            return f * f
+        return f * (f + 1) // 2 if self.self_interaction else f * (f - 1) // 2
+
+    def call(self, inputs, training=None):
+        what = f"DotInteraction {self.name!r}"
+        v = stack_fields(inputs, what)
+        f = v.shape[1]
+        if f is None:
+            raise ConfigError(f"{what}: the number of fields must be known, received: {v.shape}")
+        f = int(f)
+        if f < 2 and not self.self_interaction:
+            raise ConfigError(f"{what}: expected at least 2 fields to form pairs, received: {f} "
+                              f"(shape {v.shape})")
+        gram = tf.reshape(tf.matmul(v, v, transpose_b=True), [-1, f * f])  # (batch, F^2)
+        keep = lower_triangle_indices(f, self.self_interaction)
+        if not self.skip_gather:
+            return tf.gather(gram, keep, axis=1)
+        mask = np.zeros(f * f, dtype="float32")
+        mask[keep] = 1.0
+        return gram * tf.constant(mask, dtype=gram.dtype)
+
+    def compute_output_shape(self, input_shape):
+        batch, f, _ = _batch_fields_dim(input_shape)
+        return (batch, self._width(f))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self_interaction=self.self_interaction, skip_gather=self.skip_gather)
+        return config
+
+
+@register_block("CIN", params="cin")
+class CIN(keras.layers.Layer):
+    """xDeepFM's Compressed Interaction Network (Lian et al., KDD 2018, eq. 6), as EasyRec has it.
+
+    With X^0 = the (H_0 = F fields) x d input embeddings, layer k computes H_k feature maps
+
+        X^k_(h,:) = relu( sum_i sum_j W^k_(h,i,j) (X^(k-1)_(i,:) * X^0_(j,:)) + b^k_h )
+
+    (* element-wise over the d dimensions), i.e. vector-wise interactions of every row of the
+    previous layer with every input field, compressed by W^k (H_k x H_(k-1) x H_0). Each layer
+    is sum-pooled over d, and the pooled layers are concatenated. As in EasyRec: a ReLU and a
+    bias on every feature map (the paper allows any activation), no split-half.
+
+    Weights: kernel_k (H_k, H_(k-1), H_0) he_normal, bias_k (H_k,) zeros.
+
+    Args:
+      hidden_feature_sizes: H_1, ..., H_K.
+
+    Call args:
+      inputs: (batch, F, d), or a list of (batch, d) tensors (see the module docstring).
+
+    Returns:
+      (batch, H_1 + ... + H_K).
+    """
+
+    def __init__(self, hidden_feature_sizes: Sequence[int] | int, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(hidden_feature_sizes, int):
+            hidden_feature_sizes = [hidden_feature_sizes]
+        sizes = [int(h) for h in hidden_feature_sizes or []]
+        if not sizes or any(h <= 0 for h in sizes):
+            raise ConfigError(
+                f"CIN {self.name!r}: expected `hidden_feature_sizes` to be positive integers, "
+                f"received: {list(hidden_feature_sizes or [])}"
+            )
+        self.hidden_feature_sizes = sizes
+        self.kernels: list = []
+        self.biases: list = []
+
+    def build(self, input_shape):
+        ok = all(len(s) in (2, 3) for s in input_shape) if _is_shape_list(input_shape) \
+            else len(input_shape) == 3
+        _, h0, _ = _batch_fields_dim(input_shape) if ok else (None, None, None)
+        if h0 is None:
+            return  # call() reports the bad inputs as a ConfigError
+        sizes = [int(h0)] + self.hidden_feature_sizes
+        for k in range(len(self.hidden_feature_sizes)):
+            self.kernels.append(self.add_weight(
+                shape=(sizes[k + 1], sizes[k], sizes[0]), initializer="he_normal",
+                name=f"kernel_{k}"))
+            self.biases.append(self.add_weight(shape=(sizes[k + 1],), initializer="zeros",
+                                               name=f"bias_{k}"))
+
+    def call(self, inputs, training=None):
+        what = f"CIN {self.name!r}"
+        x0 = stack_fields(inputs, what)  # (batch, H0, d)
+        if not self.kernels or x0.shape[1] != self.kernels[0].shape[2]:
+            raise ConfigError(f"{what}: expected {_FIELDS_EXPECTED} with a known number of "
+                              f"fields, received: {_describe(inputs)}")
+        h0, d = int(x0.shape[1]), x0.shape[2]
+        x, pooled = x0, []
+        for kernel, bias in zip(self.kernels, self.biases):
+            h_prev = int(x.shape[1])
+            # z_(i,j,:) = x_i * x0_j: (batch, H_(k-1) * H0, d)
+            z = tf.reshape(x[:, :, None, :] * x0[:, None, :, :], [-1, h_prev * h0, d])
+            w = tf.reshape(kernel, [int(kernel.shape[0]), h_prev * h0])
+            x = tf.nn.relu(tf.einsum("hm,bmd->bhd", w, z) + bias[None, :, None])  # (b, H_k, d)
+            pooled.append(tf.reduce_sum(x, axis=-1))
+        return tf.concat(pooled, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        batch, _, _ = _batch_fields_dim(input_shape)
+        return (batch, sum(self.hidden_feature_sizes))
+
+    def l2_weights(self) -> list:
+        """l2_regularization applies to the CIN kernels W^k (not the biases)."""
+        return list(self.kernels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_feature_sizes=self.hidden_feature_sizes)
         return config

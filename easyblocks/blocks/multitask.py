@@ -400,3 +400,109 @@ class MMoE(keras.layers.Layer):
             l2_regularization=self.l2_regularization,
         )
         return config
+
+
+@register_block("PLE", params="ple")
+class PLE(keras.layers.Layer):
+    """Progressive Layered Extraction (Tang et al., RecSys 2020), as EasyRec's PLE model class.
+
+    Extraction network l (a CGC layer) reads one input per task, x_t^l, and a shared input
+    s^l (all equal to the block's input at l = 1). It has `expert_num_per_task` experts per
+    task on x_t^l and `share_num` shared experts on s^l, all MLPs (`task_expert_net`,
+    `share_expert_net`, separate weights), and softmax gates (Dense with a bias):
+
+        x_t^(l+1) = sum_k softmax(G_t^l x_t^l)_k  E_k     over [task t's experts, shared experts]
+        s^(l+1)   = sum_k softmax(G_s^l s^l)_k    E_k     over [every task's experts, shared]
+
+    (paper eq. 4-6); the last network computes no s^(l+1). The outputs are the x_t of the
+    last network.
+
+    Args:
+      num_task: T >= 1.
+      extraction_networks: one dict per network: expert_num_per_task, share_num (their sum
+        >= 1 for every gate), task_expert_net, share_expert_net (MLP kwargs; required when
+        the matching count is > 0). All experts of one network must have one output width.
+
+    Call args:
+      inputs: (batch, d).
+
+    Returns:
+      a list of T tensors (batch, w), w the last network's expert width.
+    """
+
+    def __init__(self, num_task: int, extraction_networks: list[dict[str, Any]] | None = None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        what = f"PLE {self.name!r}"
+        if num_task is None or int(num_task) < 1:
+            raise ConfigError(f"{what}: expected `num_task` to be a positive integer, "
+                              f"received: num_task={num_task}")
+        if not extraction_networks:
+            raise ConfigError(f"{what}: expected at least one of `extraction_networks`")
+        self.num_task = int(num_task)
+        self.extraction_networks = [dict(n) for n in extraction_networks]
+        self.task_experts: list[list[list[MLP]]] = []  # [level][task][expert]
+        self.share_experts: list[list[MLP]] = []  # [level][expert]
+        self.task_gates: list[list[keras.layers.Dense]] = []
+        self.share_gates: list[keras.layers.Dense | None] = []
+        last = len(self.extraction_networks) - 1
+        for level, net in enumerate(self.extraction_networks):
+            n_task, n_share = int(net.get("expert_num_per_task", 0)), int(net.get("share_num", 0))
+            for count, field in ((n_task, "task_expert_net"), (n_share, "share_expert_net")):
+                if count and not net.get(field, {}).get("hidden_units"):
+                    raise ConfigError(f"{what}: extraction network {level} has experts but no "
+                                      f"`{field}` hidden_units")
+            if n_task + n_share < 1:
+                raise ConfigError(f"{what}: extraction network {level} has no experts (set "
+                                  "expert_num_per_task or share_num)")
+            self.task_experts.append([
+                [MLP(**net["task_expert_net"], name=f"level_{level}_task_{t}_expert_{k}")
+                 for k in range(n_task)] for t in range(self.num_task)])
+            self.share_experts.append([
+                MLP(**net["share_expert_net"], name=f"level_{level}_share_expert_{k}")
+                for k in range(n_share)])
+            self.task_gates.append([
+                keras.layers.Dense(n_task + n_share, activation="softmax",
+                                   name=f"level_{level}_task_{t}_gate")
+                for t in range(self.num_task)])
+            self.share_gates.append(
+                None if level == last else keras.layers.Dense(
+                    self.num_task * n_task + n_share, activation="softmax",
+                    name=f"level_{level}_share_gate"))
+
+    @staticmethod
+    def _mix(gate: keras.layers.Layer, selector, experts: list):
+        weights = gate(selector)  # (batch, K)
+        return ops.sum(ops.expand_dims(weights, -1) * ops.stack(experts, axis=1), axis=1)
+
+    def call(self, inputs, training=None):
+        if isinstance(inputs, (list, tuple)):
+            raise ConfigError(f"PLE {self.name!r}: expected one input (batch, d), received a "
+                              f"list of {len(inputs)}")
+        task_inputs, shared = [inputs] * self.num_task, inputs
+        for level in range(len(self.extraction_networks)):
+            shared_out = [e(shared, training=training) for e in self.share_experts[level]]
+            task_out = [[e(task_inputs[t], training=training) for e in experts]
+                        for t, experts in enumerate(self.task_experts[level])]
+            widths = {int(x.shape[-1]) for x in shared_out + sum(task_out, [])}
+            if len(widths) != 1:
+                raise ConfigError(f"PLE {self.name!r}: the experts of extraction network "
+                                  f"{level} must have one output width, received {sorted(widths)}")
+            new_inputs = [self._mix(self.task_gates[level][t], task_inputs[t],
+                                    task_out[t] + shared_out) for t in range(self.num_task)]
+            if self.share_gates[level] is not None:
+                shared = self._mix(self.share_gates[level], shared,
+                                   sum(task_out, []) + shared_out)
+            task_inputs = new_inputs
+        return task_inputs
+
+    def compute_output_shape(self, input_shape):
+        last = self.extraction_networks[-1]
+        net = last.get("task_expert_net") if int(last.get("expert_num_per_task", 0)) else \
+            last.get("share_expert_net")
+        return [tuple(input_shape[:-1]) + (_mlp_width(net),) for _ in range(self.num_task)]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_task=self.num_task, extraction_networks=self.extraction_networks)
+        return config

@@ -7,22 +7,25 @@ parameters come from a typed message (for built-ins, e.g. `mlp {}`) or from
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import logging
 import textwrap
+from collections.abc import Iterator
 from typing import Any
 
 import keras
 
-from easyblocks.config.kwargs import check_kwargs, message_to_kwargs, struct_to_kwargs
+from easyblocks.config.kwargs import check_kwargs, dict_to_kwargs, message_to_kwargs
+from easyblocks.config.specs import LayerSpec
 from easyblocks.errors import ConfigError, suggest
 
 log = logging.getLogger("easyblocks")
 
 
 @dataclasses.dataclass(frozen=True)
-class BlockSpec:
+class RegisteredBlock:
     """A registered block class and where it came from."""
 
     name: str
@@ -36,10 +39,26 @@ class BlockSpec:
     overrides: str | None = None
 
 
-_REGISTRY: dict[str, BlockSpec] = {}
+_REGISTRY: dict[str, RegisteredBlock] = {}
 # set while a plugin file or an entry point is being loaded, so that its blocks say where
-# they came from (easyblocks.plugins pushes and pops it)
+# they came from (see loading_source)
 _loading_source: list[str] = []
+
+
+@contextlib.contextmanager
+def loading_source(source: str) -> Iterator[None]:
+    """Blocks registered inside this context record `source` as where they came from
+    (e.g. "plugin file /path/blocks.py")."""
+    _loading_source.append(source)
+    try:
+        yield
+    finally:
+        _loading_source.pop()
+
+
+def is_registered_class(cls: type) -> bool:
+    """Whether cls is registered under some name."""
+    return any(spec.cls is cls for spec in _REGISTRY.values())
 
 
 def _is_builtin(cls: type) -> bool:
@@ -119,7 +138,7 @@ def register_block(
                         f"(@register_block(\"OtherName\")), or pass override=True"
                     )
                 replaced = f"keras.layers.{name}"
-        _REGISTRY[name] = BlockSpec(name=name, cls=cls, source=source, params_field=params,
+        _REGISTRY[name] = RegisteredBlock(name=name, cls=cls, source=source, params_field=params,
                                     overrides=replaced)
         if replaced and not same_class:
             log.info("block %r: %s overrides %s", name, _describe(cls, source), replaced)
@@ -132,14 +151,14 @@ def register_block(
     return lambda cls: decorate(cls, name_or_cls)
 
 
-def _keras_layer_spec(name: str) -> BlockSpec | None:
+def _keras_layer_spec(name: str) -> RegisteredBlock | None:
     cls = getattr(keras.layers, name, None)
     if inspect.isclass(cls) and issubclass(cls, keras.layers.Layer):
-        return BlockSpec(name=name, cls=cls, source="keras.layers")
+        return RegisteredBlock(name=name, cls=cls, source="keras.layers")
     return None
 
 
-def get_block(name: str, where: str = "") -> BlockSpec:
+def get_block(name: str, where: str = "") -> RegisteredBlock:
     """Returns the spec registered under name, else keras.layers.<name>; ConfigError otherwise."""
     spec = _REGISTRY.get(name) or _keras_layer_spec(name)
     if spec is None:
@@ -154,7 +173,7 @@ def get_block(name: str, where: str = "") -> BlockSpec:
     return spec
 
 
-def registered_blocks() -> list[BlockSpec]:
+def registered_blocks() -> list[RegisteredBlock]:
     """Every registered block (not the keras.layers fallbacks), sorted by name."""
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
@@ -176,7 +195,7 @@ def block_params(cls: type) -> list[str]:
     return out
 
 
-def format_blocks(specs: list[BlockSpec] | None = None, width: int = 100) -> str:
+def format_blocks(specs: list[RegisteredBlock] | None = None, width: int = 100) -> str:
     """What `easyblocks blocks` prints: per block, a line with its name, source and how it
     takes parameters, then its accepted parameters, indented."""
     specs = registered_blocks() if specs is None else specs
@@ -194,7 +213,7 @@ def format_blocks(specs: list[BlockSpec] | None = None, width: int = 100) -> str
     return "\n".join(lines)
 
 
-def _params_message_type(spec: BlockSpec) -> type | None:
+def _params_message_type(spec: RegisteredBlock) -> type | None:
     if spec.params_field is None:
         return None
     from easyblocks.protos import backbone_pb2
@@ -205,24 +224,24 @@ def _params_message_type(spec: BlockSpec) -> type | None:
     return message_factory.GetMessageClass(field.message_type)
 
 
-def layer_kwargs(keras_layer_proto: Any, spec: BlockSpec, where: str) -> dict[str, Any]:
-    """Constructor kwargs for a KerasLayer message (typed params or st_params)."""
-    which = keras_layer_proto.WhichOneof("params")
-    if which is None:
+def layer_kwargs(layer: LayerSpec, spec: RegisteredBlock, where: str) -> dict[str, Any]:
+    """Constructor kwargs of a configured layer (typed params, st_params or none)."""
+    message_type = _params_message_type(spec)
+    if layer.params_field is None:
         kwargs: dict[str, Any] = {}
-        if spec.params_field is not None:
-            kwargs = message_to_kwargs(_params_message_type(spec)())
-    elif which == "st_params":
-        kwargs = struct_to_kwargs(keras_layer_proto.st_params, _params_message_type(spec), where)
+        if message_type is not None:
+            kwargs = message_to_kwargs(message_type())
+    elif layer.params_field == "st_params":
+        kwargs = dict_to_kwargs(layer.params, message_type, where)
     else:
-        if which != spec.params_field:
+        if layer.params_field != spec.params_field:
             expected = f"`{spec.params_field} {{}}` or `st_params {{}}`" if spec.params_field \
                 else "`st_params {}`"
             raise ConfigError(
-                f"{where}: `{which} {{}}` parameters do not belong to class_name "
+                f"{where}: `{layer.params_field} {{}}` parameters do not belong to class_name "
                 f"{spec.name!r}; use {expected}"
             )
-        kwargs = message_to_kwargs(getattr(keras_layer_proto, which))
+        kwargs = dict(layer.params)
     if spec.name != spec.cls.__name__:  # so that the error names the class_name too
         where = f"{where}: class_name {spec.name!r} ({spec.cls.__module__}." \
             f"{spec.cls.__qualname__})"
@@ -230,21 +249,19 @@ def layer_kwargs(keras_layer_proto: Any, spec: BlockSpec, where: str) -> dict[st
     return kwargs
 
 
-def create_layer(keras_layer_proto: Any, name: str, where: str) -> keras.layers.Layer:
-    """Instantiates the block a KerasLayer message describes, named `name`."""
-    spec = get_block(keras_layer_proto.class_name, where)
-    kwargs = layer_kwargs(keras_layer_proto, spec, where)
+def create_layer(layer: LayerSpec, name: str, where: str) -> keras.layers.Layer:
+    """Instantiates a configured layer, named `name`."""
+    spec = get_block(layer.class_name, where)
+    kwargs = layer_kwargs(layer, spec, where)
     try:
         return spec.cls(name=name, **kwargs)
     except ConfigError:
         raise
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where}: cannot create {spec.name}: {e}") from None
+        raise ConfigError(f"{where}: cannot create {spec.name}: {e}") from e
     except Exception as e:  # a plugin's constructor failing is the plugin's error, not ours
         if spec.source in ("built-in", "keras.layers"):
             raise
         raise ConfigError(f"{where}: cannot create {spec.name} "
                           f"({_describe(spec.cls, spec.source)}): {type(e).__name__}: {e}"
                           ) from e
-
-

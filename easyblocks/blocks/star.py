@@ -203,6 +203,11 @@ class StarDense(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0][:-1]) + (self.units,)
 
+    def l2_weights(self) -> list:
+        """l2_regularization applies to the shared W only: the domain kernels W_p start at
+        ones and scale W, so pulling them towards 0 would shrink every domain's layer."""
+        return [self.kernel]
+
     def get_config(self):
         config = super().get_config()
         config.update(units=self.units, num_domains=self.num_domains, initializer=self.initializer)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
@@ -53,11 +53,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def struct_to_kwargs(
-    struct: struct_pb2.Struct, message_type: type[Message] | None, where: str
+def dict_to_kwargs(
+    as_dict: dict[str, Any], message_type: type[Message] | None, where: str
 ) -> dict[str, Any]:
-    """Converts `st_params` into kwargs, through `message_type` when the block has one."""
-    as_dict = json_format.MessageToDict(struct)
+    """Converts `st_params` (as a dict) into kwargs, through `message_type` when the block
+    has a typed message, so that its defaults are the message's."""
     if message_type is None:
         return _plain(as_dict)
     msg = message_type()

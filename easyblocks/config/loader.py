@@ -6,10 +6,15 @@ import os
 import re
 
 from google.protobuf import descriptor_pool, text_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 
+from easyblocks.config.easyrec_fields import EASYREC_BLOCK_PARAMS, ZOO
 from easyblocks.errors import ConfigError, suggest
 from easyblocks.protos import pipeline_pb2
 
+# a config is a short text file; anything larger is refused before it is parsed
+MAX_CONFIG_BYTES = 16 * 2**20
 _NO_FIELD = re.compile(r'Message type "([\w.]+)" has no field named "(\w+)"')
 
 
@@ -20,6 +25,9 @@ class LoadedConfig:
         self.path = path
         self.text = text
         self.proto = proto
+        # the model class whose template produced this config's model_config, if any
+        # (easyblocks.config.templates.expand)
+        self.expanded_from: str | None = None
 
     def locate(self, pattern: str) -> str:
         """Returns 'path:line' of the first line matching the regex pattern, else 'path'."""
@@ -35,17 +43,25 @@ class LoadedConfig:
 
 
 def parse_config_text(text: str, path: str = "<config>") -> LoadedConfig:
-    """Parses config text; syntax errors become ConfigError('path:line:col: ...')."""
+    """Parses config text; syntax errors become ConfigError('path:line:col: ...').
+
+    Like EasyRec, with protobuf's merge semantics: a scalar field written twice keeps
+    the last value, a message written twice is merged.
+    """
     proto = pipeline_pb2.EasyRecConfig()
     try:
-        text_format.Parse(text, proto)
+        text_format.Merge(text, proto)
     except text_format.ParseError as e:
         msg = str(e)
         line, col = e.GetLine(), e.GetColumn()
         # "3:5 : message" -> "message"
         msg = re.sub(r"^\d+:\d+\s*:\s*", "", msg)
         m = _NO_FIELD.search(msg)
-        if m:
+        if m and m.group(1) == "easyblocks.protos.KerasLayer" and \
+                m.group(2) in EASYREC_BLOCK_PARAMS:
+            msg += (f" ({m.group(2)} {{}}: parameters of an EasyRec block that is not "
+                    f"available yet, {ZOO})")
+        elif m:
             desc = descriptor_pool.Default().FindMessageTypeByName(m.group(1))
             msg += suggest(m.group(2), [f.name for f in desc.fields])
         where = f"{path}:{line}:{col}" if line else path
@@ -57,6 +73,57 @@ def load_config(path: str) -> LoadedConfig:
     """Reads and parses the .config file at path (syntax only; see validate.py)."""
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: no such config file")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config: {e.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: more than {MAX_CONFIG_BYTES // 2**20} MiB; a .config is a "
+                          "short text file")
+    if raw[:2] == b"\x1f\x8b":
+        raise ConfigError(f"{path}: a gzip file, not a text config; decompress it first")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text config (byte {e.start} cannot be "
+                          "decoded)") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: a binary file, not a text config")
     return parse_config_text(text, path)
+
+
+def merge_override(dst: Message, src: Message) -> None:
+    """Merges an override into a config: scalars are replaced, messages merged field by
+    field, and a list the override names (repeated field, e.g. `optimizer_config` or
+    `hidden_units`) replaces the config's list instead of being appended to it; maps
+    (`st_params` fields) are merged by key."""
+    for field, value in src.ListFields():
+        if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
+            target = getattr(dst, field.name)
+            message_values = field.message_type.fields_by_name["value"].type == \
+                FieldDescriptor.TYPE_MESSAGE
+            for key, item in value.items():
+                if message_values:
+                    target[key].CopyFrom(item)
+                else:
+                    target[key] = item
+        elif field.is_repeated:
+            dst.ClearField(field.name)
+            getattr(dst, field.name).extend(value)
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            sub = getattr(dst, field.name)
+            sub.SetInParent()  # an empty message (`auc {}`) is set too; a oneof switches
+            merge_override(sub, value)
+        else:
+            setattr(dst, field.name, value)
+
+
+def apply_override(loaded: LoadedConfig, text: str) -> None:
+    """Merges config text given with --set into the loaded config (see merge_override)."""
+    override = pipeline_pb2.EasyRecConfig()
+    try:
+        text_format.Parse(text, override)
+    except text_format.ParseError as e:
+        raise ConfigError(f"--set {text!r}: {e}") from None
+    merge_override(loaded.proto, override)

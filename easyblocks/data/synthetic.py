@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from easyblocks.train.metrics import auc  # noqa: F401  (re-exported: synthetic.auc)
+from easyblocks.eval.metrics import auc  # noqa: F401  (re-exported: synthetic.auc)
 
 COLUMNS: list[str] = [
     "clk", "buy", "pid", "adgroup_id", "cate_id", "campaign_id", "customer",

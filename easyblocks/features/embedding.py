@@ -7,8 +7,13 @@ import math
 import keras
 import tensorflow as tf
 
-from easyblocks.features.preprocess import PAD_ID
-from easyblocks.features.spec import FeatureSpec
+from easyblocks.blocks.mlp import MLP
+from easyblocks.blocks.sequence import TextCNN
+from easyblocks.config.specs import FeatureGroupSpec, FeatureSpec, SeqAttSpec
+from easyblocks.features.preprocess import LENGTH_SUFFIX, PAD_ID
+
+# EasyRec's score of a padded position before the softmax (exp of it underflows to 0)
+_PADDING_SCORE = -(2.0**32) + 1
 
 # stddev of the default embedding initializer (docs/benchmarks/quality.md)
 DEFAULT_STDDEV = 0.01
@@ -87,39 +92,183 @@ def _pool(rows: tf.RaggedTensor, combiner: str) -> tf.Tensor:
     return pooled
 
 
+def _masked_softmax(scores: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+    """Softmax over the first `lengths` positions of scores (batch, L); as in EasyRec, the
+    others get score -2^32 + 1 (a row without positions gets equal weights on its zero
+    padding)."""
+    mask = tf.sequence_mask(lengths, tf.shape(scores)[1])
+    return tf.nn.softmax(tf.where(mask, scores, tf.fill(tf.shape(scores), _PADDING_SCORE)))
+
+
+class AttentionCombiner(keras.layers.Layer):
+    """EasyRec's `sequence_combiner { attention {} }`: a learned weighted mean of a sequence.
+
+        a = softmax_t(w . e_t)   over the valid positions t,   out = sum_t a_t e_t
+
+    with w (d,) a Dense(1) kernel without bias. Input (batch, L, d) and lengths (batch,);
+    output (batch, d).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.score = keras.layers.Dense(1, use_bias=False, name="attention")
+
+    def call(self, seq: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        weights = _masked_softmax(self.score(seq)[..., 0], lengths)
+        return tf.einsum("bl,bld->bd", weights, seq)
+
+
+class TargetAttention(keras.layers.Layer):
+    """EasyRec's feature-group `sequence_features`: DIN's attention of a target (the key
+    features) over a behaviour sequence (Zhou et al., KDD 2018, eq. 3, with EasyRec's
+    softmax over the valid positions).
+
+        q = key (transformed to the sequence width with allow_key_transform)
+        s_t = DNN([q, h_t, q - h_t, q * h_t])       (last layer: 1 unit, linear, no BN)
+        a = softmax_t(s_t),   out = [sum_t a_t h_t, sum_t a_t aux_t ..., q (need_key_feature)]
+
+    allow_key_transform, when the widths differ: a key narrower than the sequence is
+    zero-padded, unless transform_dnn (or a wider key): then a Dense maps the key and
+    another the sequence to the sequence width.
+
+    Call args: key (batch, d_k), hist (batch, L, d_s), lengths (batch,), auxes: list of
+    (batch, L, d_a). Returns (batch, spec.output_dim).
+    """
+
+    def __init__(self, spec: SeqAttSpec, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.dnn = MLP(name="seq_dnn", **spec.dnn)
+        self.pad_key = spec.transforms_key and spec.seq_dim > spec.key_dim and \
+            not spec.transform_dnn
+        self.key_dense = self.seq_dense = None
+        if spec.transforms_key and not self.pad_key:
+            self.key_dense = keras.layers.Dense(spec.seq_dim, name="key_transform")
+            self.seq_dense = keras.layers.Dense(spec.seq_dim, name="seq_transform")
+
+    def call(self, key, hist, lengths, auxes=(), training=None):
+        if self.pad_key:
+            key = tf.pad(key, [[0, 0], [0, self.spec.seq_dim - self.spec.key_dim]])
+        elif self.key_dense is not None:
+            key, hist = self.key_dense(key), self.seq_dense(hist)
+        q = tf.tile(key[:, None, :], [1, tf.shape(hist)[1], 1])
+        scores = self.dnn(tf.concat([q, hist, q - hist, q * hist], axis=-1), training=training)
+        weights = _masked_softmax(scores[..., 0], lengths)
+        pooled = [tf.einsum("bl,bld->bd", weights, h) for h in [hist, *auxes]]
+        if self.spec.need_key_feature:
+            pooled.append(key)
+        return tf.concat(pooled, axis=-1)
+
+
+class InputLayerOptions(keras.layers.Layer):
+    """EasyRec's input_layer options on a feature group's tensors (its EnhancedInputLayer).
+
+    Call args: features (batch, d), the group's concatenation; feature_list, its per-feature
+    tensors. Returns both, processed:
+      feature_dropout_rate r (training only): each feature is kept with probability 1 - r
+        (one draw per feature for the whole batch) and scaled by 1 / (1 - r); the
+        concatenation is rebuilt from the list;
+      otherwise do_batch_norm / do_layer_norm normalizes the concatenation (one layer);
+      with a list output (per_feature), every feature is normalized by its own layer too;
+      dropout_rate: dropout of the concatenation (without feature dropout) and, with a list
+        output, of each feature.
+    Layer norm is TF1's layer_norm on the last axis (epsilon 1e-12).
+    """
+
+    def __init__(self, norm: str = "", dropout_rate: float = 0.0,
+                 feature_dropout_rate: float = 0.0, per_feature: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.norm, self.rate, self.feature_rate = norm, dropout_rate, feature_dropout_rate
+        self.per_feature = per_feature
+        self.concat_norm = self._norm_layer("norm")
+        self.feature_norms = []  # created on the first call (one per feature)
+        self.dropout = keras.layers.Dropout(dropout_rate) if 0.0 < dropout_rate < 1.0 \
+            else None
+        self.seed = keras.random.SeedGenerator()
+
+    def _norm_layer(self, name: str):
+        if self.norm == "batch":
+            return keras.layers.BatchNormalization(name=name)
+        if self.norm == "layer":
+            return keras.layers.LayerNormalization(epsilon=1e-12, name=name)
+        return None
+
+    def build(self, features_shape, feature_list_shape=None):
+        if self.norm and (self.per_feature or 0.0 < self.feature_rate < 1.0):
+            self.feature_norms = [self._norm_layer(f"norm_{i}")
+                                  for i in range(len(feature_list_shape or []))]
+
+    def call(self, features, feature_list, training=None):
+        feature_list = list(feature_list)
+        drop_features = bool(training) and 0.0 < self.feature_rate < 1.0
+        if drop_features:
+            keep = 1.0 - self.feature_rate
+            mask = tf.cast(keras.random.uniform((len(feature_list),), seed=self.seed) < keep,
+                           features.dtype)
+        elif self.concat_norm is not None:
+            features = self.concat_norm(features, training=training)
+        for i in range(len(feature_list)):
+            fea = feature_list[i]
+            if self.feature_norms:
+                fea = self.feature_norms[i](fea, training=training)
+            if self.dropout is not None and self.per_feature:
+                fea = self.dropout(fea, training=training)
+            if drop_features:
+                fea = fea / keep * mask[i]
+            feature_list[i] = fea
+        if drop_features:
+            features = tf.concat(feature_list, axis=-1)
+        elif self.dropout is not None:
+            features = self.dropout(features, training=training)
+        return features, feature_list
+
+
+def _pad_to(seq: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
+    """Zero-pads (batch, L, d) on the time axis to `length` >= L."""
+    return tf.pad(seq, [[0, 0], [0, length - tf.shape(seq)[1]], [0, 0]])
+
+
 class FeatureGroups(keras.layers.Layer):
     """Embeds the features and assembles the configured feature groups.
 
     Call with the dict produced by `Preprocessor`. Returns a dict with
-      "groups":  group name -> (batch, sum of feature widths) float32, the concatenation;
-                 a sequence group (one SequenceFeature) -> (batch, length, dim), zeros at
-                 padded positions; a WIDE group -> (batch, num_features), each feature's
-                 1-dimensional weight (w * x for raw features): their sum is the linear part
-      "lists":   group name -> list of (batch, width) tensors, one per feature
+      "groups":  group name -> (batch, sum of feature widths) float32, the concatenation
+                 (features in config order, sequences pooled by their sequence_combiner
+                 after them, then the outputs of the group's sequence_features, as in
+                 EasyRec); a sequence group (one SequenceFeature without combiner) ->
+                 (batch, length, dim), zeros at padded positions; a WIDE group ->
+                 (batch, num_features * wide_dim), each feature's wide_dim-dimensional
+                 weight (w * x for raw features): their sum is the linear part
+      "lists":   group name -> list of (batch, width) tensors, in that order
       "raw":     group name -> (batch, num_features): the un-embedded bucket ids (int64)
                  or numbers (float32 when the group has raw features)
       "embedding_l2": mean over the batch of the squared norm of the looked-up embeddings
     """
 
-    def __init__(self, specs: dict[str, FeatureSpec], groups: dict[str, list[str]],
-                 wide_groups=(), **kwargs):
+    def __init__(self, specs: dict[str, FeatureSpec], groups: dict[str, FeatureGroupSpec],
+                 **kwargs):
         super().__init__(**kwargs)
         self.specs = specs
-        self.group_features = groups
-        self.wide_groups = set(wide_groups)
-        wide_features = {f for g in self.wide_groups for f in groups[g]}
-        deep_features = {f for g, names in groups.items() if g not in self.wide_groups
-                         for f in names}
+        self.group_features = {g.name: list(g.features) for g in groups.values()}
+        self.group_seq_att = {g.name: list(g.seq_att) for g in groups.values()}
+        self.wide_groups = {g.name for g in groups.values() if g.wide}
+        # EasyRec's wide_output_dim: one width for every WIDE group of the model
+        self.wide_dim = max([g.wide_dim for g in groups.values() if g.wide], default=1)
+        wide_features = {f for g in self.wide_groups for f in self.group_features[g]}
+        deep_features = {f for g in groups.values() if g.name not in self.wide_groups
+                         for f in g.all_features}
         self.tables = {}
         self.wide_tables = {}
         for spec in specs.values():
             if spec.name in wide_features and spec.kind != "raw" and \
                     spec.table not in self.wide_tables:
                 self.wide_tables[spec.table] = self.add_weight(
-                    shape=(spec.num_ids, 1), initializer="zeros", name=f"wide_{spec.table}")
+                    shape=(spec.num_ids, self.wide_dim), initializer="zeros",
+                    name=f"wide_{spec.table}")
             if spec.name not in deep_features:
                 continue
-            if spec.uses_table and spec.kind != "raw" and spec.table not in self.tables:
+            if spec.uses_table and spec.kind not in ("raw", "seq_raw") and \
+                    spec.table not in self.tables:
                 self.tables[spec.table] = self.add_weight(
                     shape=(spec.num_ids, spec.embedding_dim),
                     initializer=embedding_initializer(spec),
@@ -133,11 +282,35 @@ class FeatureGroups(keras.layers.Layer):
             for spec in specs.values()
             if spec.kind == "raw" and spec.embedding_dim > 0 and spec.name in deep_features
         }
+        # EasyRec's numeric sequence with embedding_dim: each value times one embedding row
+        # (no bias)
+        self.seq_projections = {
+            spec.name: self.add_weight(
+                shape=(spec.raw_dim, spec.embedding_dim),
+                initializer=embedding_initializer(spec),
+                name=f"projection_{spec.name}")
+            for spec in specs.values()
+            if spec.kind == "seq_raw" and spec.embedding_dim > 0 and spec.name in deep_features
+        }
         self.wide_raw = {
-            spec.name: keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros",
-                                          name=f"wide_{spec.name}")
+            spec.name: keras.layers.Dense(self.wide_dim, use_bias=False,
+                                          kernel_initializer="zeros", name=f"wide_{spec.name}")
             for spec in specs.values() if spec.kind == "raw" and spec.name in wide_features
         }
+        self.combiners = {}
+        for spec in specs.values():
+            if spec.seq_combiner is None or spec.name not in deep_features:
+                continue
+            c = spec.seq_combiner
+            if c["kind"] == "attention":
+                self.combiners[spec.name] = AttentionCombiner(name=f"attention_{spec.name}")
+            else:
+                self.combiners[spec.name] = TextCNN(
+                    c["filter_sizes"], c["num_filters"], c["pad_sequence_length"],
+                    c["activation"], name=f"text_cnn_{spec.name}")
+        self.target_attention = {
+            (g, s.name): TargetAttention(s, name=f"seq_att_{g}_{s.name}")
+            for g, atts in self.group_seq_att.items() for s in atts}
 
     @property
     def table_variables(self) -> list:
@@ -149,30 +322,61 @@ class FeatureGroups(keras.layers.Layer):
         dims: dict[str, int | str] = {}
         for g, names in self.group_features.items():
             if g in self.wide_groups:
-                dims[g] = len(names)
-            elif self.specs[names[0]].kind == "seq":
-                dims[g] = f"length, {self.specs[names[0]].embedding_dim}"
+                dims[g] = len(names) * self.wide_dim
+            elif any(self.specs[f].is_sequence for f in names):
+                seq = sum(self.specs[f].item_dim for f in names if self.specs[f].is_sequence)
+                dims[g] = f"length, {seq}"
             else:
-                dims[g] = sum(self.specs[f].output_dim for f in names)
+                dims[g] = sum(self.specs[f].output_dim for f in names) + sum(
+                    s.output_dim for s in self.group_seq_att[g])
         return dims
 
-    def _embed(self, spec: FeatureSpec, value: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
-        """Returns the feature's tensor (batch, width) and its looked-up rows for the L2 term."""
+    def _sequence(self, spec: FeatureSpec, features: dict) -> tuple:
+        """(sequence (batch, L, dim) zero-padded, lengths (batch,) int32, looked-up rows
+        for the L2 term or None)."""
+        value = features[spec.name]
+        if spec.kind == "seq_raw":
+            lengths = features[spec.name + LENGTH_SUFFIX]
+            seq = value[..., None]
+            if spec.name in self.seq_projections:
+                seq = seq * self.seq_projections[spec.name][0]
+            return seq, lengths, None
+        if spec.seq_multi_sep:  # (batch, steps, values): each step pooled by the combiner
+            nested = tf.RaggedTensor.from_tensor(value, padding=PAD_ID, ragged_rank=2)
+            rows = nested.values.with_flat_values(
+                tf.gather(self.tables[spec.table], nested.flat_values))  # (steps, (k), dim)
+            steps = tf.RaggedTensor.from_row_splits(_pool(rows, spec.combiner),
+                                                    nested.row_splits)
+            lengths = features[spec.name + LENGTH_SUFFIX]
+            return steps.to_tensor(), lengths, rows.flat_values
+        rows = _lookup_padded(self.tables[spec.table], value)  # ragged (batch, (len), dim)
+        # the longest row has no padding, so this keeps the id matrix's length
+        return rows.to_tensor(), tf.cast(rows.row_lengths(), tf.int32), rows.flat_values
+
+    def _embed(self, spec: FeatureSpec, features: dict, training=None) -> tuple:
+        """Returns the feature's tensor ((batch, width), or (batch, L, dim) for a sequence
+        without combiner) and its looked-up rows for the L2 term (or None)."""
+        value = features[spec.name]
         if spec.kind in ("id", "bucketized"):
             emb = tf.gather(self.tables[spec.table], value)
             return emb, emb
-        if spec.kind in ("tag", "seq"):
-            rows = _lookup_padded(self.tables[spec.table], value)  # ragged (batch, (len), dim)
-            if spec.kind == "seq":
-                # the longest row has no padding, so this keeps the id matrix's length
-                return rows.to_tensor(), rows.flat_values
+        if spec.kind in ("seq", "seq_raw"):
+            seq, lengths, rows = self._sequence(spec, features)
+            if spec.seq_combiner is None:
+                return seq, rows
+            combiner = self.combiners[spec.name]
+            if spec.seq_combiner["kind"] == "attention":
+                return combiner(seq, lengths), rows
+            return combiner([seq, lengths], training=training), rows
+        if spec.kind == "tag":
+            rows = _lookup_padded(self.tables[spec.table], value)
             return _pool(rows, spec.combiner), rows.flat_values
         if spec.name in self.projections:
             return self.projections[spec.name](value), None
         return value, None
 
     def _wide(self, spec: FeatureSpec, value: tf.Tensor) -> tf.Tensor:
-        """The feature's 1-dimensional linear weight, (batch, 1)."""
+        """The feature's linear weight, (batch, wide_dim)."""
         if spec.kind == "raw":
             return self.wide_raw[spec.name](value)
         table = self.wide_tables[spec.table]
@@ -180,34 +384,93 @@ class FeatureGroups(keras.layers.Layer):
             return tf.gather(table, value)
         return _pool(_lookup_padded(table, value), spec.combiner)
 
-    def call(self, features: dict[str, tf.Tensor], groups=None) -> dict:
+    def _seq_att(self, group: str, spec: SeqAttSpec, features: dict, embedded: dict,
+                 training=None) -> tf.Tensor:
+        key = tf.concat([embedded[k] for k in spec.keys], axis=-1)
+        names = spec.hist_seqs + spec.aux_hist_seqs
+        seqs = [self._sequence(self.specs[h], features) for h in names]
+        length = tf.reduce_max(tf.stack([tf.shape(s)[1] for s, _, _ in seqs]))
+        lengths = seqs[0][1]
+        checks = [tf.debugging.assert_equal(
+            lengths, other, message=f"feature group {group!r}: sequence_features "
+            f"{spec.name!r}: {names[0]!r} and {name!r} have different lengths in a row")
+            for name, (_, other, _) in zip(names[1:], seqs[1:])]
+        with tf.control_dependencies(checks):
+            padded = [_pad_to(s, length) for s, _, _ in seqs]
+        n = len(spec.hist_seqs)
+        hist = tf.concat(padded[:n], axis=-1)
+        return self.target_attention[(group, spec.name)](key, hist, lengths, padded[n:],
+                                                        training=training)
+
+    def call(self, features: dict[str, tf.Tensor], groups=None, training=None) -> dict:
         """`groups`: only these groups (e.g. for exporting one tower); default all."""
         selected = {g: n for g, n in self.group_features.items() if groups is None or g in groups}
         embedded, l2 = {}, []
-        deep = {f for g, names in selected.items() if g not in self.wide_groups for f in names}
+        deep = set()
+        for g, names in selected.items():
+            if g not in self.wide_groups:
+                deep |= set(names)
+                deep |= {f for s in self.group_seq_att[g] for f in s.keys}
         for name in sorted(deep):
             spec = self.specs[name]
-            embedded[name], rows = self._embed(spec, features[name])
+            embedded[name], rows = self._embed(spec, features, training)
+            if rows is not None:
+                l2.append(tf.reduce_sum(tf.square(rows)))
+        # the L2 term of sequences only sequence_features read (once per feature)
+        attended = {h for g in selected for s in self.group_seq_att[g]
+                    for h in s.hist_seqs + s.aux_hist_seqs} - set(embedded)
+        for h in sorted(attended):
+            rows = self._sequence(self.specs[h], features)[2]
             if rows is not None:
                 l2.append(tf.reduce_sum(tf.square(rows)))
         batch = tf.cast(tf.shape(next(iter(features.values())))[0], tf.float32)
-        out = {"groups": {}, "lists": {}, "raw": {}}
+        out = {"groups": {}, "lists": {}, "raw": {}, "seq_and_normal": {}}
         for group, names in selected.items():
+            sequences = [n for n in names if self.specs[n].is_sequence]
+            if sequences:
+                out["seq_and_normal"][group] = self._seq_and_normal(names, sequences,
+                                                                    features, embedded)
+            if sequences and len(names) > 1 or len(sequences) > 1:
+                # no single tensor (the config allows only output_seq_and_normal_feature)
+                out["groups"][group] = None
+                out["lists"][group] = [embedded[n] for n in names if n not in sequences]
+                out["raw"][group] = None
+                continue
             if group in self.wide_groups:
                 tensors = [self._wide(self.specs[n], features[n]) for n in names]
             else:
-                tensors = [embedded[n] for n in names]
+                pooled = [n for n in names if self.specs[n].seq_combiner is not None]
+                tensors = [embedded[n] for n in names if n not in pooled] + \
+                    [embedded[n] for n in pooled]
+                tensors += [self._seq_att(group, s, features, embedded, training)
+                            for s in self.group_seq_att[group]]
             out["lists"][group] = tensors
             out["groups"][group] = tensors[0] if len(tensors) == 1 else tf.concat(tensors, -1)
-            out["raw"][group] = self._raw(names, features)
+            out["raw"][group] = self._raw(group, names, features)
         out["embedding_l2"] = tf.add_n(l2) / batch if l2 else tf.constant(0.0)
         return out
 
-    def _raw(self, names: list[str], features: dict[str, tf.Tensor]) -> tf.Tensor | None:
+    def _seq_and_normal(self, names: list[str], sequences: list[str], features: dict,
+                        embedded: dict) -> list:
+        """EasyRec's output_seq_and_normal_feature: [the sequences concatenated on the last
+        axis (batch, L, d) (zero-padded to the longest), the first one's lengths (batch,),
+        the other features concatenated (batch, d') or None]."""
+        seqs = [self._sequence(self.specs[n], features) for n in sequences]
+        length = tf.reduce_max(tf.stack([tf.shape(s)[1] for s, _, _ in seqs]))
+        seq = tf.concat([_pad_to(s, length) for s, _, _ in seqs], axis=-1)
+        others = [embedded[n] for n in names if n not in sequences]
+        target = None if not others else others[0] if len(others) == 1 else \
+            tf.concat(others, axis=-1)
+        return [seq, seqs[0][1], target]
+
+    def _raw(self, group: str, names: list[str],
+             features: dict[str, tf.Tensor]) -> tf.Tensor | None:
         specs = [self.specs[n] for n in names]
-        if len(specs) == 1 and specs[0].kind == "seq":
+        if len(specs) == 1 and specs[0].is_sequence and specs[0].kind == "seq" and \
+                not specs[0].seq_multi_sep:
             return features[specs[0].name]  # (batch, length) ids, PAD_ID at padding
-        if any(s.kind in ("tag", "seq") for s in specs):
+        if self.group_seq_att[group] or any(s.kind in ("tag", "seq", "seq_raw")
+                                            for s in specs):
             return None  # multi-valued: no fixed-width raw form
         cols = []
         for s in specs:

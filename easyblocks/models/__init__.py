@@ -1,1 +1,2 @@
-"""Models: task towers, losses and the CTRModel built from a config."""
+"""Models: the CTRModel a config describes (features -> backbone -> towers), its losses,
+and the model state that evaluation and serving restore."""

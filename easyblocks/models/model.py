@@ -10,15 +10,27 @@ import tensorflow as tf
 
 from easyblocks.backbone.dag import Backbone
 from easyblocks.blocks.mlp import MLP
+from easyblocks.blocks.weights import l2_weights
+from easyblocks.config.specs import (
+    LOSS_COLUMN,
+    SAMPLE_WEIGHT,
+    FeatureSpec,
+    ModelSpec,
+    TowerSpec,
+)
 from easyblocks.errors import ConfigError
 from easyblocks.features.embedding import FeatureGroups
-from easyblocks.features.spec import FeatureSpec
 from easyblocks.models import losses as L
-from easyblocks.models.towers import TowerSpec
 
 
 class TaskTower(keras.layers.Layer):
-    """Optional `dnn` MLP, then Dense(num_class): (batch, d) -> logits (batch, num_class)."""
+    """Optional `dnn` MLP, then Dense(num_class): (batch, d) -> logits (batch, num_class).
+
+    The `dnn` is EasyRec's DNN: per layer Dense (with bias, glorot_uniform) -> [BatchNorm]
+    -> activation -> [dropout]. A RankModel tower (`logit_if_num_class`) without a dnn
+    whose input already has num_class units takes it as the logit, like EasyRec's
+    RankModel.
+    """
 
     def __init__(self, spec: TowerSpec, **kwargs):
         super().__init__(**kwargs)
@@ -27,16 +39,19 @@ class TaskTower(keras.layers.Layer):
         self.logits = None
         if spec.logit_from_backbone:
             return
-        if spec.dnn and spec.dnn.get("hidden_units"):
-            dnn = dict(spec.dnn)
-            dnn.setdefault("use_bn", True)
-            dnn["use_final_bn"] = dnn["use_bn"]
-            dnn["final_activation"] = dnn.get("activation", "relu")
-            self.dnn = MLP(name="dnn", **dnn)
-        self.logits = keras.layers.Dense(spec.num_class, name="logits")
+        if spec.dnn:
+            self.dnn = MLP(name="dnn", **spec.dnn)
+
+    def build(self, input_shape):
+        if self.spec.logit_from_backbone:
+            return
+        if self.dnn is None and self.spec.logit_if_num_class and \
+                input_shape[-1] == self.spec.num_class:
+            return  # EasyRec's RankModel: the backbone output is the logit
+        self.logits = keras.layers.Dense(self.spec.num_class, name="logits")
 
     def call(self, x, training=None):
-        if self.logits is None:  # logit_from_backbone
+        if self.spec.logit_from_backbone:
             if x.shape[-1] != self.spec.num_class:
                 raise ConfigError(
                     f"tower {self.spec.name!r}: logit_from_backbone needs an input of shape "
@@ -44,30 +59,43 @@ class TaskTower(keras.layers.Layer):
             return x
         if self.dnn is not None:
             x = self.dnn(x, training=training)
-        return self.logits(x)
+        return x if self.logits is None else self.logits(x)
 
 
 class CTRModel(keras.Model):
     """The model a config describes.
 
     Call with the dict made by `Preprocessor`; returns {"logits_<tower>": (batch,),
-    "probs_<tower>": (batch,)} (with a class axis when num_class > 1). A tower with
+    "probs_<tower>": (batch,)} ((batch, num_class) for a multi-class tower); a regression
+    (L2_LOSS) tower returns "y_<tower>", its logit, instead of probs; a ZILN tower returns
+    its logits (batch, 3), probs (p(y > 0)) and "y_<tower>" (the expected value). A tower with
     prob_product_of (ESMM) also returns "cond_probs_<tower>", its own factor (e.g. pCVR).
     """
 
-    def __init__(self, specs: dict[str, FeatureSpec], groups: dict[str, list[str]],
-                 backbone_config, towers: list[TowerSpec], l2_regularization: float = 0.0,
-                 embedding_regularization: float = 0.0, locate=None, wide_groups=(), **kwargs):
+    def __init__(self, features: dict[str, FeatureSpec], spec: ModelSpec, **kwargs):
         super().__init__(**kwargs)
-        self.tower_specs = towers
-        self.l2_regularization = l2_regularization
-        self.embedding_regularization = embedding_regularization
-        self.feature_groups = FeatureGroups(specs, groups, wide_groups, name="features")
-        kw = {"locate": locate} if locate else {}
-        self.logit_blocks = sorted({b for t in towers for b in t.add_to_logit})
-        self.backbone = Backbone(backbone_config, list(groups), name="backbone",
-                                 extra_outputs=self.logit_blocks, **kw)
-        self.towers = [TaskTower(t, name=f"tower_{t.name}") for t in towers]
+        self.spec = spec
+        self.tower_specs = spec.towers
+        self.l2_regularization = spec.l2_regularization
+        self.embedding_regularization = spec.embedding_regularization
+        self.feature_groups = FeatureGroups(features, spec.groups, name="features")
+        self.logit_blocks = spec.logit_blocks
+        self.extra_blocks = spec.extra_blocks
+        self.backbone = Backbone(spec.backbone, name="backbone", extra_outputs=self.extra_blocks)
+        self.towers = [TaskTower(t, name=f"tower_{t.name}") for t in spec.towers]
+        self.similarity_layers = {t.name: self._similarity_layer(t) for t in spec.towers
+                                  if t.in_batch}
+
+    def _similarity_layer(self, spec: TowerSpec):
+        """The layer of an in-batch softmax tower's similarity block: it scores all pairs."""
+        block = spec.in_batch.similarity_block
+        layers = self.backbone.dag.blocks[block].layers
+        if len(layers) != 1 or not hasattr(layers[0], "pair_logits"):
+            found = type(layers[0]).__name__ if layers else "no layer"
+            raise ConfigError(
+                f"tower {spec.name!r}: SOFTMAX_CROSS_ENTROPY over in-batch negatives needs block "
+                f"{block!r} to be a Similarity block (a layer with pair_logits), got {found}")
+        return layers[0]
 
     def forward(self, features: dict, training=None) -> tuple[dict, tf.Tensor]:
         """Returns (outputs, embedding_l2); through __call__, so that the losses blocks add
@@ -75,10 +103,10 @@ class CTRModel(keras.Model):
         return self(features, training=training, return_aux=True)
 
     def call(self, features, training=None, return_aux=False):
-        fg = self.feature_groups(features)
+        fg = self.feature_groups(features, training=training)
         out = self.backbone(fg, training=training)
         extras = {}
-        if self.logit_blocks:
+        if self.extra_blocks:
             out, extras = out
         if isinstance(out, (list, tuple)):
             if len(out) == 1:
@@ -97,7 +125,16 @@ class CTRModel(keras.Model):
             name = tower.spec.name
             for block in tower.spec.add_to_logit:
                 logits = logits + self._logit_part(extras[block], block, tower.spec)
-            if tower.spec.num_class == 1:
+            if tower.spec.is_regression:  # the prediction is the logit itself
+                logits = tf.reshape(logits, [-1])
+                outputs[f"logits_{name}"] = logits
+                outputs[tower.spec.prediction_key] = logits
+                continue
+            if tower.spec.ziln is not None:  # EasyRec's ZILN head: p(y > 0) and E[y]
+                p = tower.spec.ziln.params
+                probs, outputs[tower.spec.prediction_key] = L.ziln_predictions(
+                    logits, p["max_sigma"], p["max_log_clip_value"], p["return_log_pred_value"])
+            elif tower.spec.num_class == 1:
                 logits = tf.reshape(logits, [-1])
                 probs = tf.sigmoid(logits)
             else:
@@ -110,7 +147,20 @@ class CTRModel(keras.Model):
                 logits = tf.math.log(p) - tf.math.log1p(-p)
             outputs[f"logits_{name}"] = logits
             outputs[f"probs_{name}"] = probs
+            if return_aux and tower.spec.in_batch:  # for the loss only, never served
+                outputs.update(self._in_batch_outputs(tower.spec, extras, features))
         return (outputs, fg["embedding_l2"]) if return_aux else outputs
+
+    def _in_batch_outputs(self, spec: TowerSpec, extras: dict, features: dict) -> dict:
+        """Every (user, item) pair of the batch scored, the positive pairs' similarity and the
+        items' ids: what SOFTMAX_CROSS_ENTROPY over in-batch negatives reads."""
+        ib, layer = spec.in_batch, self.similarity_layers[spec.name]
+        pair = [extras[ib.user_block], extras[ib.item_block]]
+        out = {f"pair_logits_{spec.name}": layer.pair_logits(pair),
+               f"pos_similarity_{spec.name}": layer.similarity(pair)}
+        if ib.item_feature:
+            out[f"item_ids_{spec.name}"] = features[ib.item_feature]
+        return out
 
     @staticmethod
     def _logit_part(value, block: str, spec: TowerSpec):
@@ -123,26 +173,26 @@ class CTRModel(keras.Model):
         return value
 
     def dense_kernels(self) -> list:
-        """Kernels that model_params.l2_regularization applies to (not embedding tables)."""
+        """Weights that model_params.l2_regularization applies to: what each block declares
+        (easyblocks.blocks.weights), the kernels of raw-feature projections, of the top MLP
+        and of the towers; never the embedding tables."""
         tables = {id(v) for v in self.feature_groups.table_variables}
-        return [v for v in self.trainable_variables
-                if id(v) not in tables and v.path.endswith("kernel")]
+        layers = [self.feature_groups, self.backbone] + list(self.towers)
+        out, seen = [], set()
+        for layer in layers:
+            for v in l2_weights(layer):
+                if id(v) not in seen and id(v) not in tables:
+                    seen.add(id(v))
+                    out.append(v)
+        return out
 
     def block_losses(self) -> dict:
         """Losses that blocks added with `self.add_loss(value)` in their last call, summed per
         block and named "loss/<block name>" (e.g. a plugin's auxiliary loss)."""
         named = {}
-        dags = [self.backbone.dag, *self.backbone.packages.values()]
-        for dag in dags:
-            for name, block in dag.blocks.items():
-                added = []
-                for step in block.steps:
-                    for layer in step.layers:
-                        for sub in layer._flatten_layers(include_self=True):
-                            added.extend(sub._get_own_losses())
-                if added:
-                    key = f"loss/{name}" if dag is self.backbone.dag else f"loss/{dag.name}/{name}"
-                    named[key] = tf.add_n(added)
+        for prefix, dag in self.backbone.dags():
+            for name, added in dag.block_losses().items():
+                named[f"loss/{prefix}{name}"] = tf.add_n(added)
         return named
 
     def compute_losses(self, labels: dict, outputs: dict, embedding_l2: tf.Tensor) -> dict:
@@ -155,23 +205,60 @@ class CTRModel(keras.Model):
         terms = {}
         for spec in self.tower_specs:
             logits = outputs[f"logits_{spec.name}"]
-            probs = outputs[f"probs_{spec.name}"]
+            probs = outputs.get(f"probs_{spec.name}")  # a regression tower has none
+            # data_config.sample_weight (EasyRec: TF1's weighted reduction of each loss)
+            weights = labels.get(SAMPLE_WEIGHT) if spec.use_sample_weight else None
             for loss in spec.losses:
                 if loss.loss_type == "CLASSIFICATION" and spec.prob_product_of:
-                    value = L.classification_loss_on_probs(labels[spec.label], probs)
+                    value = L.classification_loss_on_probs(labels[spec.label], probs) \
+                        if weights is None else L.weighted_classification_loss_on_probs(
+                            labels[spec.label], probs, weights)
+                elif loss.loss_type == "CLASSIFICATION" and weights is not None:
+                    value = L.weighted_classification_loss(labels[spec.label], logits,
+                                                           spec.num_class, weights)
                 elif loss.loss_type == "CLASSIFICATION":
                     value = L.classification_loss(labels[spec.label], logits, spec.num_class)
+                elif loss.loss_type == "L2_LOSS" and weights is not None:
+                    value = L.weighted_l2_loss(labels[spec.label], logits, weights)
                 elif loss.loss_type == "L2_LOSS":
                     value = L.l2_loss(labels[spec.label], logits)
+                elif loss.loss_type == "F1_REWEIGHTED_LOSS":
+                    value = L.f1_reweighted_loss(labels[spec.label], logits,
+                                                 loss.params["f1_beta_square"],
+                                                 loss.params["label_smoothing"], weights)
+                elif loss.loss_type == "PAIR_WISE_LOSS":
+                    column = loss.params.get("session_column")
+                    value = L.pairwise_loss(
+                        labels[spec.label], logits,
+                        labels[LOSS_COLUMN + column] if column else None,
+                        loss.params["margin"], loss.params["temperature"], weights)
+                elif loss.loss_type == "ZILN_LOSS":
+                    p = loss.params
+                    value = L.ziln_loss(labels[spec.label], logits, p["max_sigma"],
+                                        p["mu_regularization"], p["sigma_regularization"],
+                                        p["classification_weight"], p["regression_weight"])
+                elif loss.loss_type == "SOFTMAX_CROSS_ENTROPY":
+                    value = L.in_batch_softmax_loss(labels[spec.label],
+                                                    outputs[f"pair_logits_{spec.name}"],
+                                                    outputs.get(f"item_ids_{spec.name}"),
+                                                    weights)
+                    # EasyRec's reg_pos_loss beside it, with the same weights (a second
+                    # in-batch loss of the tower: "reg_pos_1", like its own "..._1")
+                    reg_pos = "reg_pos" + loss.key[len("softmax_cross_entropy"):]
+                    terms[f"loss/{spec.name}/{reg_pos}"] = spec.weight * loss.weight * \
+                        L.positive_similarity_hinge(labels[spec.label],
+                                                    outputs[f"pos_similarity_{spec.name}"],
+                                                    weights)
                 else:  # ORDER_CALIBRATE_LOSS
                     value = L.order_calibrate_loss(
                         probs, [outputs[f"probs_{r}"] for r in spec.relation_tower_names]
                     )
                 terms[f"loss/{spec.name}/{loss.key}"] = spec.weight * loss.weight * value
         reg = tf.constant(0.0)
-        if self.l2_regularization:
+        kernels = self.dense_kernels() if self.l2_regularization else []
+        if kernels:  # a model may have none (EasyRec's FM: tables and a bias)
             reg += self.l2_regularization * tf.add_n(
-                [tf.reduce_sum(tf.square(v)) for v in self.dense_kernels()]
+                [tf.reduce_sum(tf.square(v)) for v in kernels]
             )
         if self.embedding_regularization:
             reg += self.embedding_regularization * embedding_l2

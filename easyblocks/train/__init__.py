@@ -1,1 +1,1 @@
-"""Training, evaluation and the optimizers."""
+"""Training: the Trainer (one custom loop for every strategy) and the optimizers."""

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 
 from easyblocks.errors import ConfigError
-from easyblocks.models.describe import ModelInfo
+from easyblocks.tools.describe import ModelInfo
 
 
 def _edges(info: ModelInfo) -> list[tuple[str, str, str, str]]:

@@ -38,11 +38,19 @@ def _bound(text: str, variables: dict[str, int], where: str) -> int | None:
         return None
     if _INT.match(text):
         return int(text)
+    if len(text) > 200:
+        raise ConfigError(f"{where}: an index of {len(text)} characters in input_slice; at most "
+                          "200 are accepted")
     try:
-        return _int_expression(ast.parse(text, mode="eval").body, variables)
-    except (SyntaxError, ValueError):
+        value = _int_expression(ast.parse(text, mode="eval").body, variables)
+    except ZeroDivisionError:
+        raise ConfigError(f"{where}: index {text!r} in input_slice divides by zero") from None
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         raise ConfigError(f"{where}: bad index {text!r} in input_slice (integers, ':', '...' "
                           "and, in a repeat, arithmetic on i)") from None
+    if abs(value) > 2**31:
+        raise ConfigError(f"{where}: index {text!r} in input_slice is {value}, out of range")
+    return value
 
 
 def parse_slice(text: str, where: str, variables: dict[str, int] | None = None) -> Any:

@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 
-from easyblocks.config.validate import ResolvedConfig
+from easyblocks.config.specs import PipelineSpec
 from easyblocks.models.build import build_and_initialize, dummy_columns
 
 
@@ -31,39 +31,46 @@ class ModelInfo:
     output_kind: str  # "output_blocks" or "concat_blocks"
     towers: list  # TowerSpec
     total_params: int
+    model_class: str = "RankModel"
+    expanded_from: str | None = None  # the model class template, e.g. "DeepFM"
 
 
 def _shape(value) -> str:
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_shape(v) for v in value) + "]"
+        shapes = [_shape(v) for v in value]
+        if len(shapes) > 3 and len(set(shapes)) == 1:  # e.g. a group's feature list
+            return f"[{len(shapes)} x {shapes[0]}]"
+        return "[" + ", ".join(shapes) + "]"
     return "(" + ", ".join("batch" if i == 0 else str(d) for i, d in enumerate(value.shape)) + ")"
 
 
-_KINDS = {"feature_group_name": "group", "block_name": "block", "package_name": "package",
-          "use_package_input": "package input"}
+_KINDS = {"group": "group", "block": "block", "package": "package",
+          "package_input": "package input"}
 
 
-def describe(resolved: ResolvedConfig) -> ModelInfo:
+def describe(spec: PipelineSpec) -> ModelInfo:
     """Builds the model on a small synthetic batch and records every block's output."""
-    model, pre = build_and_initialize(resolved)
-    features = model.feature_groups(pre(dummy_columns(resolved)))
+    model, pre = build_and_initialize(spec)
+    features = model.feature_groups(pre(dummy_columns(spec)))
     dag = model.backbone.dag
     values = dag.block_values(features, training=False)
     blocks = []
     for name in dag.order:
         block = dag.blocks[name]
-        params = sum(int(np.prod(v.shape)) for step in block.steps for layer in step.layers
-                     for v in layer.weights)
-        inputs = [(_KINDS[which], str(target)) for which, target, *_ in block.inputs]
-        blocks.append(BlockInfo(name, block.class_name, inputs, _shape(values[name]), params))
+        params = sum(int(np.prod(v.shape)) for layer in block.layers for v in layer.weights)
+        inputs = [(_KINDS[i.kind], i.name) for i in block.spec.inputs]
+        blocks.append(BlockInfo(name, block.spec.class_name, inputs, _shape(values[name]),
+                                params))
     return ModelInfo(
-        groups=resolved.groups,
+        groups={g.name: list(g.features) for g in spec.groups.values()},
         group_dims=model.feature_groups.group_dims(),
         blocks=blocks,
-        outputs=dag.output_blocks or dag.concat_blocks,
-        output_kind="output_blocks" if dag.output_blocks else "concat_blocks",
-        towers=resolved.towers,
+        outputs=list(dag.spec.outputs),
+        output_kind=dag.spec.output_kind,
+        towers=spec.towers,
         total_params=int(sum(np.prod(v.shape) for v in model.weights)),
+        model_class=spec.model.model_class,
+        expanded_from=spec.model.expanded_from,
     )
 
 
@@ -81,6 +88,9 @@ def format_table(info: ModelInfo) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if info.expanded_from:
+        lines.insert(0, f"model_class {info.expanded_from}: expanded into a {info.model_class} "
+                        "with these blocks (easyblocks validate --expand prints its config)")
     lines.append(f"{info.output_kind}: {', '.join(info.outputs)}")
     lines.append("")
     lines.append("tower            label            losses")

@@ -3,7 +3,8 @@
 Three routes, all equivalent (each just imports a module whose `@register_block`
 decorators run):
 
-- the config's `plugins: "my_team.blocks"` (repeated);
+- the config's `plugins: "my_team.blocks"` (repeated; module names only: a config runs no
+  file of its own unless the command line passes --allow-config-plugins);
 - the command line's `--plugin my_team.blocks` or `--plugin path/to/blocks.py` (repeatable);
 - an installed distribution's entry point in the group `easyblocks.blocks`, found
   automatically, e.g. in its pyproject.toml:
@@ -87,14 +88,12 @@ def _load_file(path: str) -> None:
         raise ConfigError(f"plugin file {path} is not a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module
-    registry._loading_source.append(f"plugin file {path}")
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[mod_name]
-        raise
-    finally:
-        registry._loading_source.pop()
+    with registry.loading_source(f"plugin file {path}"):
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[mod_name]
+            raise
 
 
 def load_plugin(name: str) -> None:
@@ -110,6 +109,11 @@ def load_plugin(name: str) -> None:
             importlib.import_module(name)
     except ConfigError:  # e.g. a block name registered twice: already names both
         raise
+    except SystemExit as e:  # a plugin must not end the process
+        root = os.path.abspath(name) if _is_path(name) else _package_root(name)
+        raise ConfigError(f"plugin {name!r} called sys.exit({e.code!r}) while being imported"
+                          f"{_raised_at(e, root)}; a plugin module defines and registers "
+                          "blocks, it must not exit") from e
     except Exception as e:  # report the plugin's own error, not "unknown class_name"
         hint = ""
         if isinstance(e, ModuleNotFoundError) and e.name and \
@@ -134,20 +138,18 @@ def load_entry_points() -> None:
         if key in _loaded_entry_points:
             continue
         source = f"entry point {ep.name} = {ep.value} (distribution {dist_name})"
-        registry._loading_source.append(source)
-        try:
-            obj = ep.load()
-            if inspect.isclass(obj) and not any(s.cls is obj for s in registry._REGISTRY.values()):
-                registry.register_block(ep.name)(obj)
-        except ConfigError:
-            raise
-        except Exception as e:
-            raise _error(
-                f"plugin entry point {ep.name!r} = {ep.value!r} (group {ENTRY_POINT_GROUP}, "
-                f"distribution {dist_name})", "load", e, _package_root(ep.module),
-                "; fix or uninstall that distribution") from e
-        finally:
-            registry._loading_source.pop()
+        with registry.loading_source(source):
+            try:
+                obj = ep.load()
+                if inspect.isclass(obj) and not registry.is_registered_class(obj):
+                    registry.register_block(ep.name)(obj)
+            except ConfigError:
+                raise
+            except (Exception, SystemExit) as e:
+                raise _error(
+                    f"plugin entry point {ep.name!r} = {ep.value!r} (group "
+                    f"{ENTRY_POINT_GROUP}, distribution {dist_name})", "load", e,
+                    _package_root(ep.module), "; fix or uninstall that distribution") from e
         _loaded_entry_points.add(key)
 
 

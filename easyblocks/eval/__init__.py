@@ -1,0 +1,1 @@
+"""Evaluation: exact metrics on arrays and the evaluator that runs a model over an input."""

@@ -1,0 +1,1 @@
+"""Serving: SavedModel export and batch prediction of CSV files."""
