@@ -173,7 +173,9 @@ FIELDS: dict[str, FieldState] = {
     "DatasetConfig.label_dim": R("multi-dimensional labels (label_dim) are not implemented yet"),
     "DatasetConfig.extra_label_func": R(NO_PYTHON),
     "DatasetConfig.shuffle": H(),
-    "DatasetConfig.shuffle_buffer_size": H(),
+    "DatasetConfig.shuffle_buffer_size": H("default 10000 rows where EasyRec's is 32, which "
+                                           "trains a file sorted by time almost in order "
+                                           "(measured: docs/benchmarks/quality.md)"),
     "DatasetConfig.num_epochs": H(),
     "DatasetConfig.prefetch_size": H(),
     "DatasetConfig.shard": NA("sharding follows the distribution strategy"),
@@ -251,7 +253,22 @@ FIELDS: dict[str, FieldState] = {
     "FeatureConfig.lookup_max_sel_elem_num": R("LookupFeature is not implemented yet"),
     "FeatureConfig.max_partitions": NA("embedding partitioning across parameter servers"),
     "FeatureConfig.combiner": H(),
-    "FeatureConfig.initializer": R("embedding initializer is not implemented yet"),
+    "FeatureConfig.initializer": H("the embedding table's initializer (truncated / random "
+                                   "normal, glorot normal, TF1's constant fill); unset: "
+                                   "truncated normal with stddev 0.01, where EasyRec's is "
+                                   "1/sqrt(embedding_dim) (measured: docs/benchmarks/"
+                                   "quality.md)"),
+    "Initializer.truncated_normal_initializer": H(),
+    "Initializer.random_normal_initializer": H(),
+    "Initializer.glorot_normal_initializer": H(),
+    "Initializer.constant_initializer": H(),
+    "TruncatedNormalInitializer.mean": H(),
+    "TruncatedNormalInitializer.stddev": H(),
+    "RandomNormalInitializer.mean": H(),
+    "RandomNormalInitializer.stddev": H(),
+    "ConstantInitializer.consts": H("as TF1's constant_initializer (EasyRec's): the values fill "
+                                    "the table row by row, the last one fills the rest; more "
+                                    "values than entries: an error"),
     "FeatureConfig.precision": R("precision (numbers formatted as ids) is not implemented yet",
                                  (-1,)),
     "FeatureConfig.min_val": H(_MIN_MAX),

@@ -50,7 +50,7 @@ class DataSpec:
     separator: str = ","
     with_header: bool = False
     shuffle: bool = True
-    shuffle_buffer_size: int = 32
+    shuffle_buffer_size: int = 10000
     prefetch_size: int = 32
     input_type: str = "CSVInput"
     # label column -> "binary" (a binary CLASSIFICATION tower's label: 0 or 1), "class:N" (a
@@ -145,6 +145,9 @@ class FeatureSpec:
     # SequenceFeature: how the sequence is pooled into one vector ("attention", "text_cnn"
     # with its parameters); None keeps the (batch, length, dim) sequence
     seq_combiner: dict | None = None
+    # the table's initializer as configured (an Initializer message), None: the default of
+    # easyblocks.features.embedding
+    initializer: Any = None
 
     @property
     def input_columns(self) -> tuple[str, ...]:
