@@ -11,7 +11,9 @@ same command on the same machine, never an absolute number.
 Runners (--runners, all three by default; examples/s ratios are against `keras`):
   keras               the hand-written reference below, with Keras' default initializers
   keras_matched_init  the same with EasyRec's initializers (he_uniform MLP kernels,
-                      truncated normal(1/sqrt(dim)) embeddings), as easyblocks uses
+                      truncated normal(1/sqrt(dim)) embeddings), as easyblocks 0.1 used
+                      (its embedding default is now truncated normal(0.01), see
+                      docs/benchmarks/quality.md)
   easyblocks          easyblocks.api.train on the sample config (seed set in a copy)
 
 Each (model, runner, seed) runs in its own Python process, one at a time, so that
@@ -21,10 +23,13 @@ from run to run, so use several seeds before reading much into a ratio.
 
 The reference (`keras` runner) is what a competent Keras user would write without
 easyblocks: tf.data (TextLineDataset -> shuffle -> batch -> decode_csv -> hash /
-split / bucketize -> prefetch), keras.layers.Embedding tables, the MLP (Dense
-without bias -> BatchNormalization -> ReLU, last layer included), Dense(1) ->
+split / bucketize -> prefetch), keras.layers.Embedding tables, the sample's MLP, Dense(1) ->
 sigmoid, `model.compile(Adam(1e-3), BCE)` and `model.fit(ds, epochs=1)`, Keras'
 default initializers. It does not import easyblocks except the exact AUC function.
+Its layers are the sample's (`ARCHITECTURE`, checked against the config): the MLP sample
+has no batch norm and biases on (Dense -> ReLU), the shared bottom keeps EasyRec's MLP
+(Dense without bias -> BatchNormalization -> ReLU, last layer included) in the bottom and
+the towers.
 Its feature settings are written out below by hand; `check_config` only verifies
 that they still match the sample configs.
 
@@ -33,8 +38,14 @@ Differences from the easyblocks configs, on purpose (plain Keras defaults):
   * Adam updates whole embedding tables every step (Keras' Adam densifies sparse
     gradients), while easyblocks updates only the looked-up rows ("lazy Adam");
   * `keras`: Keras' default initializers (glorot_uniform kernels, uniform(-0.05, 0.05)
-    embeddings) where easyblocks uses he_uniform and truncated normal(1/sqrt(dim));
-    `keras_matched_init` removes that difference.
+    embeddings) where easyblocks uses he_uniform and truncated normal(0.01);
+    `keras_matched_init` uses EasyRec's (truncated normal(1/sqrt(dim)) embeddings);
+  * where the sample has batch norm: Keras' BatchNormalization with momentum 0.9 (the
+    momentum of easyblocks' normalization, which also debiases its moving statistics).
+    Keras' default 0.99 would still weigh the initial mean 0 / variance 1 by 0.99^196 =
+    14 % after the one pass of the Taobao samples, and that stale inference hands the
+    reference a handicap (measured: docs/benchmarks/quality.md, "References"); at 0.9 they
+    weigh 0.9^196 ~ 1e-9.
 
 Throughput:
   * keras: examples/s from the end of step `--warmup_steps` (default 20, covers
@@ -96,6 +107,10 @@ SHUFFLE_BUFFER = 10000
 LEARNING_RATE = 1e-3
 MLP_UNITS = {"mlp": [512, 256, 128, 64], "shared_bottom": [512, 256]}
 TOWER_UNITS = [128, 64]  # shared_bottom's task towers
+# the sample's MLP layers: batch norm (then no bias, as EasyRec's MLP) or Dense with bias;
+# check_config verifies it against the sample's `use_bn`
+ARCHITECTURE = {"mlp": {"batch_norm": False}, "shared_bottom": {"batch_norm": True}}
+BN_MOMENTUM = 0.9  # see the docstring
 # keras: Keras' default initializers; keras_matched_init: EasyRec's initializers
 RUNNERS = ["keras", "keras_matched_init", "easyblocks"]
 
@@ -121,6 +136,12 @@ def check_config(model: str) -> None:
     units = [int(u) for u in re.findall(r"hidden_units:\s*\[([^\]]*)\]", text)[0].split(",")]
     if units != MLP_UNITS[model]:
         problems.append(f"backbone MLP {units} != {MLP_UNITS[model]}")
+    mlp_line = re.search(r"mlp\s*\{[^}]*\}", text).group(0)  # the backbone's MLP
+    no_bn = "use_bn: false use_final_bn: false use_bias: true use_final_bias: true"
+    if ARCHITECTURE[model]["batch_norm"] == (no_bn in mlp_line) or (
+            ARCHITECTURE[model]["batch_norm"] and "use_b" in mlp_line):
+        problems.append(f"backbone MLP batch norm: {mlp_line!r} but the reference has "
+                        f"batch_norm={ARCHITECTURE[model]['batch_norm']}")
     if problems:
         sys.exit(f"{CONFIGS[model]} no longer matches the hand-written reference: "
                  + "; ".join(problems))
@@ -166,8 +187,9 @@ def keras_dataset(path: str, tasks: dict[str, str], training: bool, seed: int):
 
 
 def keras_model(model: str, matched_init: bool = False):
-    """The functional model. matched_init: EasyRec's initializers (he_uniform MLP kernels,
-    truncated normal(1/sqrt(dim)) embeddings) instead of Keras' defaults."""
+    """The functional model, with the sample's layers (ARCHITECTURE). matched_init: EasyRec's
+    initializers (he_uniform MLP kernels, truncated normal(1/sqrt(dim)) embeddings) instead
+    of Keras' defaults."""
     import keras
     from keras import layers, ops
 
@@ -194,11 +216,14 @@ def keras_model(model: str, matched_init: bool = False):
     embedded.append(embedding(len(PRICE_BOUNDARIES) + 1, "emb_price")(inputs["price"]))
     x = layers.Concatenate()(embedded)
 
+    batch_norm = ARCHITECTURE[model]["batch_norm"]
+
     def mlp(x, units, prefix):
         for i, u in enumerate(units):
-            x = layers.Dense(u, use_bias=False, kernel_initializer=kernel_init,
+            x = layers.Dense(u, use_bias=not batch_norm, kernel_initializer=kernel_init,
                              name=f"{prefix}_dense_{i}")(x)
-            x = layers.BatchNormalization(name=f"{prefix}_bn_{i}")(x)
+            if batch_norm:
+                x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{prefix}_bn_{i}")(x)
             x = layers.ReLU(name=f"{prefix}_relu_{i}")(x)
         return x
 
@@ -210,7 +235,10 @@ def keras_model(model: str, matched_init: bool = False):
     return keras.Model(inputs, outputs)
 
 
-def run_keras(model: str, seed: int, warmup_steps: int, matched_init: bool = False) -> dict:
+def run_keras(model: str, seed: int, warmup_steps: int, matched_init: bool = False,
+              train_csv: str = TRAIN_CSV, test_csv: str = TEST_CSV) -> dict:
+    """Trains the hand-written model one epoch on train_csv (a file in the Taobao sample
+    layout) and evaluates it on test_csv."""
     import keras
     import numpy as np
 
@@ -218,7 +246,7 @@ def run_keras(model: str, seed: int, warmup_steps: int, matched_init: bool = Fal
 
     tasks = TASKS[model]
     keras.utils.set_random_seed(seed)
-    train_rows = count_rows(TRAIN_CSV)
+    train_rows = count_rows(train_csv)
 
     class Throughput(keras.callbacks.Callback):
         def __init__(self):
@@ -238,14 +266,14 @@ def run_keras(model: str, seed: int, warmup_steps: int, matched_init: bool = Fal
     net.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE),
                 loss={t: keras.losses.BinaryCrossentropy() for t in tasks})
     meter = Throughput()
-    net.fit(keras_dataset(TRAIN_CSV, tasks, True, seed), epochs=1, callbacks=[meter], verbose=0)
+    net.fit(keras_dataset(train_csv, tasks, True, seed), epochs=1, callbacks=[meter], verbose=0)
     train_s = time.perf_counter() - wall0
     if meter.t0 is None:
         raise SystemExit(f"only {meter.steps} steps: fewer than --warmup_steps {warmup_steps}")
     examples = train_rows - warmup_steps * BATCH_SIZE
-    test = keras_dataset(TEST_CSV, tasks, False, seed).map(lambda x, y: x)
+    test = keras_dataset(test_csv, tasks, False, seed).map(lambda x, y: x)
     probs = net.predict(test, verbose=0)
-    labels = read_columns(TEST_CSV, [0, 1])
+    labels = read_columns(test_csv, [0, 1])
     aucs = {t: auc(labels[:, ORACLE_COLUMN[col]], np.asarray(probs[t]).reshape(-1))
             for t, col in tasks.items()}
     return {"examples_per_sec": examples / (meter.t1 - meter.t0), "auc": aucs,
@@ -391,7 +419,7 @@ def report(argv: list[str], models: list[str], runners: list[str], seeds: list[i
         "- keras: the hand-written plain-Keras model with Keras' default initializers "
         "(glorot_uniform kernels, uniform(-0.05, 0.05) embeddings); keras_matched_init: the "
         "same with EasyRec's initializers (he_uniform MLP kernels, truncated normal with "
-        "stddev 1/sqrt(16) for embeddings), which easyblocks uses.",
+        "stddev 1/sqrt(16) for embeddings), which easyblocks 0.1 used.",
         f"- keras runners: examples/s from the end of step {warmup_steps} to the end of the "
         "epoch (a Keras callback; exact row count), `model.fit(verbose=0)`; wall s = build + "
         "fit + predict.",

@@ -11,7 +11,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(ROOT, "samples")
-SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
+# ../shared/data beside the project; EASYBLOCKS_SHARED_DATA points elsewhere (a worktree
+# whose parent folder has no shared/)
+SHARED_DATA = os.environ.get("EASYBLOCKS_SHARED_DATA",
+                             os.path.join(os.path.dirname(ROOT), "shared", "data"))
 SEEDS = os.path.join(os.path.dirname(ROOT), "shared", "seeds")
 
 # A tiny schema used by the unit tests: 3 columns + 2 labels.

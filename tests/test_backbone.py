@@ -266,3 +266,66 @@ def test_expressions_are_interpreted_not_evaluated():
                 "lambda x: [y for y in x]", "import os"]:
         with pytest.raises(ConfigError):
             compile_expression(bad, "w")(tf.ones((1, 1)))
+
+
+def test_a_package_block_may_read_a_main_block_as_in_easyrec():
+    # EasyRec (CL4SRec's style): a package's block takes a backbone block by block_name; a
+    # package_input may name another package (called on nothing); a package's one
+    # concat_blocks output may be a list
+    bb = backbone("""
+      packages { name: "aug"
+        blocks { name: "twice" inputs { block_name: "a" } lambda { expression: "lambda x: x * 2" } }
+        blocks { name: "pair" inputs { block_name: "twice" } inputs { block_name: "late" }
+                 merge_inputs_into_list: true } }
+      packages { name: "enc"
+        blocks { name: "first" inputs { use_package_input: true input_slice: "[0]" }
+                 lambda { expression: "lambda x: x + 1" } } }
+      blocks { name: "use" inputs { package_name: "enc" package_input: "aug" } }
+      blocks { name: "a" inputs { feature_group_name: "a" } input_layer {} }
+      blocks { name: "late" inputs { feature_group_name: "b" input_fn: "lambda x: x * 3" } }
+      blocks { name: "direct" inputs { package_name: "aug" input_slice: "[1]" } }
+      output_blocks: ["use", "direct"]
+    """)
+    order = bb.dag.order
+    assert order.index("a") < order.index("use") and order.index("late") < order.index("use")
+    assert order.index("late") < order.index("direct")
+    use, direct = bb(features())
+    np.testing.assert_allclose(use.numpy(), [[1, 3, 5, 7], [9, 11, 13, 15]])  # 2 a + 1
+    np.testing.assert_allclose(direct.numpy(), np.full((2, 2), 3.0))  # 3 b
+
+
+def test_a_package_block_reading_an_unknown_block_is_one_line():
+    with pytest.raises(ConfigError, match=r"block 'p1' takes input 'nowhere', which is not a "
+                                          r"block"):
+        backbone("""
+          packages { name: "p" blocks { name: "p1" inputs { block_name: "nowhere" } } }
+          blocks { name: "x" inputs { package_name: "p" } }
+        """)
+    with pytest.raises(ConfigError, match=r"block 'x' calls package 'p', which reads block "
+                                          r"'x' itself"):
+        backbone("""
+          packages { name: "p" blocks { name: "p1" inputs { block_name: "x" } } }
+          blocks { name: "x" inputs { package_name: "p" } }
+        """)
+
+
+def test_a_package_reading_a_main_block_trains_in_a_tf_function():
+    bb = backbone("""
+      packages { name: "p"
+        blocks { name: "d" inputs { block_name: "main_a" } keras_layer { class_name: "Dense"
+          st_params { fields { key: "units" value { number_value: 1 } } } } } }
+      blocks { name: "main_a" inputs { feature_group_name: "a" } }
+      blocks { name: "out" inputs { package_name: "p" } }
+      concat_blocks: "out"
+    """)
+    bb(features())
+
+    @tf.function(autograph=False)
+    def grads(f):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(bb(f, training=True))
+        return tape.gradient(loss, bb.trainable_variables)
+
+    kernel, bias = grads(features())
+    np.testing.assert_allclose(kernel.numpy()[:, 0], [4, 6, 8, 10])  # column sums of a
+    np.testing.assert_allclose(bias.numpy(), [2])

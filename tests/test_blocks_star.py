@@ -11,6 +11,7 @@ import tensorflow as tf
 from conftest import create_layer, layer_kwargs
 from google.protobuf import text_format
 
+from easyblocks.blocks import normalization
 from easyblocks.blocks.registry import get_block
 from easyblocks.blocks.star import STAR, PartitionedNormalization, StarDense
 from easyblocks.errors import ConfigError
@@ -88,24 +89,39 @@ def test_domain_ids_shapes_dtypes_and_out_of_range_are_clipped():
 # ---------------------------------------------------------------- PartitionedNormalization
 
 
-def test_pn_keeps_separate_moving_statistics_per_domain():
-    pn = PartitionedNormalization(num_domains=3, momentum=0.5, epsilon=0.0)
-    z = np.array([[1.0, 10.0], [3.0, 14.0], [100.0, -4.0], [104.0, -2.0], [102.0, -6.0]],
-                 dtype="float32")
-    dom = np.array([0, 0, 1, 1, 1])
+def test_pn_keeps_separate_debiased_moving_statistics_per_domain():
+    pn = PartitionedNormalization(num_domains=4, momentum=0.5, epsilon=0.0)
+    z = np.array([[1.0, 10.0], [3.0, 14.0], [100.0, -4.0], [104.0, -2.0], [102.0, -6.0],
+                  [7.0, 7.0]], dtype="float32")
+    dom = np.array([0, 0, 1, 1, 1, 3])
     out = pn([z, dom], training=True).numpy()
-    # domain 0: mean [2, 12], var [1, 4]; domain 1: mean [102, -4], var [8/3, 8/3]
-    mean = np.array([[2.0, 12.0], [102.0, -4.0], [0.0, 0.0]])
-    var = np.array([[1.0, 4.0], [8 / 3, 8 / 3], [1.0, 1.0]])
-    np.testing.assert_allclose(pn.moving_mean.numpy(), 0.5 * mean, rtol=1e-6)
-    np.testing.assert_allclose(pn.moving_variance.numpy()[:2], 0.5 + 0.5 * var[:2], rtol=1e-5)
-    # the unseen domain 2 keeps its initial statistics
-    np.testing.assert_allclose(pn.moving_mean.numpy()[2], [0.0, 0.0])
-    np.testing.assert_allclose(pn.moving_variance.numpy()[2], [1.0, 1.0])
+    # domain 0: mean [2, 12], batch var [1, 4]; domain 1: mean [102, -4], var [8/3, 8/3]
+    mean = np.array([[2.0, 12.0], [102.0, -4.0], [0.0, 0.0], [7.0, 7.0]])
+    var = np.array([[1.0, 4.0], [8 / 3, 8 / 3], [1.0, 1.0], [0.0, 0.0]])
+    # first update (t = 1, rate 1): the batch statistics themselves, with the unbiased
+    # variance (n / (n - 1) times the batch's); not the Keras 0.5 * 0 + 0.5 * batch
+    np.testing.assert_allclose(pn.moving_mean.numpy()[:2], mean[:2], rtol=1e-6)
+    np.testing.assert_allclose(pn.moving_variance.numpy()[:2],
+                               [[2.0, 8.0], [4.0, 4.0]], rtol=1e-5)
+    # the unseen domain 2 and domain 3 (one example: no variance) keep their initial values
+    np.testing.assert_allclose(pn.moving_mean.numpy()[2:], [[0.0, 0.0], [0.0, 0.0]])
+    np.testing.assert_allclose(pn.moving_variance.numpy()[2:], [[1.0, 1.0], [1.0, 1.0]])
+    np.testing.assert_allclose(pn.moving_count.numpy(), [1, 1, 0, 0])
     # training output: each example normalised by its own domain's batch statistics
-    want = (z - mean[dom]) / np.sqrt(var[dom])
-    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+    want = (z[:5] - mean[dom[:5]]) / np.sqrt(var[dom[:5]])
+    np.testing.assert_allclose(out[:5], want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(out[:2], [[-1.0, -1.0], [1.0, 1.0]], rtol=1e-5)
+
+    # second update of domain 0 only: t = 2, rate (1 - b) / (1 - b^2) = 2/3, i.e. the
+    # batches weighted 1/3 and 2/3 (Adam's debiasing of an average started at zero)
+    z2 = np.array([[5.0, 0.0], [9.0, 4.0]], dtype="float32")  # mean [7, 2], unbiased var [8, 8]
+    pn([z2, np.array([0, 0])], training=True)
+    np.testing.assert_allclose(pn.moving_mean.numpy()[0], [2 / 3 * 7 + 1 / 3 * 2,
+                                                           2 / 3 * 2 + 1 / 3 * 12], rtol=1e-6)
+    np.testing.assert_allclose(pn.moving_variance.numpy()[0], [2 / 3 * 8 + 1 / 3 * 2,
+                                                               2 / 3 * 8 + 1 / 3 * 8], rtol=1e-5)
+    np.testing.assert_allclose(pn.moving_mean.numpy()[1], mean[1], rtol=1e-6)  # untouched
+    np.testing.assert_allclose(pn.moving_count.numpy(), [2, 1, 0, 0])
 
 
 def test_pn_inference_uses_own_domains_moving_statistics_and_scales():
@@ -137,7 +153,8 @@ def test_pn_training_updates_moving_statistics_inside_tf_function():
     step = tf.function(lambda z, d: pn([z, d], training=True))
     step(z, tf.constant([1, 1, 1]))
     np.testing.assert_allclose(pn.moving_mean.numpy(), [[0.0], [3.0]], rtol=1e-6)
-    np.testing.assert_allclose(pn.moving_variance.numpy(), [[1.0], [8 / 3]], rtol=1e-5)
+    # unbiased variance of [1, 3, 5]
+    np.testing.assert_allclose(pn.moving_variance.numpy(), [[1.0], [4.0]], rtol=1e-5)
 
 
 # ---------------------------------------------------------------- STAR
@@ -189,8 +206,9 @@ def test_star_hidden_pn_and_dropout_shapes():
     assert out.shape == (4, 4)
     assert [n is not None for n in layer.hidden_norms] == [True, True]
     assert layer.dropouts[1] is None and layer.dropouts[0] is not None
-    # 2 star layers (4 weights each) + 3 PN (4 trainable + 2 moving each)
-    assert len(layer.weights) == 2 * 4 + 3 * 6
+    # 2 star layers (4 weights each) + 3 PN (4 trainable + 3 moving statistics each:
+    # mean, variance, update count)
+    assert len(layer.weights) == 2 * 4 + 3 * 7
     assert len(layer.trainable_weights) == 2 * 4 + 3 * 4
 
 
@@ -250,7 +268,9 @@ def test_star_typed_params_and_st_params_give_the_same_layer():
     ca, cb = a.get_config(), b.get_config()
     ca.pop("name"), cb.pop("name")
     assert ca == cb
-    assert ca["momentum"] == pytest.approx(0.99) and ca["final_activation"] == "linear"
+    # unset momentum: the default of every normalization layer
+    assert ca["momentum"] == pytest.approx(normalization.MOMENTUM)
+    assert ca["final_activation"] == "linear"
     assert a([X, np.array([0, 2, 1, 0])]).shape == (4, 4)
 
 

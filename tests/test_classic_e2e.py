@@ -71,7 +71,10 @@ def test_esmm_sample_trains_and_ctcvr_is_the_product(tmp_path):
     assert p_ctcvr.shape == p_cvr.shape == p_ctr.shape == (50000,)
     np.testing.assert_allclose(p_ctcvr, p_cvr * p_ctr, rtol=1e-5, atol=1e-7)
     assert (p_ctcvr <= p_ctr + 1e-7).all()  # the probability of clicking and then buying
-    assert ((p_cvr > 0) & (p_cvr < 1)).all()
+    # cvr is supervised only through ctcvr = ctr * cvr: where ctr is small it may saturate
+    # (float32 sigmoid reaches 1.0 past a logit of ~17: 351 of 50k rows at seed 2024)
+    assert ((p_cvr >= 0) & (p_cvr <= 1)).all()
+    assert np.mean((p_cvr > 0) & (p_cvr < 1)) > 0.95 and 0.01 < np.median(p_cvr) < 0.9
     # pCVR ranks buys among the clicked rows (ESMM's CVR task; 2024: 0.5920, worst of seeds
     # 1-3: 0.6081, oracle 0.687), though it is trained only through p_ctcvr
     clicked = arrays["clk"] == 1

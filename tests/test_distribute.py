@@ -14,7 +14,12 @@ from easyblocks.config.loader import parse_config_text
 from easyblocks.config.resolve import resolve
 from easyblocks.data.csv_input import CSVInput, count_rows
 from easyblocks.errors import ConfigError
-from easyblocks.features.embedding import _table_creation, creating_table
+from easyblocks.features.embedding import (
+    _ConstantFill,
+    _table_creation,
+    creating_table,
+    embedding_initializer,
+)
 from easyblocks.features.preprocess import Preprocessor
 from easyblocks.tools import cluster_local
 from easyblocks.train import distribute
@@ -238,6 +243,49 @@ def test_only_tables_are_partitioned():
         assert small_shards(tf.TensorShape([5, 100]), tf.float32) == [2, 1]
         assert small_shards(tf.TensorShape([3, 1000]), tf.float32) == [3, 1]  # one row a shard
     assert partitioner(shape, tf.float32) == [1, 1]
+
+
+def _shards_as_parameter_servers_create_them(initializer, shape=(10, 2)):
+    """The values of each shard of a table of `shape` in 4 shards (3, 3, 2, 2 rows, as
+    ParameterServerStrategy splits 10 rows), through the variable creator that initialises
+    a table shard by shard (TensorFlow calls initial_value once per shard)."""
+    def next_creator(**kwargs):
+        return [kwargs["initial_value"](partition_shape=[rows, shape[1]],
+                                        partition_offset=[offset, 0]).numpy()
+                for offset, rows in ((0, 3), (3, 3), (6, 2), (8, 2))]
+
+    with _table_creation("embedding_t", shape, initializer):
+        return distribute._create_table_by_shard(next_creator, name="embedding_t",
+                                                 dtype=tf.float32)
+
+
+def test_a_constant_fill_goes_on_across_the_shards_of_a_sharded_table():
+    """EasyRec's constant_initializer fills row-major with the last value repeated: on
+    parameter servers each shard starts the fill at its own first row, not at value 1."""
+    values = [1, 2, 3, 4, 5, 6, 7, 8, 9]  # 9 of the 20 entries, shard 1 starts at entry 6
+    shards = _shards_as_parameter_servers_create_them(_ConstantFill(values))
+    expected = np.array(values + [9] * 11, "float32").reshape(10, 2)
+    np.testing.assert_array_equal(np.concatenate(shards), expected)
+    np.testing.assert_array_equal(shards[1], [[7, 8], [9, 9], [9, 9]])
+    # the same through a feature's initializer message
+    spec = resolve(parse_config_text(tiny_config(
+        'backbone { blocks { name: "b" inputs { feature_group_name: "all" } } }').replace(
+        'input_names: "user"', 'input_names: "user" initializer { constant_initializer { '
+        'consts: [1, 2, 3, 4, 5, 6, 7, 8, 9] } }', 1), "t.config"))
+    init = embedding_initializer(spec.features["user"])
+    shards = _shards_as_parameter_servers_create_them(init)
+    np.testing.assert_array_equal(np.concatenate(shards), expected)
+
+
+def test_random_shards_are_not_copies_of_each_other():
+    init = embedding_initializer(resolve(parse_config_text(tiny_config(
+        'backbone { blocks { name: "b" inputs { feature_group_name: "all" } } }'),
+        "t.config")).features["user"])  # the default: truncated normal, stddev 0.01
+    shards = _shards_as_parameter_servers_create_them(init, shape=(10, 4))
+    assert [s.shape for s in shards] == [(3, 4), (3, 4), (2, 4), (2, 4)]
+    whole = np.concatenate(shards)
+    assert 0.0 < whole.std() < 0.03 and np.abs(whole).max() <= 0.02 + 1e-6
+    assert not np.array_equal(shards[2], shards[3])
 
 
 def test_sharded_table_rows_are_read_shard_by_shard_eagerly(monkeypatch):

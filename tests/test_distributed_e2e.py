@@ -7,12 +7,15 @@ Every cluster is started by `easyblocks cluster-local` (free ports on 127.0.0.1)
 process group, with a time limit; the group is killed when a test ends, however it ends.
 """
 
+import glob
 import json
+import logging
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -124,12 +127,13 @@ def checksums(out: str) -> dict[str, str]:
 
 def test_two_workers_train_the_aitm_sample_like_one_process(tmp_path, processes):
     """2 workers x batch 512 against one process x batch 1024, 100 steps, input not shuffled
-    (the two workers' rows then form the one process's batches). Tolerance 0.02 AUC per
-    tower (measured: 0.002 ctr, 0.009 cvr; batch norm is synchronised, float sums differ)."""
+    (the two workers' rows then form the one process's batches): the same loss trajectory
+    (3 %) and AUC (0.02 ctr, 0.05 cvr; batch norm is synchronised, float sums differ)."""
     from easyblocks import api
 
     steps = "100"
-    common = ["--num_steps", steps, "--set", "train_config { log_step_count_steps: 50 "
+    temp_dirs = set(glob.glob(os.path.join(tempfile.gettempdir(), "easyblocks_worker_0_*")))
+    common = ["--num_steps", steps, "--set", "train_config { log_step_count_steps: 10 "
               "save_checkpoints_steps: 0 }"]
     proc = start(processes, "--workers", "2", "--config", AITM, "--model_dir",
                  str(tmp_path / "two"), *common,
@@ -147,16 +151,44 @@ def test_two_workers_train_the_aitm_sample_like_one_process(tmp_path, processes)
     assert set(sums) == {"chief 0", "worker 0"} and len(set(sums.values())) == 1, sums
     assert losses(out, "chief") == losses(out, "worker 0")
     two = json.load(open(tmp_path / "two" / "eval_results.json"))
-    # the worker saved where the chief did not write, and removed it
-    worker_ckpt = re.search(r"\[worker 0\] \S+ training done at step \d+; checkpoint (\S+)",
-                            out).group(1)
-    assert not worker_ckpt.startswith(str(tmp_path)) and not os.path.exists(worker_ckpt + ".index")
-    one = api.train(AITM, model_dir=str(tmp_path / "one"), num_steps=int(steps), overrides=[
-        "train_config { log_step_count_steps: 50 save_checkpoints_steps: 0 }",
-        "data_config { batch_size: 1024 shuffle: false }"])
-    for tower in ("ctr", "cvr"):
+    # the worker names the chief's checkpoint; it saved where the chief did not write (a
+    # temporary dir), and removed that
+    worker_ckpt = re.search(r"\[worker 0\] \S+ training done at step \d+; checkpoint (\S+) "
+                            r"\(the chief's\)", out).group(1)
+    assert worker_ckpt == str(tmp_path / "two" / f"ckpt-{steps}")
+    assert os.path.exists(worker_ckpt + ".index")
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "easyblocks_worker_0_*"))) <= \
+        temp_dirs
+    one_losses = {}
+
+    class Losses(logging.Handler):
+        def emit(self, record):
+            m = re.search(r"^step (\d+) \|.*loss/total ([0-9.]+)", record.getMessage())
+            if m:
+                one_losses[int(m.group(1))] = float(m.group(2))
+
+    handler, logger = Losses(), logging.getLogger("easyblocks")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        one = api.train(AITM, model_dir=str(tmp_path / "one"), num_steps=int(steps), overrides=[
+            "train_config { log_step_count_steps: 10 save_checkpoints_steps: 0 }",
+            "data_config { batch_size: 1024 shuffle: false }"])
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    # the same loss trajectory, up to float sums in another order (measured: at most 2 %)
+    two_losses = losses(out, "chief")
+    assert sorted(two_losses) == sorted(one_losses) == list(range(10, 101, 10))
+    for step, loss in one_losses.items():
+        assert two_losses[step] == pytest.approx(loss, rel=0.03), (step, two_losses, one_losses)
+    # AUC after 100 steps magnifies those differences, cvr's most (its tower is supervised
+    # only through ctcvr; measured after the integ merge of c052e2d, deterministically: 0.006
+    # ctr, 0.034 cvr, with losses within 2 % at every 10th step)
+    for tower, tolerance in (("ctr", 0.02), ("cvr", 0.05)):
         a, b = two["towers"][tower]["overall"]["auc"], one["towers"][tower]["overall"]["auc"]
-        assert abs(a - b) < 0.02, (tower, a, b)
+        assert abs(a - b) < tolerance, (tower, a, b)
     # the chief's evaluation is that of its checkpoint in one process
     again = api.evaluate(AITM, model_dir=str(tmp_path / "two"))
     for tower in ("ctr", "cvr"):

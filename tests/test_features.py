@@ -101,3 +101,70 @@ def test_padding_adds_no_row_to_the_table_gradient():
     assert isinstance(grad, tf.IndexedSlices)
     real = features["tags"].numpy()
     assert sorted(grad.indices.numpy().tolist()) == sorted(real[real >= 0].tolist())
+
+
+# ---------------------------------------------------------------- embedding initializers
+
+
+def _with_features(features: str):
+    text = tiny_config('backbone { blocks { name: "b" inputs { feature_group_name: "all" } } }',
+                       extra=features)
+    return resolve(parse_config_text(text, "t.config"))
+
+
+def test_initializer_per_feature_easyrec_messages():
+    import keras
+
+    from easyblocks.features import embedding
+
+    keras.utils.set_random_seed(1)
+    r = _with_features("""
+feature_configs { input_names: "user" feature_name: "u_tn" embedding_dim: 8 hash_bucket_size: 500
+  initializer { truncated_normal_initializer { mean: 1.0 stddev: 0.1 } } }
+feature_configs { input_names: "user" feature_name: "u_rn" embedding_dim: 8 hash_bucket_size: 500
+  initializer { random_normal_initializer { stddev: 0.01 } } }
+feature_configs { input_names: "user" feature_name: "u_const" embedding_dim: 2
+  vocab_list: ["a", "b"] initializer { constant_initializer { consts: [1, 2, 3] } } }
+feature_configs { input_names: "user" feature_name: "u_glorot" embedding_dim: 4
+  hash_bucket_size: 60 initializer { glorot_normal_initializer {} } }
+feature_configs { input_names: "user" feature_name: "u_shared" embedding_dim: 8
+  hash_bucket_size: 500 embedding_name: "u_tn" }
+""")
+    layer = FeatureGroups(r.features,
+                          groups(g=["user", "u_tn", "u_rn", "u_const", "u_glorot", "u_shared"]))
+    t = {k: v.numpy() for k, v in layer.tables.items()}
+    # truncated normal: within 2 stddev of the mean (EasyRec's message, tf's truncation)
+    assert abs(t["u_tn"].mean() - 1.0) < 0.01 and np.all(np.abs(t["u_tn"] - 1.0) <= 0.2 + 1e-6)
+    assert abs(t["u_rn"].std() - 0.01) < 0.001 and abs(t["u_rn"].mean()) < 0.001
+    # TF1's constant_initializer: row-major, the last value repeated (3 rows: 2 + unknown)
+    np.testing.assert_array_equal(t["u_const"], [[1, 2], [3, 3], [3, 3]])
+    assert abs(t["u_glorot"].std() - np.sqrt(2 / (60 + 4))) < 0.02
+    assert r.features["u_shared"].initializer == r.features["u_tn"].initializer  # one table
+    assert "u_shared" not in t
+    # unset: the default initializer
+    default = embedding.default_initializer(4)((100, 4))
+    assert abs(t["user"].std() - float(np.std(default))) < 0.05 * float(np.std(default)) + 1e-6
+
+
+def test_initializer_errors_are_one_config_line():
+    import pytest
+
+    from easyblocks.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"feature 'u2'.*consts for a table of 3 x 1 = 3"):
+        _with_features('feature_configs { input_names: "user" feature_name: "u2" embedding_dim: 1 '
+                       'vocab_list: ["a", "b"] initializer { constant_initializer { '
+                       'consts: [1, 2, 3, 4] } } }')
+    with pytest.raises(ConfigError, match=r"feature 'p2'.*has no embedding"):
+        _with_features('feature_configs { input_names: "price" feature_name: "p2" '
+                       'feature_type: RawFeature initializer { glorot_normal_initializer {} } }')
+    with pytest.raises(ConfigError, match=r"feature 'u3'.*names no initializer"):
+        _with_features('feature_configs { input_names: "user" feature_name: "u3" embedding_dim: 2 '
+                       'hash_bucket_size: 5 initializer {} }')
+    with pytest.raises(ConfigError, match=r"share embedding_name 'x' but set different init"):
+        _with_features(
+            'feature_configs { input_names: "user" feature_name: "a" embedding_dim: 2 '
+            'hash_bucket_size: 5 embedding_name: "x" initializer { glorot_normal_initializer {} } }'
+            'feature_configs { input_names: "user" feature_name: "b" embedding_dim: 2 '
+            'hash_bucket_size: 5 embedding_name: "x" '
+            'initializer { random_normal_initializer {} } }')

@@ -10,7 +10,7 @@ from easyblocks.config.loader import parse_config_text
 from easyblocks.config.resolve import resolve
 from easyblocks.errors import ConfigError
 from easyblocks.features.embedding import FeatureGroups
-from easyblocks.features.preprocess import LENGTH_SUFFIX, PAD_ID, Preprocessor
+from easyblocks.features.preprocess import LENGTH_SUFFIX, PAD_ID, WEIGHT_SUFFIX, Preprocessor
 
 DATA = """
 data_config {
@@ -402,3 +402,49 @@ def test_shared_names_copy_the_feature_per_input():
     assert list(r.features) == ["hist_item", "hist_cate", "tags"]
     assert {s.table for s in r.features.values()} == {"shared"}
     assert r.features["tags"].column == "tags" and r.features["tags"].hash_bucket_size == 10
+
+
+WEIGHTED = {"tags": tf.constant(["1:2|3:0.5", "2:1|4:0|5:-1", ""])}
+
+
+def test_weighted_tags_are_pooled_by_their_weights():
+    r = resolved("""
+      features { feature_name: "mean" input_names: "tags" feature_type: TagFeature
+                 embedding_dim: 2 num_buckets: 10 kv_separator: ":" combiner: "mean"
+                 embedding_name: "t" }
+      features { feature_name: "sum" input_names: "tags" feature_type: TagFeature
+                 embedding_dim: 2 num_buckets: 10 kv_separator: ":" embedding_name: "t" }
+    """, 'feature_groups { group_name: "g" feature_names: ["mean", "sum"] }\n'
+         'feature_groups { group_name: "w" feature_names: "mean" wide_deep: WIDE }')
+    features = Preprocessor(r.features)(WEIGHTED)
+    # weights <= 0 are dropped (TensorFlow's weighted lookup prunes them)
+    np.testing.assert_array_equal(features["mean"].numpy(), [[1, 3], [2, PAD_ID], [PAD_ID] * 2])
+    np.testing.assert_allclose(features["mean" + WEIGHT_SUFFIX].numpy(),
+                               [[2, 0.5], [1, 0], [0, 0]])
+    layer = FeatureGroups(r.features, r.groups)
+    layer(features)
+    layer.tables["t"].assign(np.array([[i, 10 * i] for i in range(10)], np.float32))
+    layer.wide_tables["t"].assign(np.arange(10, dtype=np.float32).reshape(10, 1))
+    out = layer(features)
+    # row 0: mean = (2 [1, 10] + 0.5 [3, 30]) / 2.5 = [1.4, 14]; sum = [3.5, 35]
+    # row 1: one tag, weight 1: [2, 20] both; row 2: no tags: zeros
+    np.testing.assert_allclose(out["groups"]["g"].numpy(),
+                               [[1.4, 14, 3.5, 35], [2, 20, 2, 20], [0, 0, 0, 0]], rtol=1e-6)
+    # the wide weights are summed, weighted: 2 x 1 + 0.5 x 3 (EasyRec's wide: combiner sum)
+    np.testing.assert_allclose(out["groups"]["w"].numpy(), [[3.5], [2.0], [0.0]], rtol=1e-6)
+
+
+def test_a_weighted_tag_without_its_weight_fails_and_kv_separator_needs_a_tag_feature():
+    r = resolved("""
+      features { input_names: "tags" feature_type: TagFeature embedding_dim: 2
+                 hash_bucket_size: 10 kv_separator: ":" }
+    """, 'feature_groups { group_name: "g" feature_names: "tags" }')
+    with pytest.raises(tf.errors.InvalidArgumentError, match="feature 'tags': a weighted tag "
+                                                              "is not <id>':'<weight>"):
+        Preprocessor(r.features)({"tags": tf.constant(["a:1|b"])})
+    with pytest.raises(ConfigError, match=r"feature 'cate': kv_separator \(weighted tags\) is "
+                                          "read by a TagFeature only, not a IdFeature"):
+        resolved("""
+          features { input_names: "cate" feature_type: IdFeature embedding_dim: 2
+                     hash_bucket_size: 10 kv_separator: ":" }
+        """, 'feature_groups { group_name: "g" feature_names: "cate" }')

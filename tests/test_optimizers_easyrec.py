@@ -117,3 +117,18 @@ def test_two_optimizer_configs_the_first_for_the_tables():
     # the multiplier is the first optimizer_config's (EasyRec reads optimizer_config[0])
     assert train.optimizer.embedding_lr_multiplier == 3.0
     assert isinstance(dense_optimizer(train.optimizer), keras.optimizers.Ftrl)
+
+
+@pytest.mark.parametrize("table", [False, True])
+@pytest.mark.parametrize("name, same", [("adam_async_optimizer", "adam_optimizer"),
+                                        ("adam_asyncw_optimizer", "adamw_optimizer")])
+def test_adam_async_is_adams_update_in_one_synchronous_process(name, same, table):
+    fields = "beta1: 0.9 beta2: 0.999 learning_rate { constant_learning_rate { " \
+             "learning_rate: 0.1 } }" + (" weight_decay: 0" if "w_" in name else "")
+    spec = optimizer_spec(f"{name} {{ {fields} }}")
+    assert spec == optimizer_spec(f"{same} {{ {fields} }}")
+    grads = [[0.5, -2.0], [1.0, 1.0]]
+    # by hand, Adam with epsilon hat 1e-8: step 1 moves by lr = 0.1 against the sign; step 2:
+    # m = 0.9 m1 + 0.1 g, v = 0.999 v1 + 0.001 g^2, var -= 0.1 sqrt(1 - 0.999^2) / (1 - 0.9^2)
+    # * m / sqrt(v): dim 0 (g 0.5, 1): 0.9 - 0.0965181 = 0.8034819; dim 1 (g -2, 1): 1.1266337
+    np.testing.assert_allclose(_steps(spec, grads, table), [0.8034819, 1.1266337], rtol=1e-5)

@@ -137,3 +137,44 @@ def test_shipped_sample_data():
     assert all(len(r) == 20 for r in rows)
     probs = np.loadtxt(oracle, delimiter=",")
     assert probs.shape == (50_000, 2)
+
+
+def test_structure_parameters_change_the_world():
+    """Long tails and scenario mixes: the parameters benchmarks/quality.py uses."""
+    col = {name: i for i, name in enumerate(synthetic.COLUMNS)}
+    base = synthetic.TaobaoWorld(seed=4, num_users=2_000, num_ads=500)
+    tail = synthetic.TaobaoWorld(seed=4, num_users=2_000, num_ads=500, user_activity_sigma=3.0,
+                                 pid_share=[0.0, 0.0, 1.0])
+    rng = np.random.default_rng
+    rows_base, _ = base.sample(4_000, rng(1))
+    rows_tail, _ = tail.sample(4_000, rng(1))
+    # a longer tail of activity: the most active 1 % of users hold more of the rows
+    def top_share(rows):
+        counts = np.sort(np.unique([r[col["user_id"]] for r in rows], return_counts=True)[1])
+        return counts[-20:].sum() / len(rows)
+    assert top_share(rows_tail) > top_share(rows_base) + 0.1
+    assert {r[col["pid"]] for r in rows_tail} == {synthetic.PIDS[2]}
+    with pytest.raises(ValueError, match="pid_share"):
+        synthetic.TaobaoWorld(seed=4, num_users=10, num_ads=10, pid_share=[1.0, 0.0])
+
+
+def test_time_sorted_split_ads_live_in_windows_and_test_comes_later(tmp_path):
+    out = synthetic.write_split(str(tmp_path), 3_000, 1_000, seed=6, num_users=500,
+                                num_ads=400, ad_lifetime=0.2, pid_share=[1.0, 0.0, 0.0])
+    world = synthetic.TaobaoWorld(seed=6, num_users=500, num_ads=400, ad_lifetime=0.2,
+                                  pid_share=[1.0, 0.0, 0.0])
+    imp, _, _, _ = world.labelled_impressions(3_000, np.random.default_rng([6, 1]), (0.0, 1.0))
+    assert np.all(np.diff(imp.time) >= 0)  # rows in time order
+    launch = world.ad_launch[imp.ad]
+    slot_mid = (np.floor(imp.time * 100) + 0.5) / 100
+    assert np.all((launch <= slot_mid) & (slot_mid < launch + 0.2))  # each ad live when shown
+    # the scenario mix drifts from pid_share (all scenario 0) to its reverse (all scenario 2)
+    assert np.mean(imp.pid[imp.time < 0.2] == 2) < 0.15  # mostly scenario 0 early
+    assert np.mean(imp.pid[imp.time > 0.8] == 2) > 0.85  # mostly scenario 2 late
+    assert set(imp.pid) == {0, 2}
+    col = {name: i for i, name in enumerate(synthetic.COLUMNS)}
+    test_pids = {r[col["pid"]] for r in out["test"][0]}
+    assert test_pids == {synthetic.PIDS[2]}  # the test period comes after: the reversed mix
+    train_ads = {r[col["adgroup_id"]] for r in out["train"][0]}
+    test_ads = [r[col["adgroup_id"]] for r in out["test"][0]]
+    assert np.mean([a not in train_ads for a in test_ads]) > 0.2  # ads launched later are new

@@ -51,7 +51,9 @@ def test_wide_group_gives_one_weight_per_feature():
     wide = fg(features)["groups"]["wide"].numpy()
     assert wide.shape == (3, 3)
     np.testing.assert_allclose(wide[:, 0], features["user"].numpy())  # w_user[id] = id
-    np.testing.assert_allclose(wide[:, 1], [2.0, 2.0, 0.0])  # mean of 2.0s; no tags -> 0
+    # summed whatever the feature's combiner (EasyRec's wide columns: combiner 'sum'): three
+    # tags of 2.0, one, none
+    np.testing.assert_allclose(wide[:, 1], [6.0, 2.0, 0.0])
     np.testing.assert_allclose(wide[:, 2], [5.0, 20.0, 40.0])  # w * price
     assert {g.name for g in resolved.groups.values() if g.wide} == {"wide"}
     # the wide tables are updated row-wise with the deep tables

@@ -135,12 +135,15 @@ class Dag(keras.layers.Layer):
       packages: name -> Dag, callable from blocks by `package_name`.
       extra_outputs: blocks whose values are also returned, as a dict (e.g. for towers'
         add_to_logit); then `call` returns (output, {name: value}).
+      is_package: a package, whose one concat_blocks output may be a list (passed on as
+        it is, as EasyRec's merge_inputs does; the blocks that call the package take it).
     """
 
     def __init__(self, spec: DagSpec, packages: dict[str, Dag] | None = None,
-                 extra_outputs=(), **kwargs):
+                 extra_outputs=(), is_package: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.spec = spec
+        self.is_package = is_package
         self.packages = packages or {}
         self.extra_outputs = list(extra_outputs)
         self.blocks: dict[str, _Block] = {name: _Block(b) for name, b in spec.blocks.items()}
@@ -187,28 +190,42 @@ class Dag(keras.layers.Layer):
                 if inp.kind == "group":
                     groups.add(inp.name)
                 elif inp.kind == "package":
-                    pkg = self.packages[inp.name].spec
-                    groups |= {g for b in pkg.blocks.values() for g in b.group_inputs}
-                    if inp.package_input and inp.package_input not in self.spec.blocks:
+                    called = [inp.name]
+                    if inp.package_input in self.packages:
+                        called.append(inp.package_input)
+                    elif inp.package_input and inp.package_input not in self.spec.blocks:
                         groups.add(inp.package_input)
+                    for p in called:
+                        pkg = self.packages[p].spec
+                        groups |= {g for b in pkg.blocks.values() for g in b.group_inputs}
         return order, groups
 
     # ---- running -------------------------------------------------------------------------
-    def _input_value(self, inp: InputSpec, values, features, package_input, training):
+    def _input_value(self, inp: InputSpec, values, features, package_input, training,
+                     outer):
         if inp.kind == "group":
             return features["groups"][inp.name]
         if inp.kind == "block":
             return values[inp.name]
         if inp.kind == "package_input":
             return package_input
-        # package: call the package on its input
+        if inp.kind == "outer_block":  # a main-DAG block, read by a package's block
+            return outer[inp.name]
+        # package: call the package on its input (a block, a group or another package's
+        # output), with the main DAG's values for the blocks it reads
         arg = None
         if inp.package_input:
             name = inp.package_input
-            arg = values[name] if name in values else features["groups"][name]
-        return self.packages[inp.name](features, package_input=arg, training=training)
+            if name in values:
+                arg = values[name]
+            elif name in self.packages:
+                arg = self.packages[name](features, training=training, outer=values)
+            else:
+                arg = features["groups"][name]
+        return self.packages[inp.name](features, package_input=arg, training=training,
+                                       outer=values)
 
-    def _run_block(self, block: _Block, values, features, package_input, training):
+    def _run_block(self, block: _Block, values, features, package_input, training, outer):
         spec = block.spec
         if spec.kind == "input_layer":  # EasyRec's precedence of the output options
             group = spec.inputs[0].name
@@ -241,7 +258,7 @@ class Dag(keras.layers.Layer):
             return raw
         vals = []
         for inp, fn in zip(spec.inputs, block.input_fns):
-            v = self._input_value(inp, values, features, package_input, training)
+            v = self._input_value(inp, values, features, package_input, training, outer)
             if inp.index is not None:
                 if not isinstance(v, (list, tuple)):  # a tensor: its width is known now
                     shape = (None,) * (len(v.shape) - 1) + tuple(v.shape[-1:])
@@ -262,14 +279,15 @@ class Dag(keras.layers.Layer):
         return x
 
     def block_values(self, features: dict, package_input=None, training=None,
-                     only=None) -> dict:
+                     only=None, outer=None) -> dict:
         """Runs the blocks in topological order (`only`: just these, in that order);
-        returns {block name: output}."""
+        returns {block name: output}. outer (a package's): the main DAG's values."""
         values: dict[str, Any] = {}
         for name in only or self.order:
             block = self.blocks[name]
             try:
-                values[name] = self._run_block(block, values, features, package_input, training)
+                values[name] = self._run_block(block, values, features, package_input, training,
+                                               outer)
             except EasyblocksError:
                 raise
             except Exception as e:  # the block's own error: one line naming the block
@@ -277,13 +295,15 @@ class Dag(keras.layers.Layer):
                                   f"{type(e).__name__}: {_first_line(e)}") from e
         return values
 
-    def call(self, features: dict, package_input=None, training=None):
-        values = self.block_values(features, package_input, training)
+    def call(self, features: dict, package_input=None, training=None, outer=None):
+        values = self.block_values(features, package_input, training, outer=outer)
         if self.spec.output_kind == "output_blocks":
             out = []
             for name in self.spec.outputs:
                 v = values[name]
                 out.extend(v if isinstance(v, (list, tuple)) else [v])
+        elif self.is_package and len(self.spec.outputs) == 1:
+            out = values[self.spec.outputs[0]]
         else:
             for n in self.spec.outputs:
                 if isinstance(values[n], (list, tuple)):
@@ -327,7 +347,8 @@ class Backbone(keras.layers.Layer):
     def __init__(self, spec: BackboneSpec, extra_outputs=(), **kwargs):
         super().__init__(**kwargs)
         self.spec = spec
-        self.packages = {name: Dag(p, name=f"package_{name}") for name, p in spec.packages.items()}
+        self.packages = {name: Dag(p, is_package=True, name=f"package_{name}")
+                         for name, p in spec.packages.items()}
         self.dag = Dag(spec.dag, self.packages, extra_outputs=extra_outputs, name="dag")
         self.top_mlp = MLP(name="top_mlp", **spec.top_mlp) if spec.top_mlp is not None else None
 

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from easyblocks.blocks.activations import get_activation
 from easyblocks.blocks.mlp import per_layer
+from easyblocks.blocks.normalization import BatchNorm
 from easyblocks.blocks.registry import register_block
 from easyblocks.errors import ConfigError
 
@@ -283,7 +284,7 @@ class APG(keras.layers.Layer):
                 )
             )
             self.bn_layers.append(
-                keras.layers.BatchNormalization(name=f"bn_{i}") if self.use_bn else None
+                BatchNorm(name=f"bn_{i}") if self.use_bn else None
             )
             self.activations.append(get_activation(activation))
             rate = self.dropout_ratio[i]

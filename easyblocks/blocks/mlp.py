@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import keras
 
 from easyblocks.blocks.activations import get_activation
+from easyblocks.blocks.normalization import BatchNorm
 from easyblocks.blocks.registry import register_block
 from easyblocks.errors import ConfigError
 
@@ -97,7 +98,7 @@ class MLP(keras.layers.Layer):
                 )
             )
             bn = use_final_bn if i == last else use_bn
-            self.bn_layers.append(keras.layers.BatchNormalization(name=f"bn_{i}") if bn else None)
+            self.bn_layers.append(BatchNorm(name=f"bn_{i}") if bn else None)
             self.activations.append(final_act if i == last else hidden_act)
             rate = self.dropout_ratio[i]
             self.dropouts.append(keras.layers.Dropout(rate, name=f"dropout_{i}") if rate else None)

@@ -31,6 +31,7 @@ import tensorflow as tf
 from easyblocks.blocks.activations import get_activation
 from easyblocks.blocks.inputs import expect_list
 from easyblocks.blocks.mlp import MLP, per_layer
+from easyblocks.blocks.normalization import BatchNorm
 from easyblocks.blocks.registry import register_block
 from easyblocks.errors import ConfigError
 
@@ -102,7 +103,7 @@ class GateNU(keras.layers.Layer):
         self.use_bn = bool(use_bn)
         self.initializer = initializer
         self._act = get_activation(activation)
-        self.bn = keras.layers.BatchNormalization(name="bn") if self.use_bn else None
+        self.bn = BatchNorm(name="bn") if self.use_bn else None
         self.dropout = keras.layers.Dropout(self.dropout_rate) if self.dropout_rate else None
         self.output_dense = keras.layers.Dense(
             self.output_dim, kernel_initializer=initializer, name="output"

@@ -24,9 +24,11 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from easyblocks.blocks import normalization
 from easyblocks.blocks.activations import get_activation
 from easyblocks.blocks.inputs import expect_list
 from easyblocks.blocks.mlp import per_layer
+from easyblocks.blocks.normalization import EPSILON, BatchNorm
 from easyblocks.blocks.registry import register_block
 from easyblocks.errors import ConfigError
 
@@ -81,7 +83,7 @@ def _check_pair_shapes(input_shape, what: str) -> None:
 
 
 @register_block("PartitionedNormalization")
-class PartitionedNormalization(keras.layers.Layer):
+class PartitionedNormalization(BatchNorm):
     """Partitioned normalization (STAR): batch norm with per-domain parameters.
 
     For an example z of domain p:
@@ -93,16 +95,16 @@ class PartitionedNormalization(keras.layers.Layer):
     domain inside a mixed batch gives exactly that for single-domain batches, and keeps training
     consistent with inference, which normalises each domain by its own moving statistics
     E_p, Var_p (whole-batch statistics would mix the domains' distributions, which is what PN
-    exists to avoid). The moving mean and variance of domain p are updated only
-    from its own examples, and only when the batch contains some (momentum as in Keras:
-    moving = moving * momentum + batch * (1 - momentum); biased variance, like BatchNormalization).
-    Inference (training falsy, or the layer frozen): each example uses its own domain's moving
-    statistics. As with batch norm, a domain with a single example in a training batch has zero
-    batch variance, and that example is normalised to beta + beta_p.
+    exists to avoid). The moving statistics of domain p are `BatchNorm`'s with one partition
+    per domain: updated only from its own examples, in batches holding at least two of them,
+    and debiased by domain p's own update count, so a rarely seen domain does not keep its
+    initial values. Inference (training falsy, or the layer frozen): each example uses its own
+    domain's moving statistics. As with batch norm, a domain with a single example in a
+    training batch has zero batch variance, and that example is normalised to beta + beta_p.
 
     Args:
       num_domains: number of domains M.
-      momentum: moving-average momentum.
+      momentum: moving-average momentum; None: the default of easyblocks.blocks.normalization.
       epsilon: added to the variance.
 
     Call args:
@@ -113,17 +115,12 @@ class PartitionedNormalization(keras.layers.Layer):
       (batch, d).
     """
 
-    def __init__(self, num_domains: int, momentum: float = 0.99, epsilon: float = 1e-3, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, num_domains: int, momentum: float | None = None, epsilon: float = EPSILON,
+                 **kwargs):
+        super().__init__(momentum=momentum, epsilon=epsilon, **kwargs)
         self.num_domains = _check_num_domains(
             num_domains, f"PartitionedNormalization {self.name!r}")
-        if not 0.0 <= momentum < 1.0:
-            raise ConfigError(
-                f"PartitionedNormalization {self.name!r}: expected 0 <= momentum < 1, "
-                f"received: momentum={momentum}"
-            )
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
+        self.num_partitions = self.num_domains  # one set of moving statistics per domain
 
     def build(self, input_shape):
         _check_pair_shapes(input_shape, f"PartitionedNormalization {self.name!r}")
@@ -133,51 +130,23 @@ class PartitionedNormalization(keras.layers.Layer):
         self.beta = self.add_weight(shape=(d,), initializer="zeros", name="beta")
         self.domain_gamma = self.add_weight(shape=(m, d), initializer="ones", name="domain_gamma")
         self.domain_beta = self.add_weight(shape=(m, d), initializer="zeros", name="domain_beta")
-        self.moving_mean = self.add_weight(
-            shape=(m, d), initializer="zeros", name="moving_mean", trainable=False, autocast=False
-        )
-        self.moving_variance = self.add_weight(
-            shape=(m, d), initializer="ones", name="moving_variance", trainable=False,
-            autocast=False,
-        )
+        self._build_statistics(d)
 
     def call(self, inputs, training=None):
         z, ids = _split_inputs(inputs, f"PartitionedNormalization {self.name!r}")
         dom = domain_index(ids, self.num_domains)
-        m = self.num_domains
-        if training and self.trainable:
-            counts = tf.math.unsorted_segment_sum(tf.ones_like(dom, z.dtype), dom, m)  # (M,)
-            denom = tf.maximum(counts, 1.0)[:, None]
-            mean = tf.math.unsorted_segment_sum(z, dom, m) / denom  # (M, d)
-            centered = z - tf.gather(mean, dom)
-            var = tf.math.unsorted_segment_sum(tf.square(centered), dom, m) / denom
-            present = (counts > 0)[:, None]
-            mom = tf.cast(self.momentum, self.moving_mean.dtype)
-            mean_f = tf.cast(tf.stop_gradient(mean), self.moving_mean.dtype)
-            var_f = tf.cast(tf.stop_gradient(var), self.moving_variance.dtype)
-            self.moving_mean.assign(
-                tf.where(present, self.moving_mean * mom + mean_f * (1 - mom), self.moving_mean)
-            )
-            self.moving_variance.assign(
-                tf.where(
-                    present, self.moving_variance * mom + var_f * (1 - mom), self.moving_variance
-                )
-            )
-            var_ex = tf.gather(var, dom)
-        else:
-            mean_ex = tf.gather(tf.cast(self.moving_mean, z.dtype), dom)
-            centered = z - mean_ex
-            var_ex = tf.gather(tf.cast(self.moving_variance, z.dtype), dom)
         scale = self.gamma * tf.gather(self.domain_gamma, dom)
         shift = self.beta + tf.gather(self.domain_beta, dom)
-        return scale * centered * tf.math.rsqrt(var_ex + self.epsilon) + shift
+        return scale * self.standardize(z, dom, training) + shift
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0])
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_domains=self.num_domains, momentum=self.momentum, epsilon=self.epsilon)
+        for key in ("center", "scale"):
+            config.pop(key)
+        config.update(num_domains=self.num_domains)
         return config
 
 
@@ -278,8 +247,8 @@ class STAR(keras.layers.Layer):
         activation: str = "relu",
         use_partitioned_norm: bool = True,
         dropout_ratio: Sequence[float] | float | None = None,
-        momentum: float = 0.99,
-        epsilon: float = 1e-3,
+        momentum: float | None = None,
+        epsilon: float = EPSILON,
         final_activation: str | None = None,
         partitioned_norm_hidden: bool = False,
         initializer: str = "he_uniform",
@@ -300,7 +269,7 @@ class STAR(keras.layers.Layer):
         self.activation = activation
         self.use_partitioned_norm = bool(use_partitioned_norm)
         self.dropout_ratio = per_layer(dropout_ratio, len(hidden_units), what)
-        self.momentum = float(momentum)
+        self.momentum = normalization.MOMENTUM if momentum is None else float(momentum)
         self.epsilon = float(epsilon)
         self.final_activation = final_activation
         self.partitioned_norm_hidden = bool(partitioned_norm_hidden)
@@ -308,7 +277,7 @@ class STAR(keras.layers.Layer):
 
         def pn(name):
             return PartitionedNormalization(
-                self.num_domains, momentum=momentum, epsilon=epsilon, name=name
+                self.num_domains, momentum=self.momentum, epsilon=epsilon, name=name
             )
 
         self.input_norm = pn("input_pn") if self.use_partitioned_norm else None

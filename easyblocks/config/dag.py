@@ -36,10 +36,14 @@ def _no_locate(field: str, value: str) -> str:
 
 
 def order_blocks(blocks, group_names, package_names, locate: Locate = _no_locate,
-                 what: str = "backbone") -> tuple[list[str], nx.DiGraph]:
+                 what: str = "backbone", outer_blocks=(),
+                 package_reads: dict | None = None) -> tuple[list[str], nx.DiGraph]:
     """Checks a DAG's names and references and orders it topologically.
 
-    Ties are broken by the order of the blocks in the config.
+    Ties are broken by the order of the blocks in the config. outer_blocks (for a package):
+    the main DAG's blocks, which the package's blocks may take by block_name (EasyRec's
+    backbone blocks). package_reads (for the main DAG): package -> the main blocks it reads;
+    a block that calls the package comes after them.
     """
     group_names, package_names = set(group_names), set(package_names)
     block_names: list[str] = []
@@ -62,6 +66,8 @@ def order_blocks(blocks, group_names, package_names, locate: Locate = _no_locate
             which = inp.WhichOneof("name")
             target = getattr(inp, which) if which else None
             if which == "block_name":
+                if target not in known and target in outer_blocks:
+                    continue  # a block of the main DAG: it runs before the package is called
                 if target not in known:
                     others = [n for n in names if n != proto.name]
                     hint = " (it is a feature group: use feature_group_name)" \
@@ -90,13 +96,22 @@ def order_blocks(blocks, group_names, package_names, locate: Locate = _no_locate
                     raise ConfigError(f"{locate('package_name', target)}: block {proto.name!r} "
                                       f"calls package {target!r}, which is not defined"
                                       f"{suggest(target, names)}")
+                reads = set((package_reads or {}).get(target, ()))
                 if inp.package_input in known:
                     graph.add_edge(inp.package_input, proto.name)
+                elif inp.package_input in package_names:  # EasyRec: that package's output
+                    reads |= set((package_reads or {}).get(inp.package_input, ()))
                 elif inp.package_input and inp.package_input not in group_names:
                     raise ConfigError(f"{locate('package_input', inp.package_input)}: block "
                                       f"{proto.name!r}: package_input {inp.package_input!r} "
-                                      f"is neither a block nor a feature group"
+                                      f"is neither a block, a feature group nor a package"
                                       f"{suggest(inp.package_input, names)}")
+                for read in sorted(reads):
+                    if read == proto.name:
+                        raise ConfigError(f"{locate('package_name', target)}: block "
+                                          f"{proto.name!r} calls package {target!r}, which "
+                                          f"reads block {proto.name!r} itself")
+                    graph.add_edge(read, proto.name)
     try:
         cycle = nx.find_cycle(graph)
     except nx.NetworkXNoCycle:
@@ -156,12 +171,13 @@ def _step_spec(proto: Any, where: str) -> StepSpec:
     raise ConfigError(f"{where}: unsupported layer kind {kind!r}")
 
 
-def block_spec(proto: Any, where: str, block_names=()) -> BlockSpec:
+def block_spec(proto: Any, where: str, block_names=(), outer_blocks=()) -> BlockSpec:
     """A Block message -> BlockSpec: its inputs, slices, expressions and steps, checked.
 
     block_names: the DAG's blocks; a `feature_group_name` that names one of them (an
     input_layer / raw_input block named like its group, EasyRec's style) is that block's
-    output, except for the input_layer / raw_input block itself.
+    output, except for the input_layer / raw_input block itself. outer_blocks (in a
+    package): the main DAG's blocks, which a `block_name` not of the package names.
     """
     kind = proto.WhichOneof("layer")
     inputs = []
@@ -174,6 +190,9 @@ def block_spec(proto: Any, where: str, block_names=()) -> BlockSpec:
         if input_kind == "group" and inp.feature_group_name in block_names \
                 and kind not in _GROUP_READERS:
             input_kind = "block"
+        if input_kind == "block" and inp.block_name and inp.block_name not in block_names \
+                and inp.block_name in outer_blocks:
+            input_kind = "outer_block"
         inputs.append(InputSpec(
             kind=input_kind,
             name="" if which == "use_package_input" else getattr(inp, which),
@@ -215,12 +234,15 @@ def block_spec(proto: Any, where: str, block_names=()) -> BlockSpec:
 
 def dag_spec(blocks, output_blocks, concat_blocks, group_names, package_names,
              locate: Locate = _no_locate, what: str = "backbone",
-             extra_outputs=()) -> DagSpec:
+             extra_outputs=(), outer_blocks=(), package_reads=None) -> DagSpec:
     """One DAG's spec: ordered blocks and the outputs (the leaves, with a warning, when
-    neither output_blocks nor concat_blocks is set)."""
-    order, graph = order_blocks(blocks, group_names, package_names, locate, what)
+    neither output_blocks nor concat_blocks is set). outer_blocks, package_reads: see
+    order_blocks."""
+    order, graph = order_blocks(blocks, group_names, package_names, locate, what,
+                                outer_blocks, package_reads)
     names = [p.name for p in blocks]
-    specs = {p.name: block_spec(p, f"{locate('name', p.name)}: block {p.name!r}", names)
+    specs = {p.name: block_spec(p, f"{locate('name', p.name)}: block {p.name!r}", names,
+                                outer_blocks)
              for p in blocks}
     for name in list(output_blocks) + list(concat_blocks):
         if name not in specs:
@@ -245,13 +267,18 @@ def backbone_spec(config: Any, group_names, locate: Locate = _no_locate,
                   extra_outputs=()) -> BackboneSpec:
     """A BackboneTower message -> BackboneSpec (packages, the main DAG, top_mlp kwargs)."""
     packages: dict[str, DagSpec] = {}
+    main_blocks = [b.name for b in config.blocks]
     for pkg in config.packages:
         if pkg.name in packages:
             raise ConfigError(f"{locate('name', pkg.name)}: duplicate package {pkg.name!r}")
         packages[pkg.name] = dag_spec(pkg.blocks, pkg.output_blocks, pkg.concat_blocks,
-                                      group_names, [], locate, what=f"package {pkg.name!r}")
+                                      group_names, [], locate, what=f"package {pkg.name!r}",
+                                      outer_blocks=main_blocks)
+    # the main DAG's blocks each package reads (EasyRec's backbone blocks in a package)
+    reads = {name: {i.name for b in p.blocks.values() for i in b.inputs
+                    if i.kind == "outer_block"} for name, p in packages.items()}
     dag = dag_spec(config.blocks, config.output_blocks, config.concat_blocks, group_names,
-                   list(packages), locate, extra_outputs=extra_outputs)
+                   list(packages), locate, extra_outputs=extra_outputs, package_reads=reads)
     top_mlp = None
     if config.HasField("top_mlp"):
         if config.output_blocks:

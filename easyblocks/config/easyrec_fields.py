@@ -132,11 +132,17 @@ _REGRESSION_METRIC = ("of EasyRec's y: the logit of an L2_LOSS tower, the expect
 def _optimizer_todo(name: str) -> str:
     return f"{name} is not implemented yet (adam_optimizer, lazy_adam_optimizer, " \
         "adagrad_optimizer, sgd_optimizer, momentum_optimizer, adamw_optimizer, " \
-        "momentumw_optimizer and ftrl_optimizer are)"
+        "momentumw_optimizer, ftrl_optimizer, adam_async_optimizer and adam_asyncw_optimizer " \
+        "are)"
 
 
 _DECOUPLED = ("decoupled weight decay as TF1's: var -= weight_decay * var (not scaled by the "
               "learning rate) before each update; the tables' rows when looked up")
+
+_ASYNC = ("PAI-TF's {name}: Adam's update with beta powers kept per variable (so that "
+          "parameter servers need no shared step); in easyblocks' one synchronous process they "
+          "advance with the step, so the update is {same}'s (its tables' rows included); the "
+          "asynchronous part is PAI-TF's parameter-server training, not available here")
 
 _PARQUET = ("read with pyarrow (pip install 'easyblocks[parquet]'); each input field is the "
             "column of its name; a list column is joined by its feature's separator, so an "
@@ -180,7 +186,9 @@ FIELDS: dict[str, FieldState] = {
     "DatasetConfig.label_dim": R("multi-dimensional labels (label_dim) are not implemented yet"),
     "DatasetConfig.extra_label_func": R(NO_PYTHON),
     "DatasetConfig.shuffle": H(),
-    "DatasetConfig.shuffle_buffer_size": H(),
+    "DatasetConfig.shuffle_buffer_size": H("default 10000 rows where EasyRec's is 32, which "
+                                           "trains a file sorted by time almost in order "
+                                           "(measured: docs/benchmarks/quality.md)"),
     "DatasetConfig.num_epochs": H(),
     "DatasetConfig.prefetch_size": H(),
     "DatasetConfig.shard": NA("sharding follows the distribution strategy"),
@@ -239,7 +247,10 @@ FIELDS: dict[str, FieldState] = {
         "integer ids outside [0, num_buckets) wrap around (modulo); EasyRec maps them to 0"),
     "FeatureConfig.boundaries": H(),
     "FeatureConfig.separator": H(),
-    "FeatureConfig.kv_separator": R("weighted tags (kv_separator) are not implemented yet"),
+    "FeatureConfig.kv_separator": H(
+        "TagFeature only: tags \"id<kv_separator>weight\"; as EasyRec (TensorFlow's weighted "
+        "lookup), tags whose weight is not > 0 are dropped, sum = sum w e, mean = sum w e / "
+        "sum w; a tag without exactly one kv_separator is an error (EasyRec's reshape fails)"),
     "FeatureConfig.seq_multi_sep": H(
         "SequenceFeature: each step's values (ids, or numbers bucketized by boundaries) are "
         "pooled by `combiner`; on other features, or numeric steps without boundaries, it is "
@@ -255,7 +266,22 @@ FIELDS: dict[str, FieldState] = {
     "FeatureConfig.lookup_max_sel_elem_num": R("LookupFeature is not implemented yet"),
     "FeatureConfig.max_partitions": NA("embedding partitioning across parameter servers"),
     "FeatureConfig.combiner": H(),
-    "FeatureConfig.initializer": R("embedding initializer is not implemented yet"),
+    "FeatureConfig.initializer": H("the embedding table's initializer (truncated / random "
+                                   "normal, glorot normal, TF1's constant fill); unset: "
+                                   "truncated normal with stddev 0.01, where EasyRec's is "
+                                   "1/sqrt(embedding_dim) (measured: docs/benchmarks/"
+                                   "quality.md)"),
+    "Initializer.truncated_normal_initializer": H(),
+    "Initializer.random_normal_initializer": H(),
+    "Initializer.glorot_normal_initializer": H(),
+    "Initializer.constant_initializer": H(),
+    "TruncatedNormalInitializer.mean": H(),
+    "TruncatedNormalInitializer.stddev": H(),
+    "RandomNormalInitializer.mean": H(),
+    "RandomNormalInitializer.stddev": H(),
+    "ConstantInitializer.consts": H("as TF1's constant_initializer (EasyRec's): the values fill "
+                                    "the table row by row, the last one fills the rest; more "
+                                    "values than entries: an error"),
     "FeatureConfig.precision": R("precision (numbers formatted as ids) is not implemented yet",
                                  (-1,)),
     "FeatureConfig.min_val": H(_MIN_MAX),
@@ -327,11 +353,18 @@ FIELDS: dict[str, FieldState] = {
                                                    "they are"),
     "TrainConfig.tensor_fuse": NA("a PAI-TF setting"),
     "TrainConfig.write_graph": NA("the graph is not written"),
-    "TrainConfig.freeze_gradient": R("freeze_gradient is not implemented yet"),
+    "TrainConfig.freeze_gradient": H(
+        "regular expressions searched (re.search, as EasyRec) in easyblocks' variable names, "
+        "their checkpoint keys (features/embedding_<table>, backbone/dag/<block>/..., "
+        "tower_<name>/...), not EasyRec's TF1 names; a pattern that finds no trainable "
+        "variable is an error"),
     "TrainConfig.incr_save_config": NA("incremental updates for online serving are not "
                                        "written"),
     "TrainConfig.enable_oss_stop_signal": NA("an OSS setting"),
-    "TrainConfig.dead_line": R("stopping training at dead_line is not implemented yet"),
+    "TrainConfig.dead_line": H(
+        "training stops after the first step that ends past it (EasyRec's two forms: "
+        "'YYYYmmdd HH:MM:SS', local time, or Unix seconds), then saves a checkpoint and "
+        "evaluates as at the end of training"),
     "TrainConfig.seed": H(),
     "TrainConfig.jit_compile": NA("the train step is not XLA-compiled", (False,)),
     "Optimizer.rms_prop_optimizer": R(_optimizer_todo("rms_prop_optimizer")),
@@ -342,13 +375,13 @@ FIELDS: dict[str, FieldState] = {
         "moments of other rows are not decayed), for speed; EasyRec's Adam updates every row"),
     "Optimizer.momentumw_optimizer": H(_DECOUPLED),
     "Optimizer.adamw_optimizer": H(_DECOUPLED),
-    "Optimizer.adam_async_optimizer": R("AdamAsync (PAI-TF) is not available here; use "
-                                        "adam_optimizer"),
+    "Optimizer.adam_async_optimizer": H(_ASYNC.format(name="AdamAsync", same="adam_optimizer")),
     "Optimizer.adagrad_optimizer": H("Keras' Adagrad adds 1e-7 to the denominator; TF1's "
                                      "had no epsilon"),
     "Optimizer.ftrl_optimizer": H("TensorFlow's FTRL-proximal; the tables' rows are updated "
                                   "when looked up (as TF1 with sparse gradients)"),
-    "Optimizer.adam_asyncw_optimizer": R("AdamAsyncW (PAI-TF) is not available here"),
+    "Optimizer.adam_asyncw_optimizer": H(_ASYNC.format(name="AdamAsyncW",
+                                                       same="adamw_optimizer")),
     "Optimizer.lazy_adam_optimizer": H(),
     "Optimizer.sgd_optimizer": H(),
     "Optimizer.use_moving_average": R("use_moving_average (weight averaging) is not "
@@ -376,6 +409,13 @@ FIELDS: dict[str, FieldState] = {
     "AdamOptimizer.beta1": H(),
     "AdamOptimizer.beta2": H(),
     "AdamOptimizer.epsilon": H(),
+    "AdamAsyncOptimizer.learning_rate": H(),
+    "AdamAsyncOptimizer.beta1": H(),
+    "AdamAsyncOptimizer.beta2": H(),
+    "AdamAsyncWOptimizer.learning_rate": H(),
+    "AdamAsyncWOptimizer.weight_decay": H(),
+    "AdamAsyncWOptimizer.beta1": H(),
+    "AdamAsyncWOptimizer.beta2": H(),
     "LazyAdamOptimizer.learning_rate": H(),
     "LazyAdamOptimizer.beta1": H(),
     "LazyAdamOptimizer.beta2": H(),
@@ -484,7 +524,13 @@ FIELDS: dict[str, FieldState] = {
                                 "here"),
     "EasyRecModel.kd": R("knowledge distillation (kd) is not implemented yet"),
     "EasyRecModel.restore_filters": NA("used only with fine_tune_checkpoint"),
-    "EasyRecModel.variational_dropout": R("variational_dropout is not implemented yet"),
+    "EasyRecModel.variational_dropout": H(
+        "applied to every feature group's features (not to the outputs of its "
+        "sequence_features), as EasyRec's input layer; its term is "
+        "\"loss/variational_dropout\"; a group with a SequenceFeature without "
+        "sequence_combiner is an error (EasyRec fails on it too)"),
+    "VariationalDropoutLayer.regularization_lambda": H(),
+    "VariationalDropoutLayer.embedding_wise_variational_dropout": H(),
     "EasyRecModel.losses": H(),
     "EasyRecModel.loss_weight_strategy": H(),
     "EasyRecModel.backbone": H(),
@@ -702,14 +748,17 @@ FIELDS: dict[str, FieldState] = {
     "Block.raw_input": H(),
     "Block.embedding_layer": R("embedding_layer blocks are not implemented yet"),
     "Input.feature_group_name": H(),
-    "Input.block_name": H(),
+    "Input.block_name": H("in a package, a block of the package or, as EasyRec allows, of "
+                          "the backbone's main DAG (run before the blocks that call the "
+                          "package)"),
     "Input.package_name": H(),
     "Input.use_package_input": H(),
     "Input.input_fn": H("a safe expression, interpreted, never eval'ed"),
     "Input.input_slice": H("parsed by a slice grammar, never eval'ed"),
     "Input.ignore_input": H(),
     "Input.reset_input": R("reset_input is not implemented yet"),
-    "Input.package_input": H(),
+    "Input.package_input": H("a block, a feature group or, as in EasyRec, another package "
+                             "(called on nothing)"),
     "Input.package_input_fn": R("package_input_fn is not implemented yet"),
     "InputLayer.do_batch_norm": H(),
     "InputLayer.do_layer_norm": H(),
@@ -802,7 +851,8 @@ ENUM_VALUES: dict[str, FieldState] = {
     "FeatureConfig.FeatureType.PassThroughFeature": R("PassThroughFeature is not implemented "
                                                       "yet"),
     "WideOrDeep.DEEP": H(),
-    "WideOrDeep.WIDE": H(),
+    "WideOrDeep.WIDE": H("a multi-valued feature's wide weights are summed (EasyRec's wide "
+                         "columns use combiner 'sum', whatever the feature's combiner)"),
     "WideOrDeep.WIDE_AND_DEEP": R("WIDE_AND_DEEP groups are not implemented yet; declare a WIDE "
                                   "group and a DEEP group with the same features"),
     "DistributionStrategy.NoStrategy": H(),

@@ -234,11 +234,19 @@ def build_feature_specs(loaded: LoadedConfig) -> dict[str, FeatureSpec]:
                            combiner=fc.combiner, raw_dim=fc.raw_input_dim or 1,
                            log_transform=fc.log_transform, normalizer_mean=fc.normalizer_mean,
                            normalizer_std=fc.normalizer_std or 1.0)
+        if fc.HasField("kv_separator") and ftype != FC.TagFeature:
+            raise ConfigError(f"{where}: kv_separator (weighted tags) is read by a TagFeature "
+                              f"only, not a {FC.FeatureType.Name(ftype)}")
         if ftype in (FC.IdFeature, FC.TagFeature):
             spec.kind = "id" if ftype == FC.IdFeature else "tag"
             if ftype == FC.TagFeature and ctype != "STRING":
                 raise ConfigError(f"{where}: a TagFeature needs a STRING input field (values "
                                   "joined by `separator`)")
+            if fc.HasField("kv_separator"):
+                if not fc.kv_separator or fc.kv_separator == fc.separator:
+                    raise ConfigError(f"{where}: kv_separator must be a character other than "
+                                      f"the separator {fc.separator!r}")
+                spec.kv_separator = fc.kv_separator
             _id_settings(fc, spec, ctype, where)
             _check_embedding(fc, spec, where, pooled=True)
         elif ftype == FC.SequenceFeature:
@@ -274,9 +282,37 @@ def build_feature_specs(loaded: LoadedConfig) -> dict[str, FeatureSpec]:
                 f"{where}: feature_type {FC.FeatureType.Name(ftype)} is not supported yet"
             )
         spec.table = fc.embedding_name or name
+        if fc.HasField("initializer"):
+            spec.initializer = _checked_initializer(fc.initializer, spec, where)
         specs[name] = spec
     _check_shared_tables(loaded, specs)
     return specs
+
+
+def _checked_initializer(init, spec: FeatureSpec, where: str):
+    """The feature's Initializer message, after checking what its table can take."""
+    if not spec.uses_table:
+        raise ConfigError(f"{where}: `initializer` is set but the feature has no embedding "
+                          "(a RawFeature without boundaries or embedding_dim)")
+    which = init.WhichOneof("initializer_oneof")
+    if which is None:
+        raise ConfigError(f"{where}: `initializer {{}}` names no initializer; set one of "
+                          "truncated_normal_initializer, random_normal_initializer, "
+                          "glorot_normal_initializer, constant_initializer")
+    if which in ("truncated_normal_initializer", "random_normal_initializer"):
+        stddev = getattr(init, which).stddev
+        if not stddev >= 0:
+            raise ConfigError(f"{where}: initializer {which}: expected stddev >= 0, "
+                              f"received: stddev={stddev}")
+    if which == "constant_initializer":
+        rows = spec.raw_dim if spec.kind in ("raw", "seq_raw") else spec.num_ids
+        size = rows * spec.embedding_dim
+        n = len(init.constant_initializer.consts)
+        if n > size:
+            raise ConfigError(
+                f"{where}: initializer constant_initializer: {n} consts for a table of "
+                f"{rows} x {spec.embedding_dim} = {size} entries")
+    return init
 
 
 def _check_shared_tables(loaded: LoadedConfig, specs: dict[str, FeatureSpec]) -> None:
@@ -287,6 +323,15 @@ def _check_shared_tables(loaded: LoadedConfig, specs: dict[str, FeatureSpec]) ->
         first = tables.setdefault(spec.table, spec)
         if first is spec:
             continue
+        if spec.initializer is not None and first.initializer is not None and \
+                spec.initializer != first.initializer:
+            raise ConfigError(
+                f"{loaded.locate_name('embedding_name', spec.table)}: features {first.name!r} and "
+                f"{spec.name!r} share embedding_name {spec.table!r} but set different "
+                "initializers (set it on one of them, or the same on both)"
+            )
+        if first.initializer is None:
+            first.initializer = spec.initializer
         if (first.embedding_dim, first.num_ids) != (spec.embedding_dim, spec.num_ids):
             raise ConfigError(
                 f"{loaded.locate_name('embedding_name', spec.table)}: features {first.name!r} and "
@@ -294,6 +339,9 @@ def _check_shared_tables(loaded: LoadedConfig, specs: dict[str, FeatureSpec]) ->
                 f"shapes ({first.num_ids}x{first.embedding_dim} vs "
                 f"{spec.num_ids}x{spec.embedding_dim})"
             )
+    for spec in specs.values():  # every feature of a shared table knows its initializer
+        if spec.table in tables and spec.uses_table and spec.kind != "seq_raw":
+            spec.initializer = tables[spec.table].initializer
 
 
 def _seq_att_specs(loaded: LoadedConfig, g, specs: dict[str, FeatureSpec],

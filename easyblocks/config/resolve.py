@@ -8,6 +8,7 @@ class_name, a block's parameters) is checked when the model is built.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import re
 
 from easyblocks.config import checks, easyrec_check, templates
@@ -32,6 +33,7 @@ from easyblocks.config.specs import (
     SelectionSpec,
     TowerSpec,
     TrainSpec,
+    VariationalDropoutSpec,
 )
 from easyblocks.config.towers import build_tower_specs
 from easyblocks.errors import ConfigError, suggest
@@ -105,7 +107,8 @@ def resolve(loaded: LoadedConfig, allow_plugin_files: bool = False) -> PipelineS
                       groups=groups, backbone=backbone,
                       towers=towers,
                       l2_regularization=model_config.model_params.l2_regularization,
-                      embedding_regularization=model_config.embedding_regularization)
+                      embedding_regularization=model_config.embedding_regularization,
+                      variational_dropout=_variational_dropout(loaded, groups))
     data.label_rules = {t.label: t.label_rule for t in towers}
     data.finite_columns = {
         f.column: f.separator if f.column_type == "STRING" else None
@@ -124,6 +127,28 @@ def resolve(loaded: LoadedConfig, allow_plugin_files: bool = False) -> PipelineS
     checks.check_labels_are_not_features(loaded, spec)
     checks.check_backbone_shapes(loaded, spec)
     return spec
+
+
+def _variational_dropout(loaded: LoadedConfig, groups: dict) -> VariationalDropoutSpec | None:
+    """model_config.variational_dropout, applied to every feature group (EasyRec's input
+    layer does it to each group it assembles)."""
+    model_config = loaded.proto.model_config
+    if not model_config.HasField("variational_dropout"):
+        return None
+    vd = model_config.variational_dropout
+    where = loaded.locate(r"\bvariational_dropout\s*[:{]")
+    if vd.regularization_lambda < 0:
+        raise ConfigError(f"{where}: variational_dropout.regularization_lambda must be >= 0, "
+                          f"got {vd.regularization_lambda:g}")
+    for g in groups.values():
+        if g.sequences:
+            raise ConfigError(
+                f"{where}: variational_dropout: feature group {g.name!r} has SequenceFeature "
+                f"{g.sequences[0]!r} without sequence_combiner, which variational dropout "
+                "cannot drop (nor can EasyRec's: 'not supported in not combined mode'); set "
+                "a sequence_combiner to pool it")
+    return VariationalDropoutSpec(vd.regularization_lambda,
+                                  vd.embedding_wise_variational_dropout)
 
 
 def _loss_columns(loaded: LoadedConfig, data: DataSpec, features: dict,
@@ -161,7 +186,7 @@ def _check_sequence_groups(groups: dict, backbone) -> None:
         for block in dag.blocks.values():
             reads = [i.name for i in block.inputs if i.kind == "group"] + [
                 i.package_input for i in block.inputs if i.kind == "package"
-                and i.package_input in groups]
+                and i.package_input in groups and i.package_input not in dag.blocks]
             for g in reads:
                 if g in mixed and not (block.kind == "input_layer"
                                        and block.output_seq_and_normal_feature):
@@ -299,10 +324,13 @@ def _optimizer_settings(loaded: LoadedConfig, index: int = 0) -> OptimizerSpec:
                           "sgd_optimizer)")
     c = getattr(opt, which)
     lr = _learning_rate(loaded, c.learning_rate)
-    if which in ("adam_optimizer", "lazy_adam_optimizer"):
-        # EasyRec's LazyAdam (lazy rows, dense Adam elsewhere) is what adam does here
+    if which in ("adam_optimizer", "lazy_adam_optimizer", "adam_async_optimizer"):
+        # EasyRec's LazyAdam (lazy rows, dense Adam elsewhere) is what adam does here; PAI-TF's
+        # AdamAsync is Adam's update with each variable's own beta powers, which in one
+        # synchronous process advance with the step: Adam's
         return OptimizerSpec("adam", lr, beta1=c.beta1, beta2=c.beta2,
-                             epsilon=getattr(c, "epsilon", 1e-8), clip_norm=clip)
+                             epsilon=getattr(c, "epsilon", train_pb2.AdamOptimizer().epsilon),
+                             clip_norm=clip)
     if which == "adagrad_optimizer":
         return OptimizerSpec("adagrad", lr,
                              initial_accumulator_value=c.initial_accumulator_value,
@@ -317,7 +345,7 @@ def _optimizer_settings(loaded: LoadedConfig, index: int = 0) -> OptimizerSpec:
     if which == "momentumw_optimizer":
         return OptimizerSpec("momentumw", lr, momentum=c.momentum_optimizer_value,
                              weight_decay=c.weight_decay, clip_norm=clip)
-    if which == "adamw_optimizer":
+    if which in ("adamw_optimizer", "adam_asyncw_optimizer"):  # AdamAsyncW: as AdamAsync
         return OptimizerSpec("adamw", lr, beta1=c.beta1, beta2=c.beta2, epsilon=1e-8,
                              weight_decay=c.weight_decay, clip_norm=clip)
     if which == "ftrl_optimizer":
@@ -354,7 +382,42 @@ def _train_spec(loaded: LoadedConfig, towers: list[TowerSpec], eval_spec: EvalSp
                      num_epochs=num_epochs, save_checkpoints_steps=tc.save_checkpoints_steps,
                      log_step_count_steps=max(tc.log_step_count_steps, 1),
                      keep_checkpoint_max=tc.keep_checkpoint_max, strategy=strategy,
-                     seed=tc.seed, selection=selection)
+                     seed=tc.seed, selection=selection,
+                     dead_line=_dead_line(loaded), dead_line_text=tc.dead_line,
+                     freeze_gradient=_freeze_patterns(loaded),
+                     freeze_where=loaded.locate(r"\bfreeze_gradient\s*:"))
+
+
+def _freeze_patterns(loaded: LoadedConfig) -> tuple[str, ...]:
+    """train_config.freeze_gradient: regular expressions (data, never run as code)."""
+    patterns = tuple(loaded.proto.train_config.freeze_gradient)
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as e:
+            where = loaded.locate(r"\bfreeze_gradient\s*:.*" + re.escape(p))
+            raise ConfigError(f"{where}: train_config.freeze_gradient: {p!r} is not a regular "
+                              f"expression ({e})") from None
+    return patterns
+
+
+def _dead_line(loaded: LoadedConfig) -> float | None:
+    """train_config.dead_line as a Unix time: EasyRec's two forms, "YYYYmmdd HH:MM:SS" (local
+    time) or 10-digit Unix seconds."""
+    tc = loaded.proto.train_config
+    if not tc.HasField("dead_line"):
+        return None
+    text = tc.dead_line
+    if len(text) == 10 and text.isdigit():
+        return float(text)
+    if len(text) == 17:
+        try:
+            return datetime.datetime.strptime(text, "%Y%m%d %H:%M:%S").timestamp()
+        except ValueError:
+            pass
+    where = loaded.locate(r"\bdead_line\s*:")
+    raise ConfigError(f"{where}: train_config.dead_line: expected 'YYYYmmdd HH:MM:SS' (local "
+                      f"time) or 10-digit Unix seconds, got {text!r}")
 
 
 def _monitored_metric(loaded: LoadedConfig, name: str, towers: list[TowerSpec],

@@ -50,7 +50,7 @@ class DataSpec:
     separator: str = ","
     with_header: bool = False
     shuffle: bool = True
-    shuffle_buffer_size: int = 32
+    shuffle_buffer_size: int = 10000
     prefetch_size: int = 32
     input_type: str = "CSVInput"
     # label column -> "binary" (a binary CLASSIFICATION tower's label: 0 or 1), "class:N" (a
@@ -116,6 +116,9 @@ class FeatureSpec:
     boundaries: tuple[float, ...] = ()
     separator: str = "|"
     combiner: str = "mean"
+    # a TagFeature's weighted tags "id<kv_separator>weight" (EasyRec's kv_separator): the
+    # tags with a weight > 0, pooled by their weights
+    kv_separator: str = ""
     table: str = ""  # embedding table name (shared through embedding_name)
     raw_dim: int = 1
     max_seq_len: int = 0  # seq: keep the first max_seq_len values (0: all)
@@ -142,6 +145,9 @@ class FeatureSpec:
     # SequenceFeature: how the sequence is pooled into one vector ("attention", "text_cnn"
     # with its parameters); None keeps the (batch, length, dim) sequence
     seq_combiner: dict | None = None
+    # the table's initializer as configured (an Initializer message), None: the default of
+    # easyblocks.features.embedding
+    initializer: Any = None
 
     @property
     def input_columns(self) -> tuple[str, ...]:
@@ -257,8 +263,10 @@ class InputSpec:
     """Where one input of a block comes from.
 
     kind: "group" (a feature group), "block", "package" (a package called on
-    `package_input`, a block or group name, or on nothing) or "package_input" (inside a
-    package: what the package was called with). `index` is the parsed `input_slice`
+    `package_input`: a block, a group, another package (called on nothing) or nothing),
+    "package_input" (inside a package: what the package was called with) or "outer_block"
+    (inside a package: a block of the backbone's main DAG, as EasyRec allows; the main DAG
+    runs it before any block that calls the package). `index` is the parsed `input_slice`
     (an index usable as x[index]) and `fn` the `input_fn` expression, both optional.
     """
 
@@ -493,6 +501,16 @@ class TowerSpec:
         return f"class:{self.num_class}" if self.is_multiclass else "binary"
 
 
+@dataclasses.dataclass(frozen=True)
+class VariationalDropoutSpec:
+    """EasyRec's model_config.variational_dropout: a learned dropout probability per feature
+    of every feature group (per embedding dimension with embedding_wise), and its
+    regularization term with coefficient regularization_lambda."""
+
+    regularization_lambda: float = 0.01
+    embedding_wise: bool = False
+
+
 @dataclasses.dataclass
 class ModelSpec:
     """The model: model_class is RankModel or MultiTaskModel; expanded_from names the model
@@ -505,6 +523,7 @@ class ModelSpec:
     l2_regularization: float = 0.0
     embedding_regularization: float = 0.0
     expanded_from: str | None = None
+    variational_dropout: VariationalDropoutSpec | None = None
 
     @property
     def logit_blocks(self) -> list[str]:
@@ -613,6 +632,13 @@ class TrainSpec:
     strategy: str = "NoStrategy"
     seed: int = 2024
     selection: SelectionSpec | None = None  # None: no best checkpoint, no early stopping
+    # EasyRec's dead_line: training stops after the first step that ends past this Unix time
+    dead_line: float | None = None
+    dead_line_text: str = ""  # as the config wrote it
+    # EasyRec's freeze_gradient: trainable variables whose stable name (checkpoint key) a
+    # pattern finds (re.search) are not trained; freeze_where: "file:line" of the field
+    freeze_gradient: tuple[str, ...] = ()
+    freeze_where: str = ""
 
 
 @dataclasses.dataclass

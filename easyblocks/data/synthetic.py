@@ -89,6 +89,7 @@ class Impressions:
     tag_brands: np.ndarray  # (N, 5) recent brand indices, -1 = padding
     cate_hit: np.ndarray  # (N,) ad category is among the recent categories
     brand_hit: np.ndarray  # (N,) ad brand is among the recent brands
+    time: np.ndarray | None = None  # (N,) impression time (worlds with ad_lifetime)
 
 
 def _id_tokens(n: int, rng: np.random.Generator, start: int) -> np.ndarray:
@@ -132,18 +133,40 @@ class TaobaoWorld:
     Train and test sets must be sampled from the same world so that users, ads
     and parameters are shared; only the impression rng differs.
 
+    The keyword parameters change the world's structure (their defaults make the shipped
+    data); benchmarks use them to make data sets nobody tuned for.
+
     Args:
         seed: Seed of the world (entities and parameters).
         num_users: Number of users.
         num_ads: Number of ads (adgroups).
+        user_activity_sigma: Log-normal sigma of the users' activity: larger gives a longer
+            tail of users seen once or twice.
+        ad_popularity_sigma: Log-normal sigma of the ads' exposure share (the same for ads).
+        user_taste_noise: Standard deviation of the individual part of a user's taste (the
+            rest comes from the profile): larger makes ``user_id`` matter more.
+        pid_share: Share of impressions of each of the three scenarios (default 0.6, 0.3,
+            0.1).
+        ad_lifetime: None: impressions have no time. Else each ad is shown only during a
+            window of this length on a time axis where the training period is [0, 1)
+            (launch times uniform), and the scenario mix drifts from ``pid_share`` at time 0
+            to its reverse at time 1; see ``draw(..., time_range=...)``.
     """
 
     def __init__(self, seed: int = 2024, num_users: int | None = None,
-                 num_ads: int | None = None) -> None:
+                 num_ads: int | None = None, *, user_activity_sigma: float = 1.4,
+                 ad_popularity_sigma: float = 1.0, user_taste_noise: float = 0.75,
+                 pid_share: list[float] | None = None,
+                 ad_lifetime: float | None = None) -> None:
         rng = np.random.default_rng(seed)
         d = LATENT_DIM
         self.num_users = num_users or 40_000
         self.num_ads = num_ads or 6_000
+        share = np.asarray(PID_SHARE if pid_share is None else pid_share, dtype=np.float64)
+        if share.shape != (len(PIDS),) or np.any(share < 0) or share.sum() <= 0:
+            raise ValueError(f"pid_share: expected {len(PIDS)} non-negative shares, "
+                             f"received {pid_share}")
+        self.pid_share = share / share.sum()
         nc, nb = 120, 1_000  # categories, brands
         ncust, ncamp = 800, 3_000  # customers, campaigns
 
@@ -190,7 +213,7 @@ class TaobaoWorld:
         self.ad_price = np.clip(np.round(np.exp(logprice)), 1, 99_999).astype(
             np.int64)
         self.ad_zprice = (logprice - 4.0) / 0.9  # standardized log price
-        self.ad_pop = rng.lognormal(0, 1.0, self.num_ads)  # exposure share
+        self.ad_pop = rng.lognormal(0, ad_popularity_sigma, self.num_ads)  # exposure
         self.ad_pop /= self.ad_pop.sum()
         # Conversion latent vector: partly shared with the click one.
         self.ad_cvec = 0.5 * self.ad_vec + rng.normal(0, 0.8,
@@ -214,7 +237,7 @@ class TaobaoWorld:
         self.cms_group = prof["final_gender_code"] * 7 + prof["age_level"]
         # Each profile value has an embedding; users' tastes are their sum plus
         # individual noise (profile explains roughly half of the variance).
-        u = rng.normal(0, 0.75, (nu, d))
+        u = rng.normal(0, user_taste_noise, (nu, d))
         for name, (levels, _) in PROFILE_LEVELS.items():
             emb = rng.normal(0, 0.3, (levels, d))
             u += emb[prof[name]]
@@ -228,7 +251,7 @@ class TaobaoWorld:
         self.user_price_sens = np.where(pv == 0, 1.0, 1.5 - 0.4 * (pv - 1)) + \
             0.4 * prof["occupation"]
         # Heavy-tailed activity; more active shoppers appear more often.
-        act = rng.lognormal(0, 1.4, nu) * 1.4 ** prof["shopping_level"]
+        act = rng.lognormal(0, user_activity_sigma, nu) * 1.4 ** prof["shopping_level"]
         self.user_act = act / act.sum()
 
         # Candidates for the recent-behaviour tag lists: each user's top
@@ -244,6 +267,15 @@ class TaobaoWorld:
         self.brand_tok = _id_tokens(nb, rng, 1)
         self.cust_tok = _id_tokens(ncust, rng, 1)
         self.camp_tok = _id_tokens(ncamp, rng, 1)
+
+        # --- Time (only with ad_lifetime; its own stream keeps the rest unchanged). ---
+        self.ad_lifetime = ad_lifetime
+        if ad_lifetime is not None:
+            if not ad_lifetime > 0:
+                raise ValueError(f"ad_lifetime: expected > 0, received {ad_lifetime}")
+            trng = np.random.default_rng([seed, 99])
+            # launches cover the training period [0, 1) and a later test period
+            self.ad_launch = trng.uniform(-ad_lifetime, 1.5, self.num_ads)
 
     def _recent(self, user: np.ndarray, cand: np.ndarray,
                 cand_logit: np.ndarray, rng: np.random.Generator,
@@ -264,24 +296,55 @@ class TaobaoWorld:
         top[np.arange(5) >= k[:, None]] = -1
         return top
 
-    def draw(self, num_rows: int, rng: np.random.Generator) -> Impressions:
+    def draw(self, num_rows: int, rng: np.random.Generator,
+             time_range: tuple[float, float] | None = None) -> Impressions:
         """Draws impressions (who sees which ad, where, with what history).
 
         Args:
             num_rows: Number of impressions.
             rng: Random generator of this sample.
+            time_range: With ``ad_lifetime``: impressions at times uniform in this range,
+                returned in time order (``Impressions.time``), each showing an ad live at
+                its time, with the scenario mix of its time. Default (0, 1).
 
         Returns:
             The sampled impressions.
         """
         user = rng.choice(self.num_users, num_rows, p=self.user_act)
-        ad = rng.choice(self.num_ads, num_rows, p=self.ad_pop)
-        pid = rng.choice(len(PIDS), num_rows, p=PID_SHARE)
+        if self.ad_lifetime is None:
+            ad = rng.choice(self.num_ads, num_rows, p=self.ad_pop)
+            pid = rng.choice(len(PIDS), num_rows, p=self.pid_share)
+            time = None
+        else:
+            ad, pid, time = self._draw_timed(num_rows, rng, time_range or (0.0, 1.0))
         cates = self._recent(user, *self.cate_cand, rng)
         brands = self._recent(user, *self.brand_cand, rng)
         cate_hit = (cates == self.ad_cate[ad][:, None]).any(axis=1)
         brand_hit = (brands == self.ad_brand[ad][:, None]).any(axis=1)
-        return Impressions(user, ad, pid, cates, brands, cate_hit, brand_hit)
+        return Impressions(user, ad, pid, cates, brands, cate_hit, brand_hit, time)
+
+    def _draw_timed(self, num_rows: int, rng: np.random.Generator,
+                    time_range: tuple[float, float]) -> tuple[np.ndarray, ...]:
+        """Sorted times, and for each an ad live at that time and a scenario of its mix."""
+        time = np.sort(rng.uniform(time_range[0], time_range[1], num_rows))
+        ad = np.empty(num_rows, dtype=np.int64)
+        pid = np.empty(num_rows, dtype=np.int64)
+        edges = np.linspace(time_range[0], time_range[1], 101)  # 100 slices of time
+        slot = np.clip(np.searchsorted(edges, time, side="right") - 1, 0, 99)
+        for k in range(100):
+            rows = np.flatnonzero(slot == k)
+            if rows.size == 0:
+                continue
+            mid = 0.5 * (edges[k] + edges[k + 1])
+            live = (self.ad_launch <= mid) & (mid < self.ad_launch + self.ad_lifetime)
+            weight = self.ad_pop * live
+            if weight.sum() == 0:
+                weight = self.ad_pop
+            ad[rows] = rng.choice(self.num_ads, rows.size, p=weight / weight.sum())
+            frac = float(np.clip(mid, 0.0, 1.0))  # the mix drifts to its reverse by time 1
+            share = (1 - frac) * self.pid_share + frac * self.pid_share[::-1]
+            pid[rows] = rng.choice(len(PIDS), rows.size, p=share / share.sum())
+        return ad, pid, time
 
     def probabilities(self, imp: Impressions) -> np.ndarray:
         """True probabilities of each impression.
@@ -351,6 +414,7 @@ class TaobaoWorld:
         return [list(r) for r in zip(*cols)]
 
     def labelled_impressions(self, num_rows: int, rng: np.random.Generator,
+                             time_range: tuple[float, float] | None = None,
                              ) -> tuple[Impressions, np.ndarray, np.ndarray,
                                         np.ndarray]:
         """Draws impressions, their true probabilities and labels.
@@ -358,32 +422,35 @@ class TaobaoWorld:
         Args:
             num_rows: Number of rows.
             rng: Random generator of this sample.
+            time_range: see ``draw``.
 
         Returns:
             Impressions, (N, 2) ``p_clk``/``p_buy``, and (N,) int ``clk`` and
             ``buy`` labels.
         """
-        imp = self.draw(num_rows, rng)
+        imp = self.draw(num_rows, rng, time_range)
         probs = self.probabilities(imp)
         r = rng.random(num_rows)
         clk = (r < probs[:, 0]).astype(np.int64)
         buy = (r < probs[:, 1]).astype(np.int64)  # p_buy <= p_clk: buy => clk
         return imp, probs, clk, buy
 
-    def sample(self, num_rows: int,
-               rng: np.random.Generator) -> tuple[list[list[str]], np.ndarray]:
+    def sample(self, num_rows: int, rng: np.random.Generator,
+               time_range: tuple[float, float] | None = None,
+               ) -> tuple[list[list[str]], np.ndarray]:
         """Samples labelled rows and their true probabilities.
 
         Args:
             num_rows: Number of rows.
             rng: Random generator of this sample (use a different stream for
                 train and test).
+            time_range: see ``draw`` (rows come in time order).
 
         Returns:
             Rows of string fields in ``COLUMNS`` order and an (N, 2) array of
             ``p_clk`` and ``p_buy``.
         """
-        imp, probs, clk, buy = self.labelled_impressions(num_rows, rng)
+        imp, probs, clk, buy = self.labelled_impressions(num_rows, rng, time_range)
         return self.rows(imp, clk, buy), probs
 
 def generate(num_rows: int, seed: int = 2024, num_users: int | None = None,
@@ -421,12 +488,15 @@ def write_csv(path: str, rows: list[list[str]], probs: np.ndarray) -> None:
 
 def write_split(out_dir: str, train_rows: int, test_rows: int,
                 seed: int = 2024, num_users: int | None = None,
-                num_ads: int | None = None,
+                num_ads: int | None = None, **world_params,
                 ) -> dict[str, tuple[list[list[str]], np.ndarray]]:
     """Writes ``taobao_{train,test}.csv`` and their oracle files.
 
     Both splits come from the same world; the test rows are a later sample
-    drawn with a different rng stream.
+    drawn with a different rng stream. In a world with ``ad_lifetime`` the
+    training rows are the period [0, 1) in time order and the test rows the
+    period after it, [1, 1 + test_rows / train_rows) (a split by time; ads
+    launched after the training period are new in the test rows).
 
     Args:
         out_dir: Output directory (created if missing).
@@ -435,16 +505,19 @@ def write_split(out_dir: str, train_rows: int, test_rows: int,
         seed: Seed of the world and the samples.
         num_users: Number of users in the world (default 40,000).
         num_ads: Number of ads in the world (default 6,000).
+        **world_params: Further ``TaobaoWorld`` structure parameters.
 
     Returns:
         ``{"train": (rows, probs), "test": (rows, probs)}``.
     """
     os.makedirs(out_dir, exist_ok=True)
-    world = TaobaoWorld(seed, num_users, num_ads)
+    world = TaobaoWorld(seed, num_users, num_ads, **world_params)
+    periods = {"train": (0.0, 1.0), "test": (1.0, 1.0 + test_rows / max(train_rows, 1))}
     out = {}
     for stream, (split, n) in enumerate([("train", train_rows),
                                          ("test", test_rows)], start=1):
-        rows, probs = world.sample(n, np.random.default_rng([seed, stream]))
+        timed = periods[split] if world.ad_lifetime is not None else None
+        rows, probs = world.sample(n, np.random.default_rng([seed, stream]), timed)
         write_csv(os.path.join(out_dir, f"taobao_{split}.csv"), rows, probs)
         out[split] = (rows, probs)
     return out
@@ -457,9 +530,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train_rows", type=int, default=200_000)
     parser.add_argument("--test_rows", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--num_users", type=int, default=None, help="default 40000")
+    parser.add_argument("--num_ads", type=int, default=None, help="default 6000")
+    parser.add_argument("--user_activity_sigma", type=float, default=1.4,
+                        help="log-normal sigma of user activity (a longer tail when larger)")
+    parser.add_argument("--ad_popularity_sigma", type=float, default=1.0,
+                        help="log-normal sigma of ad exposure")
+    parser.add_argument("--user_taste_noise", type=float, default=0.75,
+                        help="stddev of the individual (non-profile) part of user taste")
+    parser.add_argument("--pid_share", type=float, nargs=3, default=None,
+                        help="share of each scenario (default 0.6 0.3 0.1)")
+    parser.add_argument("--ad_lifetime", type=float, default=None,
+                        help="ads live this long on a time axis where training is [0, 1): "
+                             "training rows in time order, test rows from the period after")
     args = parser.parse_args(argv)
     start = time.time()
-    splits = write_split(args.out, args.train_rows, args.test_rows, args.seed)
+    splits = write_split(args.out, args.train_rows, args.test_rows, args.seed,
+                         args.num_users, args.num_ads,
+                         user_activity_sigma=args.user_activity_sigma,
+                         ad_popularity_sigma=args.ad_popularity_sigma,
+                         user_taste_noise=args.user_taste_noise, pid_share=args.pid_share,
+                         ad_lifetime=args.ad_lifetime)
     print(f"wrote {args.out} in {time.time() - start:.1f}s")
     for split, (rows, probs) in splits.items():
         clk = np.array([r[0] == "1" for r in rows])

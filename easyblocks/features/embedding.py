@@ -7,15 +7,86 @@ import contextvars
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from easyblocks.blocks.mlp import MLP
 from easyblocks.blocks.sequence import TextCNN
-from easyblocks.config.specs import FeatureGroupSpec, FeatureSpec, SeqAttSpec
-from easyblocks.features.preprocess import LENGTH_SUFFIX, PAD_ID
+from easyblocks.config.specs import (
+    FeatureGroupSpec,
+    FeatureSpec,
+    SeqAttSpec,
+    VariationalDropoutSpec,
+)
+from easyblocks.features.preprocess import LENGTH_SUFFIX, PAD_ID, WEIGHT_SUFFIX
 
 # EasyRec's score of a padded position before the softmax (exp of it underflows to 0)
 _PADDING_SCORE = -(2.0**32) + 1
+
+# stddev of the default embedding initializer (docs/benchmarks/quality.md)
+DEFAULT_STDDEV = 0.01
+
+
+def default_initializer(embedding_dim: int) -> keras.initializers.Initializer:
+    """The initializer of an embedding table whose feature sets none: truncated normal with
+    stddev 0.01, whatever the dimension.
+
+    Chosen by measurement (benchmarks/quality.py, four data sets, three seeds): against
+    TensorFlow's and EasyRec's default, stddev 1/sqrt(embedding_dim) (0.25 at dimension 16),
+    it gained 0.02-0.04 AUC after one pass of the Taobao-layout sets and 0.004 on UCI Adult;
+    a hashed id seen a handful of times keeps most of its initial vector, which at 0.25 is
+    noise the model must learn around. uniform(-0.05, 0.05) (Keras) and normal(1e-4)
+    (FuxiCTR, DeepCTR) were close behind.
+    """
+    del embedding_dim  # the same scale for every dimension
+    return keras.initializers.TruncatedNormal(stddev=DEFAULT_STDDEV)
+
+
+class _ConstantFill(keras.initializers.Initializer):
+    """TensorFlow 1's constant_initializer with a list (EasyRec's ConstantInitializer): the
+    values fill the tensor in row-major order, the last value fills the rest."""
+
+    def __init__(self, values):
+        self.values = [float(v) for v in values]
+
+    def __call__(self, shape, dtype=None, row_offset: int | None = None):
+        """The table's values, or with row_offset those of the rows of a shard that starts at
+        that row (a table sharded on parameter servers is initialised shard by shard: each
+        shard goes on with the fill where the previous one stopped; the number of values
+        was checked against the whole table with the config)."""
+        shape = tuple(int(d) for d in shape)
+        size = math.prod(shape)
+        if not self.values:
+            return tf.zeros(shape, dtype or "float32")
+        start = (row_offset or 0) * math.prod(shape[1:])
+        if row_offset is None and len(self.values) > size:
+            raise ValueError(f"constant_initializer: {len(self.values)} values for a table of "
+                             f"{size} entries {shape}")
+        head = self.values[start:start + size]
+        flat = head + [self.values[-1]] * (size - len(head))
+        return tf.reshape(tf.constant(flat, dtype or "float32"), shape)
+
+    def get_config(self):
+        return {"values": self.values}
+
+
+def embedding_initializer(spec: FeatureSpec) -> keras.initializers.Initializer:
+    """The Keras initializer of the feature's table: its `initializer` message, else the
+    default (`default_initializer`)."""
+    init = spec.initializer
+    if init is None:
+        return default_initializer(spec.embedding_dim)
+    which = init.WhichOneof("initializer_oneof")
+    if which == "truncated_normal_initializer":
+        c = init.truncated_normal_initializer
+        return keras.initializers.TruncatedNormal(mean=c.mean, stddev=c.stddev)
+    if which == "random_normal_initializer":
+        c = init.random_normal_initializer
+        return keras.initializers.RandomNormal(mean=c.mean, stddev=c.stddev)
+    if which == "glorot_normal_initializer":
+        return keras.initializers.GlorotNormal()
+    return _ConstantFill(init.constant_initializer.consts)
+
 
 # (name, shape, initial rows function) while FeatureGroups creates a table
 _CREATING_TABLE = contextvars.ContextVar("easyblocks_creating_table", default=None)
@@ -39,6 +110,8 @@ def table_initializer():
 def _table_creation(name: str = "", shape: tuple = (), initializer=None):
     def rows(shape, dtype, row_offset: int):
         init = keras.initializers.get(initializer)
+        if isinstance(init, _ConstantFill):  # a fill in row-major order goes on at the shard
+            return init(shape, dtype=dtype, row_offset=row_offset)
         if row_offset and isinstance(getattr(init, "seed", None), int):
             # another seed per shard: a seeded draw of the same shape repeats itself
             init = type(init).from_config({**init.get_config(), "seed": init.seed + row_offset})
@@ -87,12 +160,24 @@ def _lookup_padded(table, ids: tf.Tensor) -> tf.RaggedTensor:
     return ragged.with_flat_values(gather_rows(table, ragged.flat_values))
 
 
-def _pool(rows: tf.RaggedTensor, combiner: str) -> tf.Tensor:
-    """Sum or mean over each row's values; zeros for a row without values."""
-    pooled = tf.reduce_sum(rows, axis=1)
+def _pool(rows: tf.RaggedTensor, combiner: str, weights: tf.Tensor | None = None) -> tf.Tensor:
+    """Sum or mean over each row's values; zeros for a row without values.
+
+    weights (batch, n), zero-padded (weighted tags): as TensorFlow's weighted embedding
+    lookup, sum = sum_i w_i e_i and mean = sum_i w_i e_i / sum_i w_i.
+    """
+    if weights is None:
+        pooled = tf.reduce_sum(rows, axis=1)
+        if combiner == "mean":
+            count = tf.cast(rows.row_lengths(), pooled.dtype)[:, None]
+            pooled = pooled / tf.maximum(count, 1.0)
+        return pooled
+    w = tf.RaggedTensor.from_tensor(weights, lengths=rows.row_lengths())
+    pooled = tf.reduce_sum(rows.with_flat_values(rows.flat_values * w.flat_values[:, None]),
+                           axis=1)
     if combiner == "mean":
-        count = tf.cast(rows.row_lengths(), pooled.dtype)[:, None]
-        pooled = pooled / tf.maximum(count, 1.0)
+        total = tf.reduce_sum(w, axis=1)[:, None]
+        pooled = tf.math.divide_no_nan(pooled, total)
     return pooled
 
 
@@ -227,6 +312,81 @@ class InputLayerOptions(keras.layers.Layer):
         return features, feature_list
 
 
+# EasyRec's concrete dropout: numpy's float64 machine epsilon inside the logs, temperature 0.1
+CONCRETE_EPSILON = float(np.finfo(float).eps)
+CONCRETE_TEMPERATURE = 0.1
+
+
+def concrete_keep(p: tf.Tensor, u: tf.Tensor,
+                  temperature: float = CONCRETE_TEMPERATURE) -> tf.Tensor:
+    """The relaxed Bernoulli "keep" value of concrete dropout (Gal et al., 2017), for dropout
+    probability p and uniform noise u (EasyRec's concrete_dropout_neuron):
+
+        1 - sigmoid((log(p + e) - log(1 - p + e) + log(u + e) - log(1 - u + e)) / temperature)
+
+    close to 0 (dropped) with probability about p, else close to 1; differentiable in p.
+    """
+    e = CONCRETE_EPSILON
+    z = (tf.math.log(p + e) - tf.math.log(1.0 - p + e)
+         + tf.math.log(u + e) - tf.math.log(1.0 - u + e))
+    return 1.0 - tf.sigmoid(z / temperature)
+
+
+class VariationalDropout(keras.layers.Layer):
+    """EasyRec's variational dropout on a feature group (its VariationalDropoutLayer; Chang
+    et al., "Dropout Feature Ranking for Deep Learning Models", arXiv 1712.08645): each
+    feature (each embedding dimension with embedding_wise) has a learned dropout probability
+    p = sigmoid(logit_p), logit_p initialized glorot-uniform as in EasyRec.
+
+    Call with the group's per-feature tensors [(batch, d_i)]; returns (the tensors, each
+    multiplied by its keep value, and the regularization term):
+      training:  keep = concrete_keep(p, u), u ~ U[0, 1) drawn per example and per entry of
+                 logit_p (no 1 / (1 - p) rescaling, as in EasyRec);
+      otherwise: keep = 1 - p (the expected keep value);
+      term = regularization_lambda / batch_size * sum(1 - p)   (EasyRec's weighting),
+    where batch_size is the step's: under synchronous replicas (tf.distribute), every
+    replica's batch together, so that the replicas' mean term is that of one process
+    training the global batch (batch_size in the config is per replica).
+    """
+
+    def __init__(self, regularization_lambda: float = 0.01, embedding_wise: bool = False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.regularization_lambda = regularization_lambda
+        self.embedding_wise = embedding_wise
+        self.widths: list[int] = []
+        self.seed = keras.random.SeedGenerator()
+
+    def build(self, input_shape):
+        self.widths = [int(s[-1]) for s in input_shape]
+        size = sum(self.widths) if self.embedding_wise else len(self.widths)
+        self.logit_p = self.add_weight(shape=(size,), initializer="glorot_uniform",
+                                       name="logit_p")
+
+    def uniform_noise(self, shape) -> tf.Tensor:
+        """U[0, 1) noise of `shape` (batch, size) (a test fixes it by overriding this)."""
+        return keras.random.uniform(shape, seed=self.seed)
+
+    def call(self, tensors, training=None):
+        tensors = list(tensors)
+        x = tensors[0] if len(tensors) == 1 else tf.concat(tensors, axis=-1)
+        batch = tf.shape(x)[0]
+        p = tf.sigmoid(self.logit_p)
+        if training:
+            shape = tf.stack([batch, tf.shape(p)[0]])
+            keep = concrete_keep(p[None, :], self.uniform_noise(shape))
+        else:
+            keep = (1.0 - p)[None, :]
+        if not self.embedding_wise:  # one value per feature, over its dimensions
+            keep = tf.repeat(keep, self.widths, axis=1)
+        noisy = tf.split(x * keep, self.widths, axis=-1)
+        ctx = tf.distribute.get_replica_context()
+        replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+        term = self.regularization_lambda / tf.cast(batch * replicas, tf.float32) * \
+            tf.reduce_sum(1.0 - p)
+        return noisy, term
+
+
 def _pad_to(seq: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
     """Zero-pads (batch, L, d) on the time axis to `length` >= L."""
     return tf.pad(seq, [[0, 0], [0, length - tf.shape(seq)[1]], [0, 0]])
@@ -247,12 +407,22 @@ class FeatureGroups(keras.layers.Layer):
       "raw":     group name -> (batch, num_features): the un-embedded bucket ids (int64)
                  or numbers (float32 when the group has raw features)
       "embedding_l2": mean over the batch of the squared norm of the looked-up embeddings
+      "variational_dropout" (with `variational_dropout`): the sum of the groups' variational
+                 dropout terms; each group's features (not the outputs of its
+                 sequence_features, as in EasyRec) are then multiplied by their keep values
+                 in "groups" and "lists"
     """
 
     def __init__(self, specs: dict[str, FeatureSpec], groups: dict[str, FeatureGroupSpec],
-                 **kwargs):
+                 variational_dropout: VariationalDropoutSpec | None = None, **kwargs):
         super().__init__(**kwargs)
         self.specs = specs
+        # EasyRec's model_config.variational_dropout: one layer per group
+        self.dropouts = {} if variational_dropout is None else {
+            g.name: VariationalDropout(variational_dropout.regularization_lambda,
+                                       variational_dropout.embedding_wise,
+                                       name=f"variational_dropout_{g.name}")
+            for g in groups.values() if not g.sequences}
         self.group_features = {g.name: list(g.features) for g in groups.values()}
         self.group_seq_att = {g.name: list(g.seq_att) for g in groups.values()}
         self.wide_groups = {g.name for g in groups.values() if g.wide}
@@ -275,8 +445,7 @@ class FeatureGroups(keras.layers.Layer):
                 continue
             if spec.uses_table and spec.kind not in ("raw", "seq_raw") and \
                     spec.table not in self.tables:
-                initializer = keras.initializers.TruncatedNormal(
-                    stddev=1.0 / math.sqrt(spec.embedding_dim))
+                initializer = embedding_initializer(spec)
                 with _table_creation(f"embedding_{spec.table}",
                                      (spec.num_ids, spec.embedding_dim), initializer):
                     self.tables[spec.table] = self.add_weight(
@@ -284,7 +453,10 @@ class FeatureGroups(keras.layers.Layer):
                         name=f"embedding_{spec.table}",
                     )
         self.projections = {
-            spec.name: keras.layers.Dense(spec.embedding_dim, name=f"projection_{spec.name}")
+            spec.name: keras.layers.Dense(
+                spec.embedding_dim, name=f"projection_{spec.name}",
+                kernel_initializer=("glorot_uniform" if spec.initializer is None
+                                    else embedding_initializer(spec)))
             for spec in specs.values()
             if spec.kind == "raw" and spec.embedding_dim > 0 and spec.name in deep_features
         }
@@ -293,8 +465,7 @@ class FeatureGroups(keras.layers.Layer):
         self.seq_projections = {
             spec.name: self.add_weight(
                 shape=(spec.raw_dim, spec.embedding_dim),
-                initializer=keras.initializers.TruncatedNormal(
-                    stddev=1.0 / math.sqrt(spec.embedding_dim)),
+                initializer=embedding_initializer(spec),
                 name=f"projection_{spec.name}")
             for spec in specs.values()
             if spec.kind == "seq_raw" and spec.embedding_dim > 0 and spec.name in deep_features
@@ -377,19 +548,23 @@ class FeatureGroups(keras.layers.Layer):
             return combiner([seq, lengths], training=training), rows
         if spec.kind == "tag":
             rows = _lookup_padded(self.tables[spec.table], value)
-            return _pool(rows, spec.combiner), rows.flat_values
+            return _pool(rows, spec.combiner, features.get(spec.name + WEIGHT_SUFFIX)), \
+                rows.flat_values
         if spec.name in self.projections:
             return self.projections[spec.name](value), None
         return value, None
 
-    def _wide(self, spec: FeatureSpec, value: tf.Tensor) -> tf.Tensor:
-        """The feature's linear weight, (batch, wide_dim)."""
+    def _wide(self, spec: FeatureSpec, features: dict) -> tf.Tensor:
+        """The feature's linear weight, (batch, wide_dim); a multi-valued feature's weights
+        are summed (EasyRec's wide columns: combiner 'sum', whatever the feature's)."""
+        value = features[spec.name]
         if spec.kind == "raw":
             return self.wide_raw[spec.name](value)
         table = self.wide_tables[spec.table]
         if spec.kind in ("id", "bucketized"):
             return gather_rows(table, value)
-        return _pool(_lookup_padded(table, value), spec.combiner)
+        return _pool(_lookup_padded(table, value), "sum",
+                     features.get(spec.name + WEIGHT_SUFFIX))
 
     def _seq_att(self, group: str, spec: SeqAttSpec, features: dict, embedded: dict,
                  training=None) -> tf.Tensor:
@@ -432,6 +607,7 @@ class FeatureGroups(keras.layers.Layer):
                 l2.append(tf.reduce_sum(tf.square(rows)))
         batch = tf.cast(tf.shape(next(iter(features.values())))[0], tf.float32)
         out = {"groups": {}, "lists": {}, "raw": {}, "seq_and_normal": {}}
+        dropout_terms = []
         for group, names in selected.items():
             sequences = [n for n in names if self.specs[n].is_sequence]
             if sequences:
@@ -444,17 +620,23 @@ class FeatureGroups(keras.layers.Layer):
                 out["raw"][group] = None
                 continue
             if group in self.wide_groups:
-                tensors = [self._wide(self.specs[n], features[n]) for n in names]
+                tensors = [self._wide(self.specs[n], features) for n in names]
             else:
                 pooled = [n for n in names if self.specs[n].seq_combiner is not None]
                 tensors = [embedded[n] for n in names if n not in pooled] + \
                     [embedded[n] for n in pooled]
+            if group in self.dropouts and tensors:
+                tensors, term = self.dropouts[group](tensors, training=training)
+                dropout_terms.append(term)
+            if group not in self.wide_groups:
                 tensors += [self._seq_att(group, s, features, embedded, training)
                             for s in self.group_seq_att[group]]
             out["lists"][group] = tensors
             out["groups"][group] = tensors[0] if len(tensors) == 1 else tf.concat(tensors, -1)
             out["raw"][group] = self._raw(group, names, features)
         out["embedding_l2"] = tf.add_n(l2) / batch if l2 else tf.constant(0.0)
+        if dropout_terms:
+            out["variational_dropout"] = tf.add_n(dropout_terms)
         return out
 
     def _seq_and_normal(self, names: list[str], sequences: list[str], features: dict,

@@ -12,6 +12,7 @@ from easyblocks.config.specs import FeatureSpec
 
 PAD_ID = -1  # padding in tag features' id matrices
 LENGTH_SUFFIX = "#length"  # numeric sequences: out[name + LENGTH_SUFFIX] = lengths (batch,)
+WEIGHT_SUFFIX = "#weight"  # weighted tags: out[name + WEIGHT_SUFFIX] = weights (batch, len)
 
 _EXPRESSION_OPS = {
     "+": tf.add, "-": tf.subtract, "*": tf.multiply, "/": tf.divide,
@@ -41,7 +42,9 @@ class Preprocessor(tf.Module):
     Outputs, by feature name:
       id, bucketized: int64 (batch,)
       tag, seq:       int64 (batch, max_len_in_batch), padded with PAD_ID (seq: at most
-                      max_seq_len values, the first ones); a seq with seq_multi_sep: int64
+                      max_seq_len values, the first ones); a tag with kv_separator: the ids
+                      of its tags whose weight is > 0, and under name + WEIGHT_SUFFIX their
+                      weights, float32, zero-padded; a seq with seq_multi_sep: int64
                       (batch, steps, values per step) padded with PAD_ID, and under
                       name + LENGTH_SUFFIX the number of steps, int32 (batch,)
       seq_raw:        float32 (batch, max_len_in_batch), zero-padded, and under
@@ -109,6 +112,8 @@ class Preprocessor(tf.Module):
                 nested = tf.RaggedTensor.from_row_lengths(ids, steps.row_lengths())
                 out[name] = nested.to_tensor(default_value=PAD_ID)
                 out[name + LENGTH_SUFFIX] = tf.cast(steps.row_lengths(), tf.int32)
+            elif spec.kv_separator:
+                out[name], out[name + WEIGHT_SUFFIX] = self._weighted_tags(spec, col)
             elif spec.kind in ("tag", "seq"):
                 tokens = self._tokens(spec, col)
                 ids = tokens.with_flat_values(self._ids(spec, tokens.flat_values))
@@ -124,6 +129,24 @@ class Preprocessor(tf.Module):
             else:  # raw
                 out[name] = self._raw_values(spec, col)
         return out
+
+    def _weighted_tags(self, spec: FeatureSpec, col: tf.Tensor) -> tuple:
+        """EasyRec's kv_separator: each tag is "id<kv_separator>weight"; as TensorFlow's
+        weighted embedding lookup (safe_embedding_lookup_sparse) does, tags whose weight is
+        not > 0 are dropped. Returns (ids, weights), both (batch, n) padded (PAD_ID, 0)."""
+        tokens = self._tokens(spec, col)
+        pairs = tf.strings.split(tokens.flat_values, spec.kv_separator)
+        check = tf.debugging.assert_equal(
+            pairs.row_lengths(), tf.cast(2, pairs.row_lengths().dtype),
+            message=f"feature {spec.name!r}: a weighted tag is not "
+                    f"<id>{spec.kv_separator!r}<weight>")
+        with tf.control_dependencies([check]):
+            pairs = pairs.to_tensor(default_value="", shape=[None, 2])
+        keys, weights = pairs[:, 0], tf.strings.to_number(pairs[:, 1], tf.float32)
+        keep = tokens.with_flat_values(weights > 0)
+        ids = tf.ragged.boolean_mask(tokens.with_flat_values(self._ids(spec, keys)), keep)
+        weights = tf.ragged.boolean_mask(tokens.with_flat_values(weights), keep)
+        return ids.to_tensor(default_value=PAD_ID), weights.to_tensor(default_value=0.0)
 
     @staticmethod
     def _combo(spec: FeatureSpec, columns: dict[str, tf.Tensor]) -> tf.Tensor:

@@ -25,8 +25,15 @@ def dummy_columns(spec: PipelineSpec, batch: int = 4) -> dict[str, tf.Tensor]:
                     or s.kind in ("tag", "seq") and s.num_buckets and not s.combo_columns}
     numbers = {c for s in spec.features.values() if s.expression is not None
                for c in s.input_columns}
+    # weighted tags: "id<kv_separator>weight" joined by the separator
+    weighted = {s.column: (s.separator, s.kv_separator, bool(s.num_buckets))
+                for s in spec.features.values() if s.kv_separator}
     for f in spec.data.fields:
-        if f.is_string and f.name in raw_dims:
+        if f.is_string and f.name in weighted:
+            sep, kv, numeric = weighted[f.name]
+            ids = [(str(i), str(i + 1)) if numeric else (f"v{i}", f"w{i}") for i in range(batch)]
+            cols[f.name] = tf.constant([f"{a}{kv}1.0{sep}{b}{kv}0.5" for a, b in ids])
+        elif f.is_string and f.name in raw_dims:
             value = "|".join(["0.5"] * raw_dims[f.name])
             cols[f.name] = tf.constant([value] * batch)
         elif f.is_string and f.name in number_lists:

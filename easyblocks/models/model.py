@@ -22,6 +22,9 @@ from easyblocks.errors import ConfigError
 from easyblocks.features.embedding import FeatureGroups
 from easyblocks.models import losses as L
 
+# forward()'s output holding the feature groups' variational dropout term (training only)
+VARIATIONAL_DROPOUT = "variational_dropout_loss"
+
 
 class TaskTower(keras.layers.Layer):
     """Optional `dnn` MLP, then Dense(num_class): (batch, d) -> logits (batch, num_class).
@@ -78,7 +81,8 @@ class CTRModel(keras.Model):
         self.tower_specs = spec.towers
         self.l2_regularization = spec.l2_regularization
         self.embedding_regularization = spec.embedding_regularization
-        self.feature_groups = FeatureGroups(features, spec.groups, name="features")
+        self.feature_groups = FeatureGroups(features, spec.groups, spec.variational_dropout,
+                                            name="features")
         self.logit_blocks = spec.logit_blocks
         self.extra_blocks = spec.extra_blocks
         self.backbone = Backbone(spec.backbone, name="backbone", extra_outputs=self.extra_blocks)
@@ -149,6 +153,8 @@ class CTRModel(keras.Model):
             outputs[f"probs_{name}"] = probs
             if return_aux and tower.spec.in_batch:  # for the loss only, never served
                 outputs.update(self._in_batch_outputs(tower.spec, extras, features))
+        if return_aux and "variational_dropout" in fg:  # for the loss only, never served
+            outputs[VARIATIONAL_DROPOUT] = fg["variational_dropout"]
         return (outputs, fg["embedding_l2"]) if return_aux else outputs
 
     def _in_batch_outputs(self, spec: TowerSpec, extras: dict, features: dict) -> dict:
@@ -199,8 +205,10 @@ class CTRModel(keras.Model):
         """Every loss term by name, each already multiplied by its weights, and the total.
 
         Keys: "loss/<tower>/<loss>" (tower weight x loss weight x value), "loss/<block>"
-        (what a block added with `add_loss`), "loss/regularization" and "loss/total" (the sum
-        of all of them).
+        (what a block added with `add_loss`), "loss/variational_dropout" (with
+        model_config.variational_dropout: EasyRec's variational_dropout_loss, the groups'
+        terms summed, unweighted), "loss/regularization" and "loss/total" (the sum of all of
+        them).
         """
         terms = {}
         for spec in self.tower_specs:
@@ -266,6 +274,8 @@ class CTRModel(keras.Model):
         if weight_losses:
             reg += tf.add_n(weight_losses)
         terms.update(self.block_losses())
+        if VARIATIONAL_DROPOUT in outputs:  # EasyRec's variational_dropout_loss
+            terms["loss/variational_dropout"] = outputs[VARIATIONAL_DROPOUT]
         terms["loss/regularization"] = reg
         terms["loss/total"] = tf.add_n(list(terms.values()))
         return terms

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 
 import keras
 import tensorflow as tf
@@ -57,6 +58,30 @@ def config_named_layers(model: CTRModel) -> set[int]:
         named.append(dag)
         named.extend(layer for _, _, _, layer in dag.block_layers())
     return {id(layer) for layer in named}
+
+
+def frozen_variables(model: CTRModel, spec: PipelineSpec,
+                     keyed: list[tuple[str, object]] | None = None) -> list[tuple[str, object]]:
+    """The trainable variables train_config.freeze_gradient freezes, as (stable name,
+    variable): those whose stable name (their checkpoint key, e.g. "features/embedding_user",
+    "backbone/dag/<block>/...", "tower_<name>/logits/kernel") a pattern finds with
+    re.search, as EasyRec searches its variable names. A pattern that finds none is an
+    error: EasyRec's TF1 variable names do not exist here."""
+    patterns = spec.train.freeze_gradient
+    if not patterns:
+        return []
+    if keyed is None:
+        keyed = checkpoints.variable_keys(model, config_named_layers(model))
+    trainable = [(k, v) for k, v in keyed if v.trainable]
+    for p in patterns:
+        if not any(re.search(p, k) for k, _ in trainable):
+            examples = ", ".join(k for k, _ in trainable[:4])
+            raise ConfigError(
+                f"{spec.train.freeze_where}: train_config.freeze_gradient: {p!r} finds none of "
+                f"the model's trainable variables, which are named by their checkpoint keys "
+                f"(e.g. {examples}; EasyRec's TF1 names such as input_layer/.../"
+                "embedding_weights do not exist here)")
+    return [(k, v) for k, v in trainable if any(re.search(p, k) for p in patterns)]
 
 
 class ModelState:

@@ -11,6 +11,7 @@ import numpy as np
 
 from easyblocks.config.specs import PipelineSpec
 from easyblocks.models.build import build_and_initialize, dummy_columns
+from easyblocks.models.state import frozen_variables
 
 
 @dataclasses.dataclass
@@ -51,6 +52,7 @@ _KINDS = {"group": "group", "block": "block", "package": "package",
 def describe(spec: PipelineSpec) -> ModelInfo:
     """Builds the model on a small synthetic batch and records every block's output."""
     model, pre = build_and_initialize(spec)
+    frozen_variables(model, spec)  # a freeze_gradient pattern that finds nothing: an error
     features = model.feature_groups(pre(dummy_columns(spec)))
     dag = model.backbone.dag
     values = dag.block_values(features, training=False)

@@ -462,16 +462,19 @@ def steps_per_epoch(rows: int, batch_size: int, local_replicas: int) -> int:
 
 
 def synchronize_batch_norm(model) -> int:
-    """Makes every Keras BatchNormalization of `model` use the statistics of the whole
+    """Makes every batch normalization of `model` (easyblocks' BatchNorm, STAR's partitioned
+    one, and Keras' BatchNormalization in a user's block) use the statistics of the whole
     synchronous step's batch (all-reduced moments), as one process training the global
     batch would; returns how many there are. Without this each replica normalises by its
     own batch and updates only its own copy of the moving statistics."""
     import keras
 
+    from easyblocks.blocks.normalization import BatchNorm
+
     layers = [la for la in model._flatten_layers()  # Keras' recursive walk of sub-layers
-              if isinstance(la, keras.layers.BatchNormalization)]
+              if isinstance(la, (keras.layers.BatchNormalization, BatchNorm))]
     for layer in layers:
-        layer.synchronized = True  # read at call time (Keras' TensorFlow backend)
+        layer.synchronized = True  # read at call time (Keras' TF backend, BatchNorm.standardize)
     return len(layers)
 
 

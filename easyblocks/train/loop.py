@@ -21,7 +21,9 @@ at the same steps (the chief into model_dir, the others into a temporary directo
 each evaluation point learn from the chief whether to stop: the chief alone evaluates,
 keeps the best checkpoint and decides early stopping, while the others wait for its
 decision (`_evaluate_during_training`). A stop signal (SIGTERM, SIGINT) received by any
-worker travels in the next step's all-reduce and stops every worker after that step. The
+worker travels in the next step's all-reduce and stops every worker after that step; so
+does train_config.dead_line, which each worker checks before the step (one process checks it
+after each step, as EasyRec's DeadlineStopHook). The
 model_dir lock, summaries, model_dir/best and eval_results.json are the chief's alone.
 """
 
@@ -41,7 +43,7 @@ from easyblocks.errors import DataError
 from easyblocks.eval.evaluator import Evaluator
 from easyblocks.eval.summaries import write_scalar
 from easyblocks.models import checkpoints
-from easyblocks.models.state import ModelState
+from easyblocks.models.state import ModelState, frozen_variables
 from easyblocks.train import distribute
 from easyblocks.train.guards import NonFiniteGuard, StopSignals, TrainingStopped, model_dir_lock
 from easyblocks.train.optimizers import (
@@ -55,8 +57,12 @@ from easyblocks.train.selection import BestCheckpoint, EarlyStopping
 
 log = logging.getLogger("easyblocks")
 
-# the step's output that counts the replicas whose process was asked to stop
+# the step's output that counts the replicas whose process was asked to stop, and those whose
+# process saw train_config.dead_line pass
 STOP_VOTES = "stop_votes"
+
+# the wall clock train_config.dead_line is compared with (a test replaces it)
+wall_clock = time.time
 
 
 def _scaled(grad, factor: float):
@@ -79,9 +85,18 @@ class Trainer:
         self.strategy = self.dist.strategy
         with self.dist.scope():
             self.state = ModelState(spec, model_dir)
-            self.tables = self.model.feature_groups.table_variables
-            table_ids = {id(t) for t in self.tables}
-            self.dense_vars = [v for v in self.model.trainable_variables if id(v) not in table_ids]
+            # train_config.freeze_gradient: those variables get no update (EasyRec leaves
+            # them out of the optimizer's variables, and of the gradient norm)
+            frozen = frozen_variables(self.model, spec, self.state.keyed_variables)
+            if frozen:
+                log.info("train_config.freeze_gradient: not training %d variable(s): %s",
+                         len(frozen), ", ".join(k for k, _ in frozen))
+            frozen_ids = {id(v) for _, v in frozen}
+            self.tables = [t for t in self.model.feature_groups.table_variables
+                           if id(t) not in frozen_ids]
+            table_ids = {id(t) for t in self.model.feature_groups.table_variables}
+            self.dense_vars = [v for v in self.model.trainable_variables
+                               if id(v) not in table_ids and id(v) not in frozen_ids]
             self.dense_opt = dense_optimizer(spec.train.optimizer)
             self.dense_opt.build(self.dense_vars)
             # EasyRec's two optimizer_config: the first updates the embedding tables
@@ -219,7 +234,7 @@ class Trainer:
             return tf.function(train_step, autograph=False, reduce_retracing=True)
         # traced once for the dataset's shapes (batch size unknown), so the last, partial
         # batch (or a sequence feature's new length) does not trigger a second trace
-        signature = [*element_spec[:2], tf.TensorSpec([], tf.int32)]
+        signature = [*element_spec[:2], tf.TensorSpec([2], tf.int32)]
         return tf.function(train_step, input_signature=signature, autograph=False)
 
     def train(self) -> dict:
@@ -347,7 +362,13 @@ class Trainer:
                 f"training stopped at step {step}: another worker of the cluster was asked to "
                 f"stop; checkpoint {saved} saved: run the same job again to resume from it")
         writer.flush()
-        log.info("training done at step %d; checkpoint %s", step, self._last_good_checkpoint())
+        if self.dist.is_chief:
+            log.info("training done at step %d; checkpoint %s", step,
+                     self._last_good_checkpoint())
+        else:  # its own save went to a temporary dir (removed); the chief's may still be
+            # being written, so the path it has by now, not tf.train.latest_checkpoint's
+            log.info("training done at step %d; checkpoint %s (the chief's)", step,
+                     os.path.join(self.model_dir, f"ckpt-{step}"))
         self.dist.log_checksum(self.model.variables)
 
     def _stop_asked(self, result, signals) -> bool:
@@ -355,14 +376,27 @@ class Trainer:
         worker's process was asked to (its vote went into this step's all-reduce), so that
         all stop after the same step; elsewhere when this process was."""
         if self.dist.synchronous_cluster:
-            return float(result[1]) > 0
+            return float(result[1][0]) > 0
         return signals.received is not None
+
+    def _past_dead_line(self) -> bool:
+        tc = self.train_spec
+        return tc.dead_line is not None and wall_clock() > tc.dead_line
+
+    def _dead_line_passed(self, result) -> bool:
+        """Whether train_config.dead_line ends training after this step: on a synchronous
+        cluster, when any worker saw it pass before the step (its vote went into the step's
+        all-reduce, as a stop signal's), so that all stop after the same step; elsewhere
+        when it has passed at the end of the step (EasyRec's DeadlineStopHook)."""
+        if self.dist.synchronous_cluster:
+            return float(result[1][1]) > 0
+        return self._past_dead_line()
 
     def _run_steps(self, elements, files, run, fetch, writer, start: int, signals,
                    step_examples: int | None) -> tuple[int, bool]:
-        """The steps from `start` until num_steps, the end of the data, early stopping or a
-        stop signal, with the evaluations due on the way; returns the step reached and
-        whether a stop signal ended it."""
+        """The steps from `start` until num_steps, the end of the data, early stopping, a
+        stop signal or train_config.dead_line, with the evaluations due on the way; returns
+        the step reached and whether a stop signal ended it."""
         tc = self.train_spec
         every = tc.log_step_count_steps
         save_every = tc.save_checkpoints_steps
@@ -377,7 +411,10 @@ class Trainer:
                 break
             if tc.num_steps and step >= tc.num_steps:
                 break
-            result = run(features, labels, tf.constant(int(signals.received is not None)))
+            # this process's votes: [asked to stop, past train_config.dead_line]
+            past = self.dist.synchronous_cluster and self._past_dead_line()
+            result = run(features, labels,
+                         tf.constant([int(signals.received is not None), int(past)]))
             step, epoch = step + 1, batch_epoch  # epoch: of the last batch trained
             batch = step_examples or int(next(iter(labels.values())).shape[0])
             examples += batch
@@ -407,6 +444,12 @@ class Trainer:
             interval = self.spec.eval.interval_steps
             if interval and step % interval == 0 and self._evaluate_during_training(step, epoch):
                 stop = True
+                break
+            if tc.dead_line is not None and self._dead_line_passed(result):
+                # EasyRec's DeadlineStopHook: checked after each step; then a checkpoint
+                # and the evaluation as at the end of training
+                log.info("train_config.dead_line %s passed: training stops at step %d",
+                         tc.dead_line_text, step)
                 break
         else:  # the data ran out: the last epoch ended
             if step > start:
