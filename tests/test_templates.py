@@ -75,9 +75,9 @@ MLP = "MLP"
 def test_multi_tower_expansion(write_config):
     spec = _resolve(Z.config("MultiTower"), write_config)
     assert _structure(spec) == [
-        ("user_fea_bn", "BatchNormalization", ["user"]), ("user_dnn", MLP, ["user_fea_bn"]),
-        ("item_fea_bn", "BatchNormalization", ["item"]), ("item_dnn", MLP, ["item_fea_bn"]),
-        ("pid_fea_bn", "BatchNormalization", ["pid"]), ("pid_dnn", MLP, ["pid_fea_bn"]),
+        ("user_fea_bn", "BatchNorm", ["user"]), ("user_dnn", MLP, ["user_fea_bn"]),
+        ("item_fea_bn", "BatchNorm", ["item"]), ("item_dnn", MLP, ["item_fea_bn"]),
+        ("pid_fea_bn", "BatchNorm", ["pid"]), ("pid_dnn", MLP, ["pid_fea_bn"]),
         ("final_dnn", MLP, ["user_dnn", "item_dnn", "pid_dnn"]),
         ("output", "Dense", ["final_dnn"])]
     (tower,) = spec.towers

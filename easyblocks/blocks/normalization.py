@@ -49,6 +49,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from easyblocks.blocks.registry import register_block
 from easyblocks.errors import ConfigError
 
 # Momentum of the moving statistics of every normalization layer unless a block sets its own.
@@ -103,6 +104,7 @@ def partition_moments(z: tf.Tensor, index: tf.Tensor, num_partitions: int):
     return counts, mean, var
 
 
+@register_block("BatchNorm")
 @keras.saving.register_keras_serializable(package="easyblocks")
 class BatchNorm(keras.layers.Layer):
     """Batch normalization over the last axis with debiased moving statistics.

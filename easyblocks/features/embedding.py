@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from easyblocks.blocks.mlp import MLP
+from easyblocks.blocks.normalization import BatchNorm
 from easyblocks.blocks.sequence import TextCNN
 from easyblocks.config.specs import (
     FeatureGroupSpec,
@@ -276,8 +277,8 @@ class InputLayerOptions(keras.layers.Layer):
         self.seed = keras.random.SeedGenerator()
 
     def _norm_layer(self, name: str):
-        if self.norm == "batch":
-            return keras.layers.BatchNormalization(name=name)
+        if self.norm == "batch":  # EasyRec's do_batch_norm, with debiased moving statistics
+            return BatchNorm(momentum=0.99, epsilon=1e-3, name=name)
         if self.norm == "layer":
             return keras.layers.LayerNormalization(epsilon=1e-12, name=name)
         return None
