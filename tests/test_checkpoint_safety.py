@@ -232,3 +232,18 @@ def test_every_variable_of_the_samples_has_a_unique_stable_name(name, monkeypatc
     assert not [k for k in keys if k.startswith("untracked")]
     auto = re.compile(r"^(seed_generator|dense|dropout|batch_normalization)_\d+$")
     assert not [k for k in keys if any(auto.match(part) for part in k.split("/"))]
+
+
+def test_a_second_unreadable_state_file_is_kept_beside_the_first(tmp_path):
+    from easyblocks.models.checkpoints import repair_state
+
+    for n in (5, 10):  # checkpoint files on disk (their contents are not read here)
+        for suffix in (".index", ".data-00000-of-00001"):
+            (tmp_path / f"ckpt-{n}{suffix}").write_bytes(b"x")
+    for garbage in ("first \x00", "second \x00"):  # twice within the same second
+        (tmp_path / "checkpoint").write_text(garbage)
+        repair_state(str(tmp_path))
+    kept = sorted(f for f in os.listdir(tmp_path) if f.startswith("checkpoint.unreadable-"))
+    assert len(kept) == 2
+    assert sorted((tmp_path / k).read_text() for k in kept) == ["first \x00", "second \x00"]
+    assert 'model_checkpoint_path: "ckpt-10"' in (tmp_path / "checkpoint").read_text()

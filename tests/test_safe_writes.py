@@ -134,3 +134,24 @@ def test_all_zero_eval_labels_give_null_auc_with_a_reason(trained, tmp_path, cap
     assert saved["towers"]["clk"]["overall"]["undefined"]["auc"].startswith("only one class")
     assert saved["towers"]["clk"]["overall"]["logloss"] > 0
     assert "auc n/a (only one class in the labels (all 0)" in caplog.text
+
+
+def test_atomic_file_replaces_whole_or_keeps_the_earlier_file(tmp_path):
+    from easyblocks.files import atomic_file
+
+    target = tmp_path / "out.csv"
+    target.write_text("earlier\n")
+    other = tmp_path / "out.csv.tmp-1"  # a user's file with a temp-looking name
+    other.write_text("mine\n")
+    with pytest.raises(RuntimeError):
+        with atomic_file(str(target)) as f:
+            f.write("half")
+            raise RuntimeError("fails mid-write")
+    assert target.read_text() == "earlier\n"
+    assert sorted(os.listdir(tmp_path)) == ["out.csv", "out.csv.tmp-1"]  # its temp file gone
+    with atomic_file(str(target)) as f:
+        f.write("new\n")
+    assert target.read_text() == "new\n" and other.read_text() == "mine\n"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(target).st_mode & 0o777 == 0o666 & ~mask

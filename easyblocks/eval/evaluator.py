@@ -19,6 +19,7 @@ from easyblocks.data.csv_input import expand_paths
 from easyblocks.errors import ConfigError
 from easyblocks.eval.metrics import compute_metrics, metric_values, metrics_by_domain, strict_json
 from easyblocks.eval.summaries import write_scalar
+from easyblocks.files import atomic_file
 from easyblocks.models.state import ModelState
 
 log = logging.getLogger("easyblocks")
@@ -155,15 +156,10 @@ class Evaluator:
 def write_json(path: str, results: dict) -> None:
     """Writes results as strict JSON (an undefined metric is null; its reason is under
     "undefined"), through a temporary file renamed into place."""
-    tmp = f"{path}.tmp-{os.getpid()}"
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_file(path) as f:
             json.dump(strict_json(results), f, indent=2, allow_nan=False)
-        os.replace(tmp, path)
     except OSError as e:
         raise ConfigError(f"cannot write {path}: {e.strerror} (is the model_dir writable?)") \
             from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from easyblocks.config.specs import PipelineSpec
 from easyblocks.errors import ConfigError, DataError
+from easyblocks.files import atomic_file
 
 log = logging.getLogger("easyblocks")
 
@@ -246,6 +247,10 @@ def repair_state(model_dir: str) -> None:
     path = os.path.join(model_dir, STATE_FILE)
     if os.path.exists(path) and not readable:
         kept = f"{path}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
+        n = 1
+        while os.path.lexists(kept):  # never over an earlier kept file
+            n += 1
+            kept = f"{path}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
         os.replace(path, kept)
         log.warning("%s: the checkpoint state file is unreadable (kept as %s); rebuilt from "
                     "the checkpoints on disk: %s", model_dir, os.path.basename(kept),
@@ -261,10 +266,8 @@ def repair_state(model_dir: str) -> None:
         return
     lines = [f'model_checkpoint_path: "{os.path.basename(on_disk[-1][1])}"']
     lines += [f'all_model_checkpoint_paths: "{os.path.basename(p)}"' for _, p in on_disk]
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path) as f:
         f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
 
 
 def restore_newest_readable(model_dir: str, restore: Callable[[str], None]) -> str | None:

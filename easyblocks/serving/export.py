@@ -172,8 +172,12 @@ def _save(module: tf.Module, export_dir: str, about: dict) -> None:
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
-        if old is not None and is_easyblocks_export(old):
-            shutil.rmtree(old)
+        if old is not None:
+            if is_easyblocks_export(old):  # only what an earlier export wrote is deleted
+                shutil.rmtree(old)
+            else:  # export_dir changed after it was checked: keep what it held
+                log.warning("export_dir %s held more than an easyblocks export when it was "
+                            "replaced; what it held is kept in %s", export_dir, old)
 
 
 def export_blocks(state: ModelState, blocks: list[str], export_dir: str,

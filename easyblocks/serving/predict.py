@@ -6,7 +6,6 @@ import csv
 import dataclasses
 import logging
 import os
-import tempfile
 import time
 
 import numpy as np
@@ -22,6 +21,7 @@ from easyblocks.data.csv_input import (
     first_line,
 )
 from easyblocks.errors import ConfigError, DataError
+from easyblocks.files import atomic_file
 from easyblocks.models.state import ModelState
 
 log = logging.getLogger("easyblocks")
@@ -129,35 +129,20 @@ def predict_file(state: ModelState, input_path: str, output_path: str, keep_colu
     reader = CSVInput(data, state.preprocessor, [], names)
     ds = reader.dataset(files, batch_size, training=False)
     rows, t0, last = 0, time.perf_counter(), time.perf_counter()
-    folder = os.path.dirname(os.path.abspath(output_path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output_path)}.", suffix=".tmp",
-                               dir=folder)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out)
-            writer.writerow(list(keep_columns) + header)
-            for features, _, columns in reader.batches(ds, files):
-                outputs = score(columns, features)
-                kept = [columns[c].numpy() for c in keep_columns]
-                preds = [outputs[k].numpy() for k in outputs_wanted]
-                for i in range(len(preds[0])):
-                    writer.writerow(
-                        [v[i].decode() if isinstance(v[i], bytes) else v[i] for v in kept]
-                        + [f"{x:.6g}" for p in preds for x in np.atleast_1d(p[i])])
-                rows += len(preds[0])
-                if time.perf_counter() - last > 10:
-                    last = time.perf_counter()
-                    log.info("predicted %d rows (%.0f rows/s)", rows, rows / (last - t0))
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, output_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_file(output_path, newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(list(keep_columns) + header)
+        for features, _, columns in reader.batches(ds, files):
+            outputs = score(columns, features)
+            kept = [columns[c].numpy() for c in keep_columns]
+            preds = [outputs[k].numpy() for k in outputs_wanted]
+            for i in range(len(preds[0])):
+                writer.writerow(
+                    [v[i].decode() if isinstance(v[i], bytes) else v[i] for v in kept]
+                    + [f"{x:.6g}" for p in preds for x in np.atleast_1d(p[i])])
+            rows += len(preds[0])
+            if time.perf_counter() - last > 10:
+                last = time.perf_counter()
+                log.info("predicted %d rows (%.0f rows/s)", rows, rows / (last - t0))
     log.info("wrote %d rows to %s", rows, output_path)
     return rows
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
