@@ -50,6 +50,7 @@ from common import (  # noqa: E402
     machine,
     mean_std,
     median,
+    model_run_args,
     run_worker,
     seed_major,
     smoke_data,
@@ -248,14 +249,11 @@ def main(argv: list[str] | None = None) -> None:
         print(MARKER + json.dumps(r), flush=True)
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
-                   help="subset of the models (the MLP reference always runs)")
-    p.add_argument("--out", default=None, help="default: docs/benchmarks/classic.md")
-    p.add_argument("--smoke", action="store_true",
-                   help="CI: the first rows of the shipped data, one seed, "
-                        f"{', '.join(SMOKE_MODELS)} trained in this process, every other "
-                        "config resolved; the report goes to a temporary file unless --out")
+    model_run_args(p, MODELS, "subset of the models (the MLP reference always runs)",
+                   "classic.md", "CI: the first rows of the shipped data, one seed, "
+                   f"{', '.join(SMOKE_MODELS)} trained (the MLP in a fresh process, the rest "
+                   "in this one), every other config resolved; the report goes to a "
+                   "temporary file unless --out")
     args = p.parse_args(argv[1:])
     sys.path.insert(0, ROOT)
     tmp = tempfile.mkdtemp(prefix="classic_")
@@ -269,14 +267,15 @@ def main(argv: list[str] | None = None) -> None:
         data = smoke_data(os.path.join(tmp, "data"))
         overrides = smoke_overrides(data)
         args.seeds, args.models = [1], SMOKE_MODELS
-        data_note = smoke_note(data)
+        data_note = smoke_note(data, "the MLP in a fresh process, the rest in this one")
     out = smoke_out(args.out, tmp, "classic") if args.smoke else \
         args.out or os.path.join(ROOT, "docs", "benchmarks", "classic.md")
     names = ["mlp"] + [n for n in MODELS if n in args.models and n != "mlp"]
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
+    # --smoke: the MLP through the fresh-process launcher (so that it is tested), the rest here
     runs = seed_major(names, args.seeds, lambda name, seed: run_one(
-        name, seed, configs[name], overrides, in_process=args.smoke))
+        name, seed, configs[name], overrides, in_process=args.smoke and name != "mlp"))
     text = report(["benchmarks/classic.py"] + argv[1:], names, args.seeds, runs,
                   time.perf_counter() - t0, (load0, os.getloadavg()[0]), data, data_note)
     write_report(out, text)

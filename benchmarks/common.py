@@ -130,6 +130,16 @@ def train_sample(config: str, seed: int, towers: dict[str, str], overrides=(),
             "expanded_from": resolved.model.expanded_from}
 
 
+def model_run_args(parser, models, models_help: str, out: str, smoke_help: str) -> None:
+    """The options of the scripts that train sample models per seed: --seeds, --models,
+    --out (default docs/benchmarks/<out>) and --smoke."""
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--models", nargs="+", choices=list(models), default=list(models),
+                        help=models_help)
+    parser.add_argument("--out", default=None, help=f"default: docs/benchmarks/{out}")
+    parser.add_argument("--smoke", action="store_true", help=smoke_help)
+
+
 def seed_major(names: list[str], seeds: list[int], run) -> dict[str, list[dict]]:
     """{name: [run(name, seed) per seed]}, every name for seed 1, then for seed 2, ...; prints
     each run's AUCs (and examples/s and wall seconds where it has them)."""
@@ -184,9 +194,9 @@ def smoke_overrides(folder: str) -> list[str]:
             "train_config { log_step_count_steps: 1 }"]
 
 
-def smoke_note(folder: str) -> str:
-    return (f"--smoke: the first rows of samples/data ({folder}), one seed, in one process; "
-            "the numbers mean nothing.")
+def smoke_note(folder: str, where: str = "in one process") -> str:
+    return (f"--smoke: the first rows of samples/data ({folder}), one seed, {where}; the "
+            "numbers mean nothing.")
 
 
 def smoke_out(out: str | None, folder: str, script: str) -> str:

@@ -34,6 +34,7 @@ from common import (  # noqa: E402
     command_block,
     machine,
     mean_std,
+    model_run_args,
     run_worker,
     seed_major,
     smoke_data,
@@ -170,15 +171,10 @@ def main(argv: list[str] | None = None) -> None:
         print(MARKER + json.dumps(r), flush=True)
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
-                   help="subset (the MLP and the shared bottom always run: the references)")
-    p.add_argument("--out", default=None, help="default: docs/benchmarks/zoo.md")
-    p.add_argument("--smoke", action="store_true",
-                   help="CI: the first rows of the shipped data, one seed, "
-                        f"{', '.join(SMOKE_MODELS)} trained in this process, every other "
-                        "model class's sample validated; the report goes to a temporary file "
-                        "unless --out")
+    model_run_args(p, MODELS, "subset (the MLP and the shared bottom always run: the "
+                   "references)", "zoo.md", "CI: the first rows of the shipped data, one seed, "
+                   f"{', '.join(SMOKE_MODELS)} trained in this process, every other model "
+                   "class's sample validated; the report goes to a temporary file unless --out")
     args = p.parse_args(argv[1:])
     data, data_note, overrides, validated, tmp = DATA, DATA_NOTE, [], [], None
     if args.smoke:
