@@ -1,0 +1,76 @@
+"""The one definition of training throughput (train/throughput.py), on a fake clock."""
+
+import pytest
+
+from easyblocks.train.throughput import Throughput
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+def test_phase_counts_tracing_and_saves_but_not_evaluation():
+    clock = FakeClock()
+    meter = Throughput(clock)
+    assert meter.train_examples_per_sec is None and meter.train_phase_seconds is None
+    # step 1: 3 s of tracing; then 3 steps of 0.5 s; 10 rows each
+    meter.step_started()
+    clock.advance(3.0)
+    meter.step_done(10)
+    for _ in range(3):
+        meter.step_started()
+        clock.advance(0.5)
+        meter.step_done(10)
+    # first window: 40 rows in 4.5 s
+    assert meter.window() == pytest.approx(40 / 4.5)
+    clock.advance(1.0)  # a checkpoint save
+    meter.work_done()
+    meter.pause()
+    clock.advance(20.0)  # evaluation: not counted
+    meter.resume()
+    for _ in range(2):
+        meter.step_started()
+        clock.advance(0.5)
+        meter.step_done(10)
+    # second window: 20 rows in 1 s save + 1 s steps (the 20 s of evaluation left out)
+    assert meter.window() == pytest.approx(20 / 2.0)
+    assert meter.first_step_seconds == pytest.approx(3.0)
+    assert meter.train_phase_seconds == pytest.approx(3.0 + 1.5 + 1.0 + 1.0)
+    assert meter.train_examples_per_sec == pytest.approx(60 / 6.5)
+    assert meter.steady_examples_per_sec == pytest.approx(20 / 2.0)
+    assert meter.eval_seconds == pytest.approx(20.0)
+    results = meter.results()
+    assert results["train_examples"] == 60
+    assert results["train_examples_per_sec"] == meter.train_examples_per_sec
+    assert "60 examples in 6.5 s" in meter.summary_line()
+
+
+def test_a_final_save_after_the_last_step_is_in_the_phase():
+    clock = FakeClock()
+    meter = Throughput(clock)
+    meter.step_started()
+    clock.advance(2.0)
+    meter.step_done(8)
+    clock.advance(0.5)  # idle between the step and the save (the loop's bookkeeping)
+    meter.work_done()
+    assert meter.train_phase_seconds == pytest.approx(2.5)
+    # training ended within the first window: no steady rate
+    assert meter.steady_examples_per_sec is None
+    assert meter.train_examples_per_sec == pytest.approx(8 / 2.5)
+
+
+def test_no_steps_no_rates():
+    meter = Throughput(FakeClock())
+    meter.work_done()
+    meter.pause()
+    meter.resume()
+    assert meter.results()["train_examples_per_sec"] is None
+    assert meter.results()["first_step_seconds"] is None
+    assert "n/a" in meter.summary_line()
