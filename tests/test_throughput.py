@@ -74,3 +74,21 @@ def test_no_steps_no_rates():
     assert meter.results()["train_examples_per_sec"] is None
     assert meter.results()["first_step_seconds"] is None
     assert "n/a" in meter.summary_line()
+
+
+def test_train_phase_benchmark_smoke(tmp_path):
+    import os
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import train_phase
+    finally:
+        sys.path.pop(0)
+
+    out = train_phase.main(["train_phase.py", "--smoke", "--out", str(tmp_path / "r.md")])
+    text = open(out).read()
+    assert "| steps / saves / evaluations | 12 / 1 / 1 |" in text
+    assert "| first step (tracing unless done before) |" in text

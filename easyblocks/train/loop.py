@@ -413,6 +413,7 @@ class Trainer:
         meter = self.throughput
         step, epoch = start, 0
         stop = signalled = False
+        meter.start()  # the phase starts: the first batch is asked for
         for features, labels, _, position in elements:
             batch_epoch, index = int(position[0]), int(position[1])
             if index == 0 and batch_epoch > 0 and self._end_of_epoch(step, batch_epoch - 1):

@@ -1,15 +1,16 @@
 """Training throughput: the one definition of examples/s, used by the progress lines, the
 TensorBoard scalar `examples_per_sec`, eval_results.json and `api.train`'s results.
 
-The training phase's clock runs from the start of the first step to the end of the last; it
-counts everything training waits for on the way (tracing the step, the input pipeline,
-checkpoint saves, summaries) except evaluation, which stops the clock and is counted apart
-(`eval_seconds`). So
+The training phase's clock runs from the moment training asks for its first batch to the
+end of the last step (or of the checkpoint save after it); it counts everything training
+waits for on the way (the input pipeline's warm-up, tracing the step, checkpoint saves,
+summaries) except evaluation, which stops the clock and is counted apart (`eval_seconds`).
+So
 
     train_examples_per_sec  = examples trained / train_phase_seconds
     steady_examples_per_sec = the same, counting from the end of the first logging window
                               (which holds tracing and the input pipeline's warm-up)
-    first_step_seconds      = the first step alone (mostly tracing the step)
+    first_step_seconds      = up to the end of the first step (the first batch, tracing)
 
 and a progress line's examples/s is its window's examples over its window's seconds by the
 same clock (evaluation left out).
@@ -18,14 +19,15 @@ same clock (evaluation left out).
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 class Throughput:
     """Counts examples and the seconds of the training phase.
 
-    Call `step_started()` before each step and `step_done(examples)` after it; wrap anything
-    that is not training (evaluation) in `paused()`; `window()` at each progress line
+    Call `start()` before asking for the first batch, `step_started()` before each step and
+    `step_done(examples)` after it, `work_done()` after a checkpoint save; `pause()` and
+    `resume()` around anything that is not training (evaluation); `window()` at each progress line
     returns that window's examples/s and starts the next window.
 
     Args:
@@ -45,10 +47,14 @@ class Throughput:
         self._steady = None  # (time, examples, paused) at the end of the first window
         self.eval_seconds = 0.0
 
-    def step_started(self) -> None:
+    def start(self) -> None:
+        """Training asks for its first batch: the phase starts (input warm-up included)."""
         if self._start is None:
             self._start = self._clock()
             self._window = (self._start, 0, 0.0)
+
+    def step_started(self) -> None:
+        self.start()  # when start() was not called: at the first step
 
     def step_done(self, examples: int) -> None:
         now = self._clock()

@@ -12,7 +12,7 @@ epoch's last, partial batch).
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 
