@@ -144,9 +144,10 @@ def _spread(values: list[float]) -> str:
     values = [v for v in values if v is not None]
     if not values:
         return "n/a"
+    fmt = ".3f" if max(abs(v) for v in values) < 0.1 else ".2f"
     if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+        return f"{values[0]:{fmt}}"
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
 
 
 ROWS = [("whole api.train (build, train, final evaluation)", "api_train_s"),

@@ -92,3 +92,36 @@ def test_train_phase_benchmark_smoke(tmp_path):
     text = open(out).read()
     assert "| steps / saves / evaluations | 12 / 1 / 1 |" in text
     assert "| first step (tracing unless done before) |" in text
+
+
+@pytest.mark.parametrize("rows, steps, waited_for_the_end", [(10, 3, False), (8, 2, True)])
+def test_the_last_partial_batch_ends_training_without_waiting_for_the_inputs_end(
+        tmp_path, rows, steps, waited_for_the_end):
+    from reliability_helpers import make_run
+
+    from easyblocks import api
+    from easyblocks.train import loop
+
+    run = make_run(tmp_path, train_rows=rows, num_steps=0, save_every=100, log_every=1)
+    asked_past_the_end = []
+    make_input = loop.Trainer._input
+
+    def watched_input(self, files, start):
+        elements, step, examples = make_input(self, files, start)
+
+        def watched():
+            yield from elements
+            asked_past_the_end.append(True)  # the input reported its end
+
+        return watched(), step, examples
+
+    loop.Trainer._input = watched_input
+    try:
+        results = api.train(run["config"], model_dir=run["model_dir"])
+    finally:
+        loop.Trainer._input = make_input
+    # batches of 4: 10 rows end with a partial batch of 2 (the data's last: no wait);
+    # 8 rows end with a full batch, so the loop learns the end from the input
+    assert results["step"] == steps
+    assert results["train_examples"] == rows
+    assert bool(asked_past_the_end) == waited_for_the_end

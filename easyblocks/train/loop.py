@@ -413,6 +413,7 @@ class Trainer:
         meter = self.throughput
         step, epoch = start, 0
         stop = signalled = False
+        data_ended = False
         meter.start()  # the phase starts: the first batch is asked for
         for features, labels, _, position in elements:
             batch_epoch, index = int(position[0]), int(position[1])
@@ -427,7 +428,8 @@ class Trainer:
             result = run(features, labels,
                          tf.constant([int(signals.received is not None), int(past)]))
             step, epoch = step + 1, batch_epoch  # epoch: of the last batch trained
-            meter.step_done(step_examples or int(next(iter(labels.values())).shape[0]))
+            batch = step_examples or int(next(iter(labels.values())).shape[0])
+            meter.step_done(batch)
             if step % every == 0:
                 self.guard.check(self._last_good_checkpoint())
                 values = fetch(result)  # waits for the step: the window ends after it
@@ -455,9 +457,16 @@ class Trainer:
                 log.info("train_config.dead_line %s passed: training stops at step %d",
                          tc.dead_line_text, step)
                 break
+            if (not step_examples and tc.num_epochs and epoch == tc.num_epochs - 1
+                    and batch < self.spec.data.batch_size):
+                # the last epoch's partial batch is the data's last: training does not wait
+                # for the input pipeline to report its end (seconds, at times)
+                data_ended = True
+                break
         else:  # the data ran out: the last epoch ended
-            if step > start:
-                stop = self._end_of_epoch(step, epoch)
+            data_ended = True
+        if data_ended and step > start:
+            stop = self._end_of_epoch(step, epoch)
         if signalled:
             return step, True
         self._save_at(step)
