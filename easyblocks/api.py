@@ -92,9 +92,9 @@ def train(config_path: str, model_dir: str | None = None, extra_plugins: list[st
     """Trains (resuming from model_dir) and evaluates; returns the evaluation results.
 
     The results hold "towers" -> tower -> {"overall": {...}, "domains": {...}}, and
-    the training phase's "train_examples_per_sec" (examples trained / the seconds from the
-    start of the first step to the end of the last, tracing, input waits and checkpoint saves
-    included, evaluation excluded), "steady_examples_per_sec" (the same after the first
+    the training phase's "train_examples_per_sec" (examples trained / the seconds from
+    asking for the first batch to the end of the last step, tracing, input waits and
+    checkpoint saves included, evaluation excluded), "steady_examples_per_sec" (the same after the first
     logging window), "train_phase_seconds", "first_step_seconds" (easyblocks/train/
     throughput.py: the one definition, also of the progress lines' examples/s).
     On a cluster (TF_CONFIG) only the chief evaluates; other workers return {}, and the
