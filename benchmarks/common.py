@@ -31,7 +31,7 @@ DATA = os.path.join(ROOT, "samples", "data")
 
 # every benchmark script with a --smoke mode (each has main(argv))
 SMOKE_SCRIPTS = ["classic", "distributed_tables", "easyrec_compat", "keras_reference",
-                 "multidomain", "multitask", "quality", "table_updates", "zoo"]
+                 "multidomain", "multitask", "quality", "samples", "table_updates", "zoo"]
 # the smoke data: the first rows of the shipped files (2 steps of the samples' batch 1024)
 SMOKE_TRAIN_ROWS, SMOKE_TEST_ROWS = 2048, 1000
 
@@ -69,6 +69,11 @@ def median(values) -> float:
     return float(np.median(a)) if a.size else float("nan")
 
 
+# the throughput figures of easyblocks/train/throughput.py that api.train / Trainer.train return
+SPEED_KEYS = ("train_examples_per_sec", "steady_examples_per_sec", "first_step_seconds",
+              "train_phase_seconds", "eval_seconds")
+
+
 # ---- a run in a fresh process ----------------------------------------------------------------
 def run_worker(script: str, args: list[str], marker: str, what: str) -> dict:
     """Runs `python script args` from the repository root (quiet TensorFlow, the repository on
@@ -85,10 +90,12 @@ def run_worker(script: str, args: list[str], marker: str, what: str) -> dict:
     return json.loads(lines[-1][len(marker):])
 
 
-def train_sample(config: str, seed: int, towers: dict[str, str], overrides=(),
+def train_sample(config: str, seed: int, towers: dict[str, str] | None, overrides=(),
                  cvr_prediction: str | None = None) -> dict:
     """Trains a sample config (one pass, as configured) with this seed in this process; its
-    steps, wall seconds, train examples/s, test AUC per tower in towers, parameter counts
+    steps, wall seconds, train examples/s (and under "speed" every throughput figure of
+    easyblocks/train/throughput.py the run reports), test AUC per tower in towers (every tower
+    when towers is None), parameter counts
     (total / dense = not in embedding tables), the learned scale of a block named `fm_term`
     (DeepFM), and with cvr_prediction the AUC of that prediction against buy on the clicked
     test rows."""
@@ -124,7 +131,9 @@ def train_sample(config: str, seed: int, towers: dict[str, str], overrides=(),
                  if "fm_term" in v.path and v.path.endswith("kernel")]
     return {"seed": seed, "steps": results["step"], "wall_s": wall_s,
             "examples_per_sec": results["train_examples_per_sec"],
-            "auc": {t: results["towers"][t]["overall"]["auc"] for t in towers},
+            "speed": {k: results.get(k) for k in SPEED_KEYS},
+            "auc": {t: results["towers"][t]["overall"]["auc"]
+                    for t in (results["towers"] if towers is None else towers)},
             "params_total": total, "params_dense": total - embedding,
             "alpha": alpha[0] if alpha else None, "cvr_on_clicks_auc": cvr_auc,
             "expanded_from": resolved.model.expanded_from}

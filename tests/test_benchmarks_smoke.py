@@ -76,6 +76,14 @@ EXPECTED = {
         r"\| 1 \| .*label_dim.* \| deepfm_label_dim_smoke.config \|",
         r"\| 1 \| .* \| unparsable_smoke.config \|",
     ],
+    "samples": [
+        r"\| sample \| test AUC \(mean ± std\) \| examples/s \| x MLP \| steady examples/s ",
+        rf"\| `mlp_on_taobao` \| clk {AUC} ± 0\.0000 \| {NUM} \| 1\.00 \| {NUM} \| 1\.00 \| "
+        rf"{NUM} \| 2 \|",
+        rf"\| `aitm_on_taobao` \| ctr {AUC} ± 0\.0000<br>cvr {AUC} ± 0\.0000 \| {NUM} \| {NUM} ",
+        rf"\| `star_on_taobao` \| clk {AUC} ± 0\.0000 \| {NUM} \| {NUM} ",
+        rf"\| star_on_taobao \| 1 \| clk {AUC} \| {NUM} \| {NUM} \| {NUM} \| {NUM} \| {NUM} \|",
+    ],
     "quality": [
         r"## Targets \(issue 10\), with the defaults",
         rf"\| mlp \| .*{AUC}",
