@@ -71,7 +71,7 @@ def median(values) -> float:
 
 # the throughput figures of easyblocks/train/throughput.py that api.train / Trainer.train return
 SPEED_KEYS = ("train_examples_per_sec", "steady_examples_per_sec", "first_step_seconds",
-              "train_phase_seconds", "eval_seconds")
+              "train_phase_seconds", "eval_seconds_during_training")
 
 
 # ---- a run in a fresh process ----------------------------------------------------------------
