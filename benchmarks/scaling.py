@@ -329,7 +329,7 @@ def report(points: list[dict], skipped: list[str], args, machine: str) -> str:
                 _row(["blocks", "load + validate s", "build s", "first step (trace) s",
                       "steady step ms", "peak RSS MB", "load"]),
                 _row(["---"] * 7)]
-        for p in by["blocks"]:
+        for p in sorted(by["blocks"], key=lambda p: p["value"]):
             out.append(_row([p["value"], f"{p['validate_s']:.2f}", f"{p['build_s']:.2f}",
                              f"{p['first_step_s']:.2f}", _ms(p), f"{p['peak_rss_mb']:.0f}",
                              f"{p['load']:.1f}"]))
