@@ -29,7 +29,9 @@ distributions, the others (which see the domain through one embedding lookup, or
 Zipf-like only, unless --dists is given. Points run in rounds, a model's points back to back;
 the ratio to M = 3 is taken within a round, and its spread is the min..max over --rounds
 rounds. With --lock PATH each model's points hold that lock (flock), so that other
-benchmarks' timings do not overlap.
+benchmarks' timings do not overlap. With --interleave the models alternate at every point
+(A B A B ...) under one hold of the lock: the before/after ratio of e.g.
+`--models star star_old --domains 3 30 --dists zipf --rounds 2 --interleave`.
 
 Writes docs/benchmarks/domain_scaling.md (--out; with --smoke a temporary file) and prints it.
 """
@@ -312,6 +314,9 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--lock", default=None, help="flock this file around each model's points")
+    ap.add_argument("--interleave", action="store_true",
+                    help="alternate the models at each point (A B A B), all under one lock hold "
+                    "(for a before/after ratio; keep it short)")
     args = ap.parse_args(argv[1:])
     sizes = dict(SMOKE if args.smoke else FULL)
     for key in ("domains", "rounds", "steps"):
@@ -340,6 +345,10 @@ def main(argv=None) -> None:
                    for dist in (args.dists or DEFAULT_DISTS.get(model, ["zipf"]))
                    for m in sizes["domains"]]
                   for rnd in range(sizes["rounds"]) for model in models]
+        if args.interleave:  # A B A B: the models alternate at each (round, dist, M), one hold
+            flat = [s for g in groups for s in g]
+            flat.sort(key=lambda s: (s["round"], s["dist"], s["m"]))  # stable: models alternate
+            groups = [flat]
         if args.smoke:  # every point in one process: seconds, not one TF start per point
             with locked(args.lock):
                 show(spawn([s for g in groups for s in g], tmp))

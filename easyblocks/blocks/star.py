@@ -211,9 +211,12 @@ class StarDense(keras.layers.Layer):
     and on the domains present in it, not on M, and domain_kernel's gradient covers only the
     present domains' rows (an IndexedSlices). Up to `GEMM_MAX_DOMAINS` domains, x is multiplied
     by every domain's kernel in one GEMM instead, x @ [W ⊙ W_1 | ... | W ⊙ W_M]
-    (`all_domain_star_dense`: M times a Dense's FLOPs, but no sorting, scattering or padding),
-    where it measured faster (docs/benchmarks/domain_scaling.md). A per-example kernel gather
-    (batch x d x h) is bandwidth-bound and not used.
+    (`all_domain_star_dense`: M times a Dense's FLOPs, but no sorting, scattering or padding).
+    Default 0 (always grouped): at the samples' sizes (d = 272, hidden [512, 256, 128, 64],
+    batch 1024) the grouped path measured faster already at M = 3 (0.66-0.86x the step time;
+    docs/benchmarks/domain_scaling.md); only at tiny layers (d = 12, h = 8, batch 64, a step of
+    1-3 ms) was the GEMM faster. A per-example kernel gather (batch x d x h) is
+    bandwidth-bound and not used.
 
     Args:
       units: output width h.
@@ -224,7 +227,7 @@ class StarDense(keras.layers.Layer):
       inputs: [x (batch, d), domain ids (batch,) or (batch, 1)].
     """
 
-    # all-domain GEMM up to this many domains, grouped above (measured crossover)
+    # all-domain GEMM up to this many domains, grouped above (0: always grouped; see above)
     GEMM_MAX_DOMAINS = 0
 
     def __init__(self, units: int, num_domains: int, initializer: str = "he_uniform", **kwargs):
