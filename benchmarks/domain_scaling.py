@@ -264,8 +264,8 @@ def report(results: list[dict], sizes: dict, models, dists, command: str,
         f"hidden {sizes['hidden']}; median over up to {sizes['steps']} steps after "
         f"{sizes['warmup']} warm-up steps, each point in a fresh process; {sizes['rounds']} "
         "round(s). `step` and `fwd+bwd` in ms: median over the rounds, [p25..p75 of the "
-        "steps]; `optimizer` = step - fwd+bwd (the updates); `ratio` = step time / step time "
-        f"at M = {ms[0]} within the same round: median (min..max over rounds). "
+        "first round's steps]; `optimizer` = step - fwd+bwd (the updates); `ratio` = step "
+        f"time / step time at M = {ms[0]} within the same round: median (min..max over rounds). "
         "`present`: mean number of distinct domains in a batch. `peak` = ru_maxrss (MiB).",
         "",
     ]
