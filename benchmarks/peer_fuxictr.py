@@ -613,9 +613,13 @@ def report(args, runs: list[dict], info: dict, elapsed: float, skipped: str | No
         f"Date {now}. Machine: {os.cpu_count()} CPU cores ({cpu}), shared with other jobs "
         "(load average printed per run). easyblocks on TensorFlow "
         f"{tf.__version__}; FuxiCTR {fx['fuxictr'] if fx else FUXICTR_VERSION} on torch "
-        f"{fx['torch'] if fx else TORCH_VERSION} (CPU) in its own venv. Command: "
-        f"`{' '.join(['python', 'benchmarks/peer_fuxictr.py'] + args.argv)}` "
-        f"(under `flock /tmp/bench.lock`), {elapsed:.0f} s.", "",
+        f"{fx['torch'] if fx else TORCH_VERSION} (CPU) in its own venv. "
+        + (f"Report rebuilt by `{' '.join(['python', 'benchmarks/peer_fuxictr.py'] + args.argv)}`"
+           " from the runs stored by one command per (pair, seed), each `flock /tmp/bench.lock "
+           "python benchmarks/peer_fuxictr.py --pairs P --seeds S --results FILE` "
+           "(benchmarks/README.md)." if args.report_only else
+           f"Command: `{' '.join(['python', 'benchmarks/peer_fuxictr.py'] + args.argv)}` "
+           f"(under `flock /tmp/bench.lock`), {elapsed:.0f} s."), "",
         f"Data: samples/data, {info['train']['rows']} training rows, {info['test']['rows']} "
         "test rows, one epoch, batch 1024, embedding dim 16, Adam lr 0.001, the sample's "
         "hidden units. Every run a fresh process; per seed the two frameworks alternate "
