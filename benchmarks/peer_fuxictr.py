@@ -218,7 +218,8 @@ def validate_fuxi_configs(dataset: dict, model: dict, header: list[str]) -> list
         problems.append(f"model_config dataset_id {m.get('dataset_id')!r} != {dataset_id!r}")
     pair = next((k for k, v in PAIRS.items() if v["model"] == m.get("model")), None)
     if pair is None:
-        problems.append(f"model {m.get('model')!r} is none of {[v['model'] for v in PAIRS.values()]}")
+        known = [v["model"] for v in PAIRS.values()]
+        problems.append(f"model {m.get('model')!r} is none of {known}")
     names = []
     for col in d["feature_cols"]:
         names += col["name"] if isinstance(col["name"], list) else [col["name"]]
@@ -599,7 +600,7 @@ def fmt(values, spec=".0f"):
 
 def report(args, runs: list[dict], info: dict, elapsed: float, skipped: str | None) -> str:
     import numpy as np
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     cpu = platform.processor() or "unknown CPU"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -662,7 +663,8 @@ def report(args, runs: list[dict], info: dict, elapsed: float, skipped: str | No
             auc_eb = mean_std([r["auc"][0] for r in eb])[0]
             auc_fx = mean_std([r["auc"][0] for r in fx])[0]
             verdicts.append(
-                f"- {pair}: steady state {'wins' if min(steady_r) > 1 else 'does not win in every seed'}"
+                f"- {pair}: steady state "
+                f"{'wins' if min(steady_r) > 1 else 'does not win in every seed'}"
                 f" (eb/fx {min(steady_r):.2f}-{max(steady_r):.2f}); whole phase "
                 f"{'wins' if min(phase_r) > 1 else 'loses' if max(phase_r) < 1 else 'mixed'} "
                 f"(fx/eb {min(phase_r):.2f}-{max(phase_r):.2f}; without FuxiCTR's "
@@ -686,7 +688,7 @@ def report(args, runs: list[dict], info: dict, elapsed: float, skipped: str | No
             if not rs:
                 continue
 
-            def m(k):  # (runs stored before a field was recorded lack it)
+            def m(k, rs=rs):  # (runs stored before a field was recorded lack it)
                 have = [r[k] for r in rs if k in r]
                 return float(np.mean(have)) if have else float("nan")
             setup_txt = f"{m('setup_s'):.2f}"
