@@ -251,10 +251,16 @@ def log_window(model: str) -> int:
     return int(m.group(1))
 
 
-def run_keras(model: str, seed: int, window_steps: int, matched_init: bool = False,
-              train_csv: str = TRAIN_CSV, test_csv: str = TEST_CSV) -> dict:
+def run_keras(model: str, seed: int, window_steps: int | None = None, matched_init: bool = False,
+              train_csv: str = TRAIN_CSV, test_csv: str = TEST_CSV, *,
+              warmup_steps: int | None = None) -> dict:
     """Trains the hand-written model one epoch on train_csv (a file in the Taobao sample
-    layout) and evaluates it on test_csv."""
+    layout) and evaluates it on test_csv. window_steps: the steps before steady examples/s
+    (default: the config's log_step_count_steps); warmup_steps is its former name (as
+    benchmarks/quality.py calls it). "steady" is None when the epoch has no step after the
+    window."""
+    if window_steps is None:
+        window_steps = warmup_steps if warmup_steps is not None else log_window(model)
     import keras
     import numpy as np
 
@@ -291,15 +297,15 @@ def run_keras(model: str, seed: int, window_steps: int, matched_init: bool = Fal
     meter = Throughput()
     net.fit(keras_dataset(train_csv, tasks, True, seed), epochs=1, callbacks=[meter], verbose=0)
     train_s = time.perf_counter() - wall0
-    if meter.window is None or meter.steps <= window_steps:
-        raise SystemExit(f"only {meter.steps} steps: not more than the window of {window_steps}")
     steady_rows = train_rows - window_steps * BATCH_SIZE
+    steady = (steady_rows / (meter.end - meter.window)
+              if meter.window is not None and meter.steps > window_steps else None)
     test = keras_dataset(test_csv, tasks, False, seed).map(lambda x, y: x)
     probs = net.predict(test, verbose=0)
     labels = read_columns(test_csv, [0, 1])
     aucs = {t: auc(labels[:, ORACLE_COLUMN[col]], np.asarray(probs[t]).reshape(-1))
             for t, col in tasks.items()}
-    return {"steady": steady_rows / (meter.end - meter.window),
+    return {"steady": steady,
             "whole": train_rows / (meter.end - meter.begin),
             "first_step_s": meter.first - meter.begin, "phase_s": meter.end - meter.begin,
             "auc": aucs, "steps": meter.steps, "train_s": train_s,
@@ -344,9 +350,13 @@ def run_in_process(runner: str, model: str, seed: int, window_steps: int,
         overrides = [] if window_steps == log_window(model) else [
             f"train_config {{ log_step_count_steps: {window_steps} }}"]
         return run_easyblocks(model, seed, data, overrides)
-    return run_keras(model, seed, window_steps, matched_init=runner == "keras_matched_init",
-                     train_csv=os.path.join(data, "taobao_train.csv"),
-                     test_csv=os.path.join(data, "taobao_test.csv"))
+    r = run_keras(model, seed, window_steps, matched_init=runner == "keras_matched_init",
+                  train_csv=os.path.join(data, "taobao_train.csv"),
+                  test_csv=os.path.join(data, "taobao_test.csv"))
+    if r["steady"] is None:
+        raise SystemExit(f"{runner} {model}: only {r['steps']} steps, none after the window of "
+                         f"{window_steps}")
+    return r
 
 
 def run_one(runner: str, model: str, seed: int, window_steps: int, data: str = DATA,
