@@ -7,11 +7,14 @@ Trains the samples `mlp_on_taobao` (the baseline: `pid` is an ordinary feature),
 process, sequentially, seed-major (seed 1: every model, then seed 2, ...) so that a change in the
 machine's load during the run hits every model alike. Reports test AUC overall and per `pid`
 domain (mean ± sample std over the seeds) next to each domain's row count and oracle AUC,
-parameter counts (embedding tables, the rest, total), and train examples/s as a ratio to the
-baseline. With `--adult`, the same for `mlp_on_adult` vs `star_on_adult` (domain: `sector`) on
-../shared/data/adult. With `--apg_micro` (on by default), a micro-benchmark of one APG layer
-against the naive generator (the generator emits the whole N x M matrix per example):
-forward+backward time per step and memory, each variant in a fresh process.
+parameter counts (embedding tables, the rest, total), and training examples/s as ratios to the
+baseline, both as easyblocks defines them (easyblocks/train/throughput.py): steady (after the
+first logging window, `steady_examples_per_sec`) and whole phase (from asking for the first
+batch to the end of the last step or save, `train_examples_per_sec`). With `--adult`, the same
+for `mlp_on_adult` vs `star_on_adult` (domain: `sector`) on ../shared/data/adult. With
+`--apg_micro` (on by default), a micro-benchmark of one APG layer against the naive generator
+(the generator emits the whole N x M matrix per example): forward+backward time per step and
+memory, each variant in a fresh process.
 
 Writes docs/benchmarks/multidomain.md (`--out`) and prints it.
 """
@@ -183,6 +186,10 @@ def oracle_per_domain(data: str = DATA) -> dict:
     return out
 
 
+# (column key, api.train result) of the two examples/s figures
+SPEEDS = (("steady", "steady_examples_per_sec"), ("whole", "train_examples_per_sec"))
+
+
 def train_suite(models, seeds, tmp: str, tag: str, overrides=(), in_process=False) -> dict:
     """{model name: [results per seed]} (None for a failed run), seed-major order."""
     runs = {name: [] for name, _ in models}
@@ -197,6 +204,7 @@ def train_suite(models, seeds, tmp: str, tag: str, overrides=(), in_process=Fals
             if res:
                 tw = next(iter(res["towers"].values()))
                 print(f"[{tag}] {name:<15} seed {seed}: AUC {tw['overall']['auc']:.4f} "
+                      f"steady {res['steady_examples_per_sec'] or 0:,.0f} / whole "
                       f"{res['train_examples_per_sec'] or 0:,.0f} ex/s "
                       f"({time.perf_counter() - t0:.0f} s, load {res['load_before']:.1f})",
                       flush=True)
@@ -223,30 +231,33 @@ def suite_report(title: str, models, runs: dict, seeds, oracle: dict | None,
         return vals
 
     stats = {(n, c): mean_std(aucs(n, c)) for n, _ in models for c in cols}
-    speed = {n: mean_std([r["train_examples_per_sec"] for r in ok_runs[n]]) for n, _ in models}
-    base_speed = speed[base_name][0]
+    # steady: after the first logging window; whole: the whole training phase
+    speed = {(n, k): mean_std([r[key] for r in ok_runs[n]]) for n, _ in models
+             for k, key in SPEEDS}
 
     lines = [f"## {title}", ""]
     head = ["model"] + [f"AUC {c}" if c == "overall" else f"AUC {domain_label}={c}"
                         for c in cols]
-    head += ["params dense", "params total (incl. embeddings)", "train ex/s (mean ± std)",
-             "ex/s vs baseline"]
+    head += ["params dense", "params total (incl. embeddings)", "steady ex/s (mean ± std)",
+             "steady vs baseline", "whole-phase ex/s (mean ± std)", "whole-phase vs baseline"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ref = []
     for c in cols:
         o = f"oracle {oracle[c][0]:.4f}, " if oracle and c in oracle else ""
         ref.append(f"*{o}n = {counts[c]:,}*")
     lines.append("| *test rows" + (" / oracle AUC" if oracle else "") + "* | "
-                 + " | ".join(ref) + " | | | | |")
+                 + " | ".join(ref) + " | | | | | | |")
     for name, cfg in models:
         if not ok_runs[name]:
             lines.append(f"| {name} (`{cfg}`) | all runs failed |" + " |" * (len(head) - 2))
             continue
         p = ok_runs[name][0]["params"]
-        s_m, s_s = speed[name]
-        ratio = "1.00 (reference)" if name == base_name else f"{s_m / base_speed:.2f}"
         cells = [f"{name} (`{cfg}`)"] + [fmt_ms(*stats[(name, c)]) for c in cols]
-        cells += [f"{p['dense']:,}", f"{p['total']:,}", f"{s_m:,.0f} ± {s_s:,.0f}", ratio]
+        cells += [f"{p['dense']:,}", f"{p['total']:,}"]
+        for k, _ in SPEEDS:
+            s_m, s_s = speed[(name, k)]
+            cells += [f"{s_m:,.0f} ± {s_s:,.0f}", "1.00 (reference)" if name == base_name
+                      else f"{s_m / speed[(base_name, k)][0]:.2f}"]
         failed = len(runs[name]) - len(ok_runs[name])
         if failed:
             cells[0] += f" ({failed} run(s) failed)"
@@ -305,18 +316,19 @@ def suite_report(title: str, models, runs: dict, seeds, oracle: dict | None,
     # per run
     lines += ["<details><summary>Per run</summary>", "",
               "| model | seed | " + " | ".join(f"AUC {c}" for c in cols)
-              + " | train ex/s | steps | wall s | load avg before/after |",
-              "|" + "---|" * (len(cols) + 6)]
+              + " | steady ex/s | whole-phase ex/s | steps | wall s | load avg before/after |",
+              "|" + "---|" * (len(cols) + 7)]
     for name, _ in models:
         for seed, r in zip(seeds, runs[name]):
             if r is None:
-                lines.append(f"| {name} | {seed} | failed |" + " |" * (len(cols) + 3))
+                lines.append(f"| {name} | {seed} | failed |" + " |" * (len(cols) + 4))
                 continue
             t = r["towers"][tower]
             a = [t["overall"]["auc"]] + [t["domains"].get(d, {}).get("auc", float("nan"))
                                           for d in domains]
             lines.append(f"| {name} | {seed} | " + " | ".join(f"{x:.4f}" for x in a)
-                         + f" | {r['train_examples_per_sec'] or 0:,.0f} | {r['step']} | "
+                         + f" | {r['steady_examples_per_sec'] or 0:,.0f} | "
+                         f"{r['train_examples_per_sec'] or 0:,.0f} | {r['step']} | "
                          f"{r['seconds']:.1f} | {r['load_before']:.1f} / {r['load_after']:.1f} |")
     lines += ["", "</details>", ""]
     return lines
@@ -468,8 +480,11 @@ def main(argv: list[str] | None = None) -> None:
         f"Machine: {machine()}. "
         f"Seeds {', '.join(map(str, args.seeds))}; AUC is mean ± "
         "sample std over the seeds, each run in a fresh process, run sequentially in seed-major "
-        "order (seed 1: every model, then seed 2, ...). Train examples/s is measured after the "
-        "first logging window and is only meaningful as a ratio to the baseline in the same "
+        "order (seed 1: every model, then seed 2, ...). Training examples/s as easyblocks defines "
+        "it (easyblocks/train/throughput.py): *steady* = after the first logging window "
+        "(`steady_examples_per_sec`), *whole phase* = from asking for the first batch to the end "
+        "of the last step or save, tracing, input warm-up and checkpoints in, evaluation out "
+        "(`train_examples_per_sec`); each only meaningful as a ratio to the baseline in the same "
         "command; the machine is shared, so load from other work can shift single runs (the "
         "load average of each run is in the per-run tables)."
         + (f" --smoke: the first rows of samples/data ({data}), every child in one process; "

@@ -41,11 +41,17 @@ EXPECTED = {
         rf"\| shared_bottom \| 1 \| ctr {AUC}, cvr {AUC} \| 2 \|",
     ],
     "keras_reference": [
-        r"\| model \| runner \| test AUC \(mean ± std\) \| oracle AUC \| train examples/s ",
-        rf"\| mlp \| keras \| clk {AUC} ± 0\.0000 \| clk {AUC} \| {NUM} ± 0 \| 1\.00 \(reference\)",
-        rf"\| mlp \| easyblocks \| clk {AUC} ± 0\.0000 \| clk {AUC} \| {NUM} ± 0 \| \*\*{NUM}\*\*",
-        rf"- mlp: examples/s easyblocks / keras {NUM} \(",
-        rf"\| mlp \| easyblocks \| 1 \| clk {AUC} \| {NUM} \| 2 \|",
+        r"\| model \| runner \| test AUC \(mean ± std\) \| oracle AUC \| steady examples/s "
+        r"\(mean ± std\) \| steady ratio vs keras \| whole-phase examples/s \(mean ± std\) \| "
+        r"whole-phase ratio vs keras \| first step s \(mean\) \|",
+        rf"\| mlp \| keras \| clk {AUC} ± 0\.0000 \| clk {AUC} \| {NUM} ± 0 \| 1\.00 \(reference\) "
+        rf"\| {NUM} ± 0 \| 1\.00 \(reference\) \| {NUM} \|",
+        rf"\| mlp \| easyblocks \| clk {AUC} ± 0\.0000 \| clk {AUC} \| {NUM} ± 0 \| \*\*{NUM}\*\* "
+        rf"\| {NUM} ± 0 \| \*\*{NUM}\*\* \| {NUM} \|",
+        rf"- mlp: steady examples/s easyblocks / keras {NUM} \(",
+        rf"- mlp: whole-phase examples/s easyblocks / keras {NUM} \(",
+        rf"\| mlp \| easyblocks \| 1 \| clk {AUC} \| {NUM} \| {NUM} \| {NUM} \| {NUM} \| 2 \| "
+        rf"{NUM} \| {NUM} \|",
     ],
     "multitask": [
         r"\| data \| model \| test AUC per tower \| fraction p\(buy\) > p\(clk\) \| train ",
