@@ -16,7 +16,8 @@ Per block (CASES below):
       competent Keras user would write it (a small Layer subclass where Keras has no layer).
   Both get the same random inputs (shapes as the sample feeds the block), the same head (one
   Dense(1) logit per block output, 3-D outputs flattened), binary cross-entropy on the logits
-  (summed over outputs), Adam(1e-3), and a tf.function train step each. Their trainable
+  (summed over outputs) plus the weight regularizers (mlr's L2 on both sides; the other cases
+  have none), Adam(1e-3), and a tf.function train step each. Their trainable
   parameter counts are asserted equal.
 
 Timing: after warm-up (tracing + `--warmup` steps each), `--rounds` rounds of `--steps` steps
@@ -324,6 +325,34 @@ class HandCosine(keras.layers.Layer):
         return tf.reduce_sum(u * v, -1, keepdims=True) / self.t
 
 
+class HandMLR(keras.layers.Layer):
+    """MLR with a bias model: p = sum_i softmax(x_d A)_i sigmoid(x_f B)_i * sigmoid(x_b c);
+    returns the logit log p - log(1 - p), computed in log space."""
+
+    def __init__(self, pieces, l2, **kwargs):
+        super().__init__(**kwargs)
+        self.m, self.reg = pieces, keras.regularizers.L2(l2)
+
+    def build(self, input_shape):
+        (nd, nf, nb), m = (int(s[-1]) for s in input_shape), self.m
+        self.a = self.add_weight(shape=(nd, m), initializer="glorot_uniform", regularizer=self.reg)
+        self.b = self.add_weight(shape=(nf, m), initializer="glorot_uniform", regularizer=self.reg)
+        self.a0 = self.add_weight(shape=(m,), initializer="zeros")
+        self.b0 = self.add_weight(shape=(m,), initializer="zeros")
+        self.c = self.add_weight(shape=(nb, 1), initializer="glorot_uniform", regularizer=self.reg)
+        self.c0 = self.add_weight(shape=(1,), initializer="zeros")
+
+    def call(self, inputs):
+        xd, xf, xb = inputs
+        log_pi = tf.nn.log_softmax(xd @ self.a + self.a0, -1)
+        z, b = xf @ self.b + self.b0, xb @ self.c + self.c0
+        log_f = tf.reduce_logsumexp(log_pi + tf.math.log_sigmoid(z), -1, keepdims=True)
+        log_1mf = tf.reduce_logsumexp(log_pi + tf.math.log_sigmoid(-z), -1, keepdims=True)
+        log_1mp = tf.reduce_logsumexp(  # 1 - f g = (1 - f) + f (1 - g)
+            tf.concat([log_1mf, log_f + tf.math.log_sigmoid(-b)], -1), -1, keepdims=True)
+        return log_f + tf.math.log_sigmoid(b) - log_1mp
+
+
 class HandPLE(keras.layers.Layer):
     """PLE with 2 extraction networks; experts Dense+BN+ReLU MLPs, softmax gates."""
 
@@ -421,6 +450,10 @@ def cases() -> list[Case]:
              [(18, DIM)],
              lambda: create_block("autoint_on_taobao.config", "interacting_layers"),
              lambda: HandAutoInt(2, 16), copy=True),
+        Case("mlr", "mlr_on_taobao: MLR 12 pieces, user divides, ad fits, pid bias (product)",
+             [(11 * DIM,), (6 * DIM,), (DIM,)],
+             lambda: create_block("mlr_on_taobao.config", "mlr"),
+             lambda: HandMLR(12, 1e-6), copy=True),
         Case("cosine", "dssm_on_taobao: Cosine (temperature 0.1) of two 64-d towers",
              [(64,), (64,)],
              lambda: create_block("dssm_on_taobao.config", "similarity"),
@@ -471,6 +504,8 @@ def train_step_fn(model: keras.Model, compiled: bool = True):
             logits = logits if isinstance(logits, (list, tuple)) else [logits]
             loss = tf.add_n([tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(y, z))
                              for z in logits])
+            if model.losses:  # weight regularizers (only mlr's: L2 1e-6, on both sides)
+                loss += tf.add_n(model.losses)
         grads = tape.gradient(loss, model.trainable_variables)
         opt.apply_gradients(zip(grads, model.trainable_variables))
         return loss
