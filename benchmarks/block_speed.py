@@ -399,6 +399,15 @@ class Case:
     copy: bool = False
 
 
+def _mmoe_without_bn():
+    from easyblocks.blocks.multitask import MMoE
+
+    kwargs = dict(sample_layer("mmoe_on_taobao.config", "mmoe").params)
+    kwargs["expert_mlp"] = dict(kwargs["expert_mlp"], use_bn=False, use_final_bn=False,
+                                use_bias=True, use_final_bias=True)
+    return MMoE(name="mmoe", **kwargs)
+
+
 def _ple_nets():
     nets = sample_layer("ple_on_taobao.config", "ple").params["extraction_networks"]
     return [(int(n.get("expert_num_per_task", 0)), int(n.get("share_num", 0)),
@@ -418,6 +427,10 @@ def cases() -> list[Case]:
         Case("mmoe", "mmoe_on_taobao: MMoE 4 experts [256,128] (BN), 2 tasks", [(f18,)],
              lambda: create_block("mmoe_on_taobao.config", "mmoe"),
              lambda: HandMMoE(2, 4, [256, 128], batch_norm=True, use_bias=False), copy=True),
+        Case("mmoe_nobn", "mmoe_on_taobao's MMoE with BN off, biases on (isolates MMoE's own "
+             "code from BatchNorm)", [(f18,)],
+             lambda: _mmoe_without_bn(),
+             lambda: HandMMoE(2, 4, [256, 128], batch_norm=False, use_bias=True), copy=True),
         Case("aitm", "aitm_on_taobao: AITMTower (paper), transfer MLP [128] (BN)",
              [(128,), (128,)],
              lambda: create_block("aitm_on_taobao.config", "cvr_aitm"),
