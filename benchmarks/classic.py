@@ -33,21 +33,38 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
-import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = os.path.join(ROOT, "samples", "configs")
-DATA = os.path.join(ROOT, "samples", "data")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (  # noqa: E402
+    CONFIGS,
+    DATA,
+    ROOT,
+    command_block,
+    machine,
+    mean_std,
+    median,
+    model_run_args,
+    run_worker,
+    seed_major,
+    smoke_data,
+    smoke_note,
+    smoke_out,
+    smoke_overrides,
+    train_sample,
+    write_report,
+)
+
 MARKER = "CLASSIC_RESULT "
+# --smoke: the MLP reference and ESMM (pCVR on clicked rows) are trained; every other config,
+# the derived variants included, is resolved
+SMOKE_MODELS = ["mlp", "esmm"]
 
 # name -> (config file, what it is, {tower: label})
 MODELS: dict[str, tuple[str, str, dict[str, str]]] = {
@@ -116,114 +133,49 @@ def derived_configs(tmp: str) -> dict[str, str]:
 
 
 # ---- one run, in a child process -------------------------------------------------------------
-def worker(name: str, seed: int, config: str) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.path.insert(0, ROOT)
-    os.chdir(ROOT)  # the sample configs use paths relative to the repository root
-    from easyblocks import api
-    from easyblocks.eval.evaluator import Evaluator
-    from easyblocks.eval.metrics import auc
-    from easyblocks.train.loop import Trainer
-
-    with tempfile.TemporaryDirectory(prefix="classic_") as model_dir:
-        resolved = api.resolve(config, overrides=[f"train_config {{ seed: {seed} }}"])
-        trainer = Trainer(resolved, model_dir=model_dir)
-        t0 = time.perf_counter()
-        results = trainer.train()
-        wall_s = time.perf_counter() - t0
-        model = trainer.model
-        tables = {id(v) for v in model.feature_groups.table_variables}
-        total = sum(int(np.prod(v.shape)) for v in model.weights)
-        embedding = sum(int(np.prod(v.shape)) for v in model.weights if id(v) in tables)
-        cvr_auc = None
-        if name in CVR_ON_CLICKS:
-            eval_file = os.path.join(ROOT, resolved.eval_input_path)
-            arrays = Evaluator(trainer.state).predict_arrays([eval_file])
-            clicked = arrays["clk"] == 1
-            cvr_auc = auc(arrays["buy"][clicked], arrays[CVR_ON_CLICKS[name]][clicked])
-        # DeepFM's learned scale of the FM term
-        alpha = [float(np.ravel(v.numpy())[0]) for v in model.weights
-                 if "fm_term" in v.path and v.path.endswith("kernel")]
-    out = {
-        "name": name, "seed": seed, "steps": results["step"], "wall_s": wall_s,
-        "examples_per_sec": results["train_examples_per_sec"],
-        "auc": {t: results["towers"][t]["overall"]["auc"] for t in MODELS[name][2]},
-        "params_total": total, "params_dense": total - embedding,
-        "alpha": alpha[0] if alpha else None, "cvr_on_clicks_auc": cvr_auc,
-    }
-    print(MARKER + json.dumps(out), flush=True)
+def train_one(name: str, seed: int, config: str, overrides=()) -> dict:
+    r = train_sample(config, seed, MODELS[name][2], overrides, CVR_ON_CLICKS.get(name))
+    r["name"] = name
+    return r
 
 
-def run_one(name: str, seed: int, config: str) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--_worker", name, str(seed), config]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(MARKER)]
-    if proc.returncode != 0 or not lines:
-        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
-        raise SystemExit(f"{name} seed {seed} failed (exit {proc.returncode})")
-    return json.loads(lines[-1][len(MARKER):])
+def run_one(name: str, seed: int, config: str, overrides=(), in_process: bool = False) -> dict:
+    """One (model, seed) in a fresh process (in this one for --smoke)."""
+    if in_process:
+        return train_one(name, seed, config, overrides)
+    return run_worker(__file__, ["--_worker", name, str(seed), config, json.dumps(overrides)],
+                      MARKER, f"{name} seed {seed}")
 
 
 # ---- statistics and the report ---------------------------------------------------------------
-def mean_std(values) -> tuple[float, float]:
-    a = np.asarray([v for v in values if v is not None], dtype=np.float64)
-    if a.size == 0:
-        return float("nan"), float("nan")
-    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
-
-
-def median(values) -> float:
-    a = np.asarray([v for v in values if v is not None], dtype=np.float64)
-    return float(np.median(a)) if a.size else float("nan")
-
-
-def oracle_aucs() -> dict[str, float]:
+def oracle_aucs(data: str = DATA) -> dict[str, float]:
     from easyblocks.eval.metrics import auc
 
-    labels = np.loadtxt(os.path.join(DATA, "taobao_test.csv"), delimiter=",", usecols=[0, 1],
+    labels = np.loadtxt(os.path.join(data, "taobao_test.csv"), delimiter=",", usecols=[0, 1],
                         dtype=np.int64)
-    oracle = np.loadtxt(os.path.join(DATA, "taobao_test.oracle.csv"), delimiter=",")
+    oracle = np.loadtxt(os.path.join(data, "taobao_test.oracle.csv"), delimiter=",")
     result = {label: auc(labels[:, col], oracle[:, col]) for label, col in ORACLE_COLUMN.items()}
     clicked = labels[:, 0] == 1
     result["buy | clk"] = auc(labels[clicked, 1], oracle[clicked, 1] / oracle[clicked, 0])
     return result
 
 
-def machine() -> str:
-    import keras
-    import tensorflow as tf
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"nproc {nproc} ({cpu}), no GPU used, Python {platform.python_version()}, "
-            f"TensorFlow {tf.__version__}, Keras {keras.__version__}")
+DATA_NOTE = ("One epoch over the 200k training rows (196 steps of 1024), test on the 50k test "
+             "rows.")
 
 
 def report(argv: list[str], names: list[str], seeds: list[int], runs: dict, elapsed: float,
-           load: tuple[float, float]) -> str:
-    oracle = oracle_aucs()
+           load: tuple[float, float], data: str = DATA, data_note: str = DATA_NOTE) -> str:
+    oracle = oracle_aucs(data)
     ref = runs["mlp"]
     ref_speed = median(r["examples_per_sec"] for r in ref)
     ref_auc = mean_std(r["auc"]["clk"] for r in ref)
     lines = [
         "# Classic CTR models (seed 002) vs the MLP",
         "",
-        "Command:",
-        "",
-        "```",
-        "python " + " ".join(shlex.quote(a) for a in argv),
-        "```",
-        "",
+        *command_block(argv),
         f"Machine: {machine()}. Seeds: {', '.join(map(str, seeds))} (mean ± sample std over "
-        f"seeds). One epoch over the 200k training rows (196 steps of 1024), test on the 50k "
-        f"test rows. Every (model, seed) in a fresh process, seed-major. Load average "
+        f"seeds). {data_note} Every (model, seed) in a fresh process, seed-major. Load average "
         f"{load[0]:.1f} at the start, {load[1]:.1f} at the end. Total time {elapsed:.0f} s.",
         "",
         f"Oracle AUC (the true probabilities of samples/data/taobao_test.oracle.csv): "
@@ -290,37 +242,48 @@ def report(argv: list[str], names: list[str], seeds: list[int], runs: dict, elap
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "--_worker":
-        worker(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv if argv is None else argv)
+    if len(argv) == 6 and argv[1] == "--_worker":
+        r = train_one(argv[2], int(argv[3]), argv[4], json.loads(argv[5]))
+        print(MARKER + json.dumps(r), flush=True)
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
-                   help="subset of the models (the MLP reference always runs)")
-    p.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks", "classic.md"))
-    args = p.parse_args()
+    model_run_args(p, MODELS, "subset of the models (the MLP reference always runs)",
+                   "classic.md", "CI: the first rows of the shipped data, one seed, "
+                   f"{', '.join(SMOKE_MODELS)} trained (the MLP in a fresh process, the rest "
+                   "in this one), every other config resolved; the report goes to a "
+                   "temporary file unless --out")
+    args = p.parse_args(argv[1:])
     sys.path.insert(0, ROOT)
+    tmp = tempfile.mkdtemp(prefix="classic_")
+    configs = derived_configs(tmp)
+    data, data_note, overrides = DATA, DATA_NOTE, []
+    if args.smoke:
+        from easyblocks import api
+
+        for name in MODELS:  # the configs that do not train here still resolve
+            api.resolve(configs[name])
+        data = smoke_data(os.path.join(tmp, "data"))
+        overrides = smoke_overrides(data)
+        args.seeds, args.models = [1], SMOKE_MODELS
+        data_note = smoke_note(data, "the MLP in a fresh process, the rest in this one")
+    out = smoke_out(args.out, tmp, "classic") if args.smoke else \
+        args.out or os.path.join(ROOT, "docs", "benchmarks", "classic.md")
     names = ["mlp"] + [n for n in MODELS if n in args.models and n != "mlp"]
-    runs: dict[str, list[dict]] = {n: [] for n in names}
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    tmp = tempfile.mkdtemp(prefix="classic_configs_")
-    configs = derived_configs(tmp)
-    for seed in args.seeds:
-        for name in names:
-            r = run_one(name, seed, configs[name])
-            runs[name].append(r)
-            aucs = ", ".join(f"{t} {v:.4f}" for t, v in r["auc"].items())
-            print(f"{name} seed {seed}: {aucs}; {r['examples_per_sec'] or 0:,.0f} examples/s; "
-                  f"{r['wall_s']:.1f} s", flush=True)
-    shutil.rmtree(tmp, ignore_errors=True)
-    text = report(["benchmarks/classic.py"] + sys.argv[1:], names, args.seeds, runs,
-                  time.perf_counter() - t0, (load0, os.getloadavg()[0]))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(text)
+    # --smoke: the MLP through the fresh-process launcher (so that it is tested), the rest here
+    runs = seed_major(names, args.seeds, lambda name, seed: run_one(
+        name, seed, configs[name], overrides, in_process=args.smoke and name != "mlp"))
+    text = report(["benchmarks/classic.py"] + argv[1:], names, args.seeds, runs,
+                  time.perf_counter() - t0, (load0, os.getloadavg()[0]), data, data_note)
+    write_report(out, text)
+    # a --smoke report without --out stays in tmp; the data and configs go
+    shutil.rmtree(os.path.join(tmp, "data") if out == smoke_out(None, tmp, "classic") else tmp,
+                  ignore_errors=True)
     print(text)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,12 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import ROOT, smoke_out, write_report  # noqa: E402
+
 OUT = os.path.join(ROOT, "docs", "benchmarks", "distributed_tables.md")
+# --smoke: one small table, a few steps, 1 worker + 1 ps
+SMOKE = dict(rows=[1000], dims=[4], steps=3, workers=1, ps=1)
 FIELDS = ["clk:INT32", "buy:INT32", "pid", "adgroup_id", "cate_id", "campaign_id", "customer",
           "brand", "user_id", "cms_segid", "cms_group_id", "final_gender_code", "age_level",
           "pvalue_level", "shopping_level", "occupation", "new_user_class_level",
@@ -31,6 +35,7 @@ FIELDS = ["clk:INT32", "buy:INT32", "pid", "adgroup_id", "cate_id", "campaign_id
 
 
 def config_text(rows: int, dim: int, steps: int) -> str:
+    log_steps = min(10, steps)
     fields = "\n".join(
         f'  input_fields {{ input_name: "{f.split(":")[0]}" input_type: '
         f'{f.split(":")[1] if ":" in f else "STRING"} }}' for f in FIELDS)
@@ -41,7 +46,7 @@ def config_text(rows: int, dim: int, steps: int) -> str:
     return f"""
 train_input_path: "{ROOT}/samples/data/taobao_train.csv"
 eval_input_path: "{ROOT}/samples/data/taobao_test.csv"
-train_config {{ num_steps: {steps} save_checkpoints_steps: 0 log_step_count_steps: 10 }}
+train_config {{ num_steps: {steps} save_checkpoints_steps: 0 log_step_count_steps: {log_steps} }}
 eval_config {{ metrics_set {{ auc {{}} }} num_examples: 2048 }}
 data_config {{ batch_size: 1024 separator: "," label_fields: "clk"
 {fields}
@@ -124,15 +129,17 @@ def step_ms(out: str) -> float:
     return 1024 / float(rates[-1]) * 1000
 
 
-def measure(rows: int, dim: int, steps: int, ps: bool, timeout: float) -> dict:
+def measure(rows: int, dim: int, steps: int, ps: bool, timeout: float, workers: int = 2,
+            num_ps: int = 2) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         config = os.path.join(tmp, "bench.config")
         open(config, "w").write(config_text(rows, dim, steps))
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
         args = ["--config", config, "--model_dir", os.path.join(tmp, "m")]
         if ps:
-            command = [sys.executable, "-m", "easyblocks.cli", "cluster-local", "--workers", "2",
-                       "--ps", "2", *args, "--set", "train_config { train_distribute: PSStrategy }"]
+            command = [sys.executable, "-m", "easyblocks.cli", "cluster-local", "--workers",
+                       str(workers), "--ps", str(num_ps), *args,
+                       "--set", "train_config { train_distribute: PSStrategy }"]
         else:
             command = [sys.executable, "-m", "easyblocks.cli", "train", *args]
         watch = Watch()
@@ -150,13 +157,26 @@ def table_mb(rows: int, dim: int, copies: int = 3) -> float:
     return rows * dim * 4 * copies / 2**20
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
     p.add_argument("--dims", type=int, nargs="+", default=[16, 64])
     p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--workers", type=int, default=2, help="workers of the ps runs")
+    p.add_argument("--ps", type=int, default=2, help="parameter servers of the ps runs")
     p.add_argument("--timeout", type=float, default=900)
-    args = p.parse_args()
+    p.add_argument("--out", default=OUT)
+    p.add_argument("--smoke", action="store_true",
+                   help="CI: rows 1000, dim 4, 3 steps, 1 worker + 1 ps; the report goes to a "
+                        "temporary file unless --out")
+    args = p.parse_args(argv[1:])
+    if args.smoke:
+        vars(args).update(SMOKE)
+        given = any(a == "--out" or a.startswith("--out=") for a in argv[1:])
+        args.out = smoke_out(args.out if given else None,
+                             tempfile.mkdtemp(prefix="distributed_tables_"),
+                             "distributed_tables")
     load_before = os.getloadavg()
     lines = ["| rows x dim | table + 2 Adam slots | one process: peak RSS | one process: ms/step "
              "| ps: chief peak | ps: worker peak (max) | ps: ps peak (each) | ps: ms/step |",
@@ -164,7 +184,7 @@ def main() -> None:
     for dim in args.dims:
         for rows in args.rows:
             one = measure(rows, dim, args.steps, False, args.timeout)
-            two = measure(rows, dim, args.steps, True, args.timeout)
+            two = measure(rows, dim, args.steps, True, args.timeout, args.workers, args.ps)
             workers = max(v for k, v in two["peaks"].items() if k.startswith("worker"))
             ps = [v for k, v in sorted(two["peaks"].items()) if k.startswith("ps")]
             row = (f"| {rows:.0e} x {dim} | {table_mb(rows, dim):,.0f} MB "
@@ -178,18 +198,16 @@ def main() -> None:
     text = "\n".join([
         "# Embedding-table size: one process against parameter servers",
         "",
-        "`python benchmarks/distributed_tables.py " + " ".join(sys.argv[1:]) + "`",
+        "`python benchmarks/distributed_tables.py " + " ".join(argv[1:]) + "`",
         "",
         f"Machine: {os.cpu_count()} cores shared with other jobs; load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after. Memory (peak resident set "
         "per process) is reliable; step times are rough under that load. The parameter-server "
-        "runs put the chief, 2 workers and 2 ps on this one machine.",
+        f"runs put the chief, {args.workers} workers and {args.ps} ps on this one machine.",
         "",
         *lines, ""])
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    with open(OUT, "w") as f:
-        f.write(text)
-    print(f"wrote {OUT}")
+    write_report(args.out, text)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ by reason, and every refused field over all configs (`validate --explain`).
 
     python benchmarks/easyrec_compat.py --easyrec /work/.mirror/alibaba+EasyRec/repo
     python benchmarks/easyrec_compat.py            # the field table only
+    python benchmarks/easyrec_compat.py --smoke    # CI: three small configs of our own
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import collections
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +39,40 @@ MEASURED_BEGIN, MEASURED_END = "<!-- measured: begin -->", "<!-- measured: end -
 
 # used only when docs/easyrec.md does not exist yet; the prose there is edited by hand
 INTRO = "# EasyRec configs in easyblocks\n"
+
+# --smoke: a tiny EasyRec-style folder written here (our own configs in EasyRec's language,
+# nothing of EasyRec's): one that validates, one with a refused field, one that does not parse
+_SMOKE_INPUTS = """
+train_input_path: "train.csv"
+eval_input_path: "test.csv"
+train_config { optimizer_config { adam_optimizer { learning_rate {
+  constant_learning_rate { learning_rate: 0.001 } } } } num_steps: 10 }
+eval_config { metrics_set { auc {} } }
+data_config {
+  batch_size: 32
+  input_fields { input_name: "label" input_type: INT32 }
+  input_fields { input_name: "user" input_type: STRING }
+  input_fields { input_name: "item" input_type: STRING }
+  label_fields: "label"%s
+}
+feature_config {
+  features { input_names: "user" feature_type: IdFeature embedding_dim: 4 hash_bucket_size: 50 }
+  features { input_names: "item" feature_type: IdFeature embedding_dim: 4 hash_bucket_size: 50 }
+}
+"""
+_SMOKE_DEEPFM = """model_config {
+  model_class: "DeepFM"
+  feature_groups { group_name: "wide" feature_names: ["user", "item"] wide_deep: WIDE }
+  feature_groups { group_name: "deep" feature_names: ["user", "item"] wide_deep: DEEP }
+  deepfm { dnn { hidden_units: [8] } final_dnn { hidden_units: [4] } wide_output_dim: 2 }
+}
+"""
+SMOKE_CONFIGS = {
+    "examples/configs/deepfm_smoke.config": _SMOKE_INPUTS % "" + _SMOKE_DEEPFM,
+    "samples/model_config/deepfm_label_dim_smoke.config":
+        _SMOKE_INPUTS % "\n  label_dim: 2" + _SMOKE_DEEPFM,
+    "examples/configs/unparsable_smoke.config": "model_config { model_class: \"DeepFM\"\n",
+}
 
 
 def _git(repo: str, *args: str) -> str:
@@ -168,10 +204,21 @@ def _replace(doc: str, begin: str, end: str, body: str) -> str:
     return doc.rstrip("\n") + "\n\n" + block + "\n"
 
 
-def write_doc(measured: str | None) -> None:
+def write_smoke_configs(folder: str) -> str:
+    for name, text in SMOKE_CONFIGS.items():
+        path = os.path.join(folder, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    return folder
+
+
+def write_doc(measured: str | None, out: str = DOC) -> None:
+    """Updates the field table and (with measured) the measured section of out (docs/easyrec.md
+    by default; a new file starts from INTRO)."""
     doc = INTRO
-    if os.path.exists(DOC):
-        with open(DOC, encoding="utf-8") as f:
+    if os.path.exists(out):
+        with open(out, encoding="utf-8") as f:
             doc = f.read()
     doc = _replace(doc, TABLE_BEGIN, TABLE_END,
                    "## Field states\n\n" + easyrec_fields.markdown_table())
@@ -181,17 +228,29 @@ def write_doc(measured: str | None) -> None:
     elif MEASURED_BEGIN not in doc:
         doc = _replace(doc, MEASURED_BEGIN, MEASURED_END, "## EasyRec's own configs\n\n"
                        "Not measured yet: run with `--easyrec PATH`.")
-    os.makedirs(os.path.dirname(DOC), exist_ok=True)
-    with open(DOC, "w", encoding="utf-8") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
         f.write(doc)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--easyrec", help="EasyRec checkout or bare git mirror; without it only "
                    "the field table is regenerated")
     p.add_argument("--limit", type=int, default=0, help="only the first N configs (a check)")
-    args = p.parse_args()
+    p.add_argument("--out", default=DOC, help="the document to update (default docs/easyrec.md)")
+    p.add_argument("--smoke", action="store_true",
+                   help="CI: without --easyrec, a folder of three small EasyRec-style configs "
+                        "of our own; the document goes to a temporary file unless --out")
+    args = p.parse_args(argv[1:])
+    tmp = None
+    if args.smoke:
+        tmp = tempfile.mkdtemp(prefix="easyrec_compat_")
+        if not args.easyrec:
+            args.easyrec = write_smoke_configs(os.path.join(tmp, "easyrec"))
+        given = any(a == "--out" or a.startswith("--out=") for a in argv[1:])
+        args.out = args.out if given else os.path.join(tmp, "easyrec.md")
     measured = None
     if args.easyrec:
         source, configs = easyrec_configs(args.easyrec)
@@ -201,8 +260,10 @@ def main() -> None:
         measured = measured_section(source, results)
         ok = sum(r["ok"] for r in results)
         print(f"{ok} of {len(results)} validate unchanged", file=sys.stderr)
-    write_doc(measured)
-    print(f"wrote {DOC}", file=sys.stderr)
+    write_doc(measured, args.out)
+    if tmp:
+        shutil.rmtree(os.path.join(tmp, "easyrec"), ignore_errors=True)
+    print(f"wrote {args.out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -62,16 +62,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
-import shlex
-import subprocess
+import shutil
 import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(REPO, "samples", "data")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import DATA, command_block, machine, run_worker, smoke_data, smoke_out, write_report  # noqa: E402
+from common import ROOT as REPO  # noqa: E402
+from common import mean_std as _mean_std  # noqa: E402
+
 TRAIN_CSV = os.path.join(DATA, "taobao_train.csv")
 TEST_CSV = os.path.join(DATA, "taobao_test.csv")
 ORACLE_CSV = os.path.join(DATA, "taobao_test.oracle.csv")  # p_clk, p_buy per test row
@@ -281,15 +282,16 @@ def run_keras(model: str, seed: int, warmup_steps: int, matched_init: bool = Fal
 
 
 # ---- easyblocks on the sample config ------------------------------------------------------------
-def run_easyblocks(model: str, seed: int) -> dict:
+def run_easyblocks(model: str, seed: int, data: str = DATA, overrides=()) -> dict:
     import keras
 
     with open(CONFIGS[model], encoding="utf-8") as f:
         text = f.read()
     # the same seed (shuffle and initializers) and absolute data paths, in a copy of the config
+    train_csv, test_csv = (os.path.join(data, f) for f in ("taobao_train.csv", "taobao_test.csv"))
     text = re.sub(r"train_config\s*\{", f"train_config {{\n  seed: {seed}", text, count=1)
-    text = re.sub(r'train_input_path:\s*"[^"]*"', f'train_input_path: "{TRAIN_CSV}"', text)
-    text = re.sub(r'eval_input_path:\s*"[^"]*"', f'eval_input_path: "{TEST_CSV}"', text)
+    text = re.sub(r'train_input_path:\s*"[^"]*"', f'train_input_path: "{train_csv}"', text)
+    text = re.sub(r'eval_input_path:\s*"[^"]*"', f'eval_input_path: "{test_csv}"', text)
     with tempfile.TemporaryDirectory(prefix="keras_reference_") as tmp:
         config = os.path.join(tmp, os.path.basename(CONFIGS[model]))
         with open(config, "w", encoding="utf-8") as f:
@@ -298,7 +300,7 @@ def run_easyblocks(model: str, seed: int) -> dict:
 
         keras.utils.set_random_seed(seed)
         wall0 = time.perf_counter()
-        results = api.train(config, model_dir=os.path.join(tmp, "model"))
+        results = api.train(config, model_dir=os.path.join(tmp, "model"), overrides=overrides)
         wall_s = time.perf_counter() - wall0
     return {"examples_per_sec": results["train_examples_per_sec"],
             "auc": {t: results["towers"][t]["overall"]["auc"] for t in TASKS[model]},
@@ -306,67 +308,53 @@ def run_easyblocks(model: str, seed: int) -> dict:
 
 
 # ---- driver -------------------------------------------------------------------------------------
-def run_one(runner: str, model: str, seed: int, warmup_steps: int) -> dict:
-    """Runs one (runner, model, seed) in a fresh Python process; returns its result dict."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--_worker", runner, "--model", model,
-           "--seeds", str(seed), "--warmup_steps", str(warmup_steps)]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    marker = "KERAS_REFERENCE_RESULT "
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(marker)]
-    if proc.returncode != 0 or not lines:
-        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
-        raise SystemExit(f"{runner} {model} seed {seed} failed (exit {proc.returncode})")
-    return json.loads(lines[-1][len(marker):])
+def run_in_process(runner: str, model: str, seed: int, warmup_steps: int,
+                   data: str = DATA) -> dict:
+    if runner == "easyblocks":
+        # data other than the shipped one is the smoke's: too few steps for the sample's
+        # logging window of 50, so examples/s from the first step
+        overrides = [] if data == DATA else ["train_config { log_step_count_steps: 1 }"]
+        return run_easyblocks(model, seed, data, overrides)
+    return run_keras(model, seed, warmup_steps, matched_init=runner == "keras_matched_init",
+                     train_csv=os.path.join(data, "taobao_train.csv"),
+                     test_csv=os.path.join(data, "taobao_test.csv"))
+
+
+def run_one(runner: str, model: str, seed: int, warmup_steps: int, data: str = DATA,
+            in_process: bool = False) -> dict:
+    """Runs one (runner, model, seed) in a fresh Python process (in this one for --smoke);
+    returns its result dict."""
+    if in_process:
+        return run_in_process(runner, model, seed, warmup_steps, data)
+    return run_worker(__file__, ["--_worker", runner, "--model", model, "--seeds", str(seed),
+                                 "--warmup_steps", str(warmup_steps), "--data", data],
+                      "KERAS_REFERENCE_RESULT ", f"{runner} {model} seed {seed}")
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
-    import numpy as np
-
-    a = np.asarray(values, dtype=np.float64)
-    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
+    return _mean_std(values)
 
 
-def oracle_aucs(model: str) -> dict[str, float]:
+def oracle_aucs(model: str, data: str = DATA) -> dict[str, float]:
     from easyblocks.eval.metrics import auc
 
-    labels = read_columns(TEST_CSV, [0, 1])
-    oracle = read_columns(ORACLE_CSV, [0, 1])
+    labels = read_columns(os.path.join(data, "taobao_test.csv"), [0, 1])
+    oracle = read_columns(os.path.join(data, "taobao_test.oracle.csv"), [0, 1])
     return {t: auc(labels[:, ORACLE_COLUMN[c]], oracle[:, ORACLE_COLUMN[c]])
             for t, c in TASKS[model].items()}
 
 
-def machine() -> str:
-    import keras
-    import tensorflow as tf
-
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gpus = tf.config.list_physical_devices("GPU")
-    return (f"nproc {nproc} ({cpu}), {'GPUs: ' + str(len(gpus)) if gpus else 'no GPU'}, "
-            f"Python {platform.python_version()}, TensorFlow {tf.__version__}, "
-            f"Keras {keras.__version__}")
-
-
 def report(argv: list[str], models: list[str], runners: list[str], seeds: list[int], runs: dict,
-           elapsed: float, warmup_steps: int) -> str:
+           elapsed: float, warmup_steps: int, data: str = DATA) -> str:
     pm = "±"
     lines = [
         "# Hand-written Keras reference vs easyblocks",
         "",
-        "Command:",
-        "",
-        "```",
-        "python " + " ".join(shlex.quote(a) for a in argv),
-        "```",
-        "",
+        *command_block(argv),
         f"Machine: {machine()}. Seeds: {', '.join(map(str, seeds))} (mean {pm} sample std "
-        f"over seeds). Total time {elapsed:.0f} s.",
+        f"over seeds). Total time {elapsed:.0f} s."
+        + ("" if data == DATA else f" --smoke: the first rows of samples/data ({data}), in "
+           "one process; the numbers mean nothing."),
         "",
         "| model | runner | test AUC (mean ± std) | oracle AUC | train examples/s (mean ± std) "
         "| examples/s ratio vs keras |",
@@ -378,7 +366,7 @@ def report(argv: list[str], models: list[str], runners: list[str], seeds: list[i
         return mean_std([r["auc"][task] for r in runs[(model, runner)]])
 
     for model in models:
-        oracle = oracle_aucs(model)
+        oracle = oracle_aucs(model, data)
         speed = {rn: mean_std([r["examples_per_sec"] for r in runs[(model, rn)]])
                  for rn in runners}
         for runner in runners:
@@ -428,7 +416,8 @@ def report(argv: list[str], models: list[str], runners: list[str], seeds: list[i
         "checkpoints the config saves (every 100 steps and at the end); wall s = the whole "
         "`api.train` (build, train, checkpoints, evaluation with per-domain metrics).",
         "- AUC: exact rank AUC (`easyblocks.eval.metrics.auc`) on all of "
-        "samples/data/taobao_test.csv; oracle AUC: the same on the true probabilities "
+        "samples/data/taobao_test.csv (--smoke: its first rows); oracle AUC: the same on the "
+        "true probabilities "
         "(samples/data/taobao_test.oracle.csv), the best any model can do on this sample.",
         "- Each run is a fresh Python process; runs go one at a time, the runners in the "
         "order of the table for each seed.",
@@ -451,21 +440,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runners", nargs="+", choices=RUNNERS, default=RUNNERS,
                         help="keras (Keras' default initializers), keras_matched_init "
                              "(EasyRec's initializers), easyblocks; keras is always run")
+    parser.add_argument("--smoke", action="store_true",
+                        help="CI: the first rows of the shipped data, the mlp model, the keras "
+                             "and easyblocks runners, one seed, in this process; the report "
+                             "goes to a temporary file unless --out")
     parser.add_argument("--_worker", choices=RUNNERS, help=argparse.SUPPRESS)
+    parser.add_argument("--data", default=DATA, help=argparse.SUPPRESS)
     args = parser.parse_args(argv[1:])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
 
     if args._worker:
-        seed = args.seeds[0]
-        if args._worker == "easyblocks":
-            result = run_easyblocks(args.model, seed)
-        else:
-            result = run_keras(args.model, seed, args.warmup_steps,
-                               matched_init=args._worker == "keras_matched_init")
+        result = run_in_process(args._worker, args.model, args.seeds[0], args.warmup_steps,
+                                args.data)
         print("KERAS_REFERENCE_RESULT " + json.dumps(result), flush=True)
         return
+    tmp = None
+    if args.smoke:
+        tmp = tempfile.mkdtemp(prefix="keras_reference_")
+        args.data = smoke_data(os.path.join(tmp, "data"))
+        args.model, args.seeds, args.runners, args.warmup_steps = \
+            "mlp", [1], ["keras", "easyblocks"], 1
+        args.out = smoke_out(args.out, tmp, "keras_reference")
 
     models = ["mlp", "shared_bottom"] if args.model == "both" else [args.model]
     runners = [r for r in RUNNERS if r in set(args.runners) | {"keras"}]
@@ -476,19 +473,20 @@ def main(argv: list[str] | None = None) -> None:
     for model in models:
         for seed in args.seeds:
             for runner in runners:
-                r = run_one(runner, model, seed, args.warmup_steps)
+                r = run_one(runner, model, seed, args.warmup_steps, args.data, args.smoke)
                 runs.setdefault((model, runner), []).append(r)
                 aucs = ", ".join(f"{t} {v:.4f}" for t, v in r["auc"].items())
                 print(f"{model:<13} {runner:<18} seed {seed}: AUC {aucs} | "
                       f"{r['examples_per_sec']:.0f} examples/s | {r['wall_s']:.1f} s", flush=True)
     text = report(["benchmarks/keras_reference.py"] + argv[1:], models, runners, args.seeds, runs,
-                  time.perf_counter() - start, args.warmup_steps)
+                  time.perf_counter() - start, args.warmup_steps, args.data)
     print()
     print(text)
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)) or ".", exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(text)
+        write_report(args.out, text)
+        print(f"wrote {args.out}")
+    if tmp:
+        shutil.rmtree(os.path.join(tmp, "data"), ignore_errors=True)
 
 
 if __name__ == "__main__":

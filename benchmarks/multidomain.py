@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -30,11 +29,22 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (  # noqa: E402  # noqa: E402
+    CONFIGS,
+    DATA,
+    ROOT,
+    machine,
+    mean_std,
+    smoke_data,
+    smoke_out,
+    smoke_overrides,
+    write_report,
+)
+
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-CONFIGS = os.path.join(ROOT, "samples", "configs")
 TAOBAO_MODELS = [
     ("MLP (baseline)", "mlp_on_taobao"),
     ("STAR", "star_on_taobao"),
@@ -62,13 +72,14 @@ def _rss_kib(field: str) -> int:
     return 0
 
 
-def child_train(config: str, seed: int, out: str) -> None:
+def child_train(config: str, seed: int, out: str, overrides=()) -> None:
     """Trains one config with one seed in this (fresh) process; writes the results as JSON."""
     from easyblocks import api
     from easyblocks.train.loop import Trainer
 
     with tempfile.TemporaryDirectory() as model_dir:
-        resolved = api.resolve(config, overrides=[f"train_config {{ seed: {seed} }}"])
+        resolved = api.resolve(config, overrides=[f"train_config {{ seed: {seed} }}",
+                                                  *overrides])
         trainer = Trainer(resolved, model_dir=model_dir)
         size = lambda vs: int(sum(int(np.prod(v.shape)) for v in vs))  # noqa: E731
         tables = size(trainer.tables)
@@ -133,7 +144,12 @@ def child_micro(spec: dict, out: str) -> None:
         json.dump(res, f)
 
 
-def spawn(args: list[str], log_path: str) -> bool:
+def spawn(args: list[str], log_path: str, in_process: bool = False) -> bool:
+    """Runs a child (`--_child_train ...` / `--_child_micro ...`) in a fresh process, or in
+    this one (--smoke); False, with the end of its output printed, when it fails."""
+    if in_process:
+        child(args)
+        return True
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     with open(log_path, "w") as log:
@@ -147,22 +163,14 @@ def spawn(args: list[str], log_path: str) -> bool:
 
 
 # ---- statistics and formatting ---------------------------------------------------------------
-def mean_std(values) -> tuple[float, float]:
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
-    if v.size == 0:
-        return float("nan"), float("nan")
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
-
-
 def fmt_ms(m: float, s: float) -> str:
     return f"{m:.4f} ± {s:.4f}"
 
 
-def oracle_per_domain() -> dict:
+def oracle_per_domain(data: str = DATA) -> dict:
     """Oracle clk AUC of the shipped test split, overall and per pid, with row counts."""
     from easyblocks.eval.metrics import auc
 
-    data = os.path.join(ROOT, "samples", "data")
     oracle = np.loadtxt(os.path.join(data, "taobao_test.oracle.csv"), delimiter=",",
                         usecols=[0])
     labels = np.loadtxt(os.path.join(data, "taobao_test.csv"), delimiter=",", usecols=[0])
@@ -175,15 +183,15 @@ def oracle_per_domain() -> dict:
     return out
 
 
-def train_suite(models, seeds, tmp: str, tag: str) -> dict:
+def train_suite(models, seeds, tmp: str, tag: str, overrides=(), in_process=False) -> dict:
     """{model name: [results per seed]} (None for a failed run), seed-major order."""
     runs = {name: [] for name, _ in models}
     for seed in seeds:
         for name, cfg in models:
             out = os.path.join(tmp, f"{tag}_{cfg}_{seed}.json")
             t0 = time.perf_counter()
-            ok = spawn(["--_child_train", os.path.join(CONFIGS, cfg + ".config"), str(seed), out],
-                       out + ".log")
+            ok = spawn(["--_child_train", os.path.join(CONFIGS, cfg + ".config"), str(seed), out,
+                        json.dumps(list(overrides))], out + ".log", in_process)
             res = json.load(open(out)) if ok else None
             runs[name].append(res)
             if res:
@@ -315,7 +323,8 @@ def suite_report(title: str, models, runs: dict, seeds, oracle: dict | None,
 
 
 # ---- APG micro-benchmark ---------------------------------------------------------------------
-def micro_suite(tmp: str, sizes, ks, batch: int, reps: int, warmup: int) -> list[dict]:
+def micro_suite(tmp: str, sizes, ks, batch: int, reps: int, warmup: int,
+                in_process: bool = False) -> list[dict]:
     specs = []
     for n in sizes:
         specs.append(dict(n=n, m=n, k=0, p=0, naive=True))
@@ -328,7 +337,7 @@ def micro_suite(tmp: str, sizes, ks, batch: int, reps: int, warmup: int) -> list
     for i, spec in enumerate(specs):
         spec.update(batch=batch, reps=reps, warmup=warmup)
         out = os.path.join(tmp, f"micro_{i}.json")
-        if spawn(["--_child_micro", json.dumps(spec), out], out + ".log"):
+        if spawn(["--_child_micro", json.dumps(spec), out], out + ".log", in_process):
             r = json.load(open(out))
             results.append(r)
             what = "naive" if r["naive"] else f"K={r['k']} P={r['p']}"
@@ -392,12 +401,22 @@ def micro_report(results: list[dict], batch: int, reps: int, warmup: int) -> lis
 
 
 # ---- main ------------------------------------------------------------------------------------
-def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--_child_train":
-        child_train(sys.argv[2], int(sys.argv[3]), sys.argv[4])
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "--_child_micro":
-        child_micro(json.loads(sys.argv[2]), sys.argv[3])
+def child(args: list[str]) -> None:
+    if args[0] == "--_child_train":
+        child_train(args[1], int(args[2]), args[3], json.loads(args[4]))
+    else:
+        child_micro(json.loads(args[1]), args[2])
+
+
+# --smoke: the baseline and STAR trained (the other samples resolved), one tiny APG size
+SMOKE_MODELS = TAOBAO_MODELS[:2]
+SMOKE_MICRO = dict(micro_sizes=[8], micro_ks=[2], micro_batch=16, micro_reps=2, micro_warmup=1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv if argv is None else argv)
+    if len(argv) > 1 and argv[1] in ("--_child_train", "--_child_micro"):
+        child(argv[1:])
         return
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -413,33 +432,48 @@ def main() -> None:
     p.add_argument("--micro_batch", type=int, default=1024)
     p.add_argument("--micro_reps", type=int, default=20)
     p.add_argument("--micro_warmup", type=int, default=3)
-    p.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks", "multidomain.md"))
-    args = p.parse_args()
+    p.add_argument("--out", default=None, help="default: docs/benchmarks/multidomain.md")
+    p.add_argument("--smoke", action="store_true",
+                   help="CI: the first rows of the shipped data, one seed, the baseline and "
+                        "STAR trained (PEPNet and APG resolved), adult skipped, one tiny APG "
+                        "layer, all in this process; the report goes to a temporary file "
+                        "unless --out")
+    args = p.parse_args(argv[1:])
     os.chdir(ROOT)
     tmp = tempfile.mkdtemp(prefix="multidomain_")
+    models, data, overrides = TAOBAO_MODELS, DATA, []
+    if args.smoke:
+        from easyblocks import api
+
+        for _, cfg in TAOBAO_MODELS[len(SMOKE_MODELS):]:
+            api.resolve(os.path.join(CONFIGS, cfg + ".config"))
+        models, data = SMOKE_MODELS, smoke_data(os.path.join(tmp, "data"))
+        overrides = smoke_overrides(data)
+        args.seeds, args.adult, args.taobao, args.apg_micro = [1], False, True, True
+        vars(args).update(SMOKE_MICRO)
+        print("--smoke: adult skipped (a smoke run reads only the first rows of samples/data)",
+              flush=True)
+    out = smoke_out(args.out, os.path.join(tmp, "report"), "multidomain") if args.smoke else \
+        args.out or os.path.join(ROOT, "docs", "benchmarks", "multidomain.md")
     t_start = time.perf_counter()
     load_start = os.getloadavg()
 
-    cmd = "python benchmarks/multidomain.py --seeds " + " ".join(map(str, args.seeds))
-    cmd += " --adult" if args.adult else ""
-    cmd += "" if args.apg_micro else " --no-apg_micro"
-    cmd += "" if args.taobao else " --no-taobao"
-    import keras
-    import tensorflow as tf  # only for the version line
+    cmd = "python benchmarks/multidomain.py " + " ".join(argv[1:])
 
     lines = [
         "# Multi-domain models (STAR, PEPNet, APG) vs the MLP baseline",
         "",
         f"Command: `{cmd}`",
         "",
-        f"Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-        f"no GPU, Python {platform.python_version()}, TensorFlow {tf.__version__}, "
-        f"Keras {keras.__version__}. Seeds {', '.join(map(str, args.seeds))}; AUC is mean ± "
+        f"Machine: {machine()}. "
+        f"Seeds {', '.join(map(str, args.seeds))}; AUC is mean ± "
         "sample std over the seeds, each run in a fresh process, run sequentially in seed-major "
         "order (seed 1: every model, then seed 2, ...). Train examples/s is measured after the "
         "first logging window and is only meaningful as a ratio to the baseline in the same "
         "command; the machine is shared, so load from other work can shift single runs (the "
-        "load average of each run is in the per-run tables).",
+        "load average of each run is in the per-run tables)."
+        + (f" --smoke: the first rows of samples/data ({data}), every child in one process; "
+           "the numbers mean nothing." if args.smoke else ""),
         "",
         "Parameters: *dense* = every variable that is not an embedding table (batch-norm moving "
         "statistics included); *total* = `model.count_params()`, embedding tables included.",
@@ -447,10 +481,10 @@ def main() -> None:
     ]
     body = []
     if args.taobao:
-        oracle = oracle_per_domain()
-        runs = train_suite(TAOBAO_MODELS, args.seeds, tmp, "taobao")
+        oracle = oracle_per_domain(data)
+        runs = train_suite(models, args.seeds, tmp, "taobao", overrides, args.smoke)
         body += suite_report("Shipped Taobao-like data (domain: pid, tower clk, one epoch)",
-                             TAOBAO_MODELS, runs, args.seeds, oracle, "pid")
+                             models, runs, args.seeds, oracle, "pid")
         body += [
             "The baseline sees `pid` as one more embedded feature (hash_bucket_size 10); STAR, "
             "PEPNet and APG take it as their domain input (a vocab_list IdFeature: bucket ids "
@@ -478,18 +512,23 @@ def main() -> None:
             body += ["## UCI Adult", "", msg, ""]
     if args.apg_micro:
         res = micro_suite(tmp, args.micro_sizes, args.micro_ks, args.micro_batch,
-                          args.micro_reps, args.micro_warmup)
+                          args.micro_reps, args.micro_warmup, args.smoke)
         if res:
             body += micro_report(res, args.micro_batch, args.micro_reps, args.micro_warmup)
     lines += body
     lines += [f"Total time {time.perf_counter() - t_start:.0f} s; load average at the start "
               f"{load_start[0]:.2f}, at the end {os.getloadavg()[0]:.2f}.", ""]
     text = "\n".join(lines)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text)
-    shutil.rmtree(tmp, ignore_errors=True)  # failed runs' log tails were printed already
+    write_report(out, text)
+    if out != smoke_out(None, os.path.join(tmp, "report"), "multidomain"):
+        shutil.rmtree(tmp, ignore_errors=True)  # failed runs' log tails were printed already
+    else:  # the smoke's report stays in tmp/report
+        for name in os.listdir(tmp):
+            if name != "report":
+                path = os.path.join(tmp, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     print(text)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

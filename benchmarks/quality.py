@@ -55,6 +55,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from common import write_report  # noqa: E402
 
 CONFIGS = os.path.join(ROOT, "samples", "configs")
 SHIPPED = os.path.join(ROOT, "samples", "data")
@@ -955,7 +956,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--buffers", type=int, nargs="+", default=[32, 1024, 10_000, 120_000])
     p.add_argument("--smoke", action="store_true",
                    help="CI: a tiny generated set, MLP, STAR and the Keras MLP, one seed, "
-                        "at most 20 steps, in this process")
+                        "at most 20 steps, in this process, adult skipped; the report goes to "
+                        "a temporary file unless --out")
     p.add_argument("--_worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv[1:])
     args.final_candidates = list(FINAL_CANDIDATES)
@@ -970,12 +972,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         tmp = tempfile.mkdtemp(prefix="quality_smoke_")
         generated = SMOKE_GENERATED
+        given = any(a == "--out" or a.startswith("--out=") for a in argv[1:])
+        args.out = args.out if given else os.path.join(tmp, "quality.md")
+        tmp = os.path.join(tmp, "run")
         args.data_dir, args.results = tmp, os.path.join(tmp, "results.jsonl")
         args.datasets, args.models, args.seeds = list(SMOKE_GENERATED), ["mlp", "star"], [1]
         args.references, args.num_steps, args.parts = ["keras_mlp"], 20, ["final"]
         # in one process: only today's defaults (a candidate changes module defaults)
         args.final_candidates = ["default"]
-        args.out = os.path.join(tmp, "quality.md")
+        print("--smoke: adult skipped (a smoke run trains on a tiny generated set only)",
+              flush=True)
     if "adult" in args.datasets and not os.path.isdir(args.adult_dir):
         print(f"skipping adult: {args.adult_dir} is missing", flush=True)
         args.datasets.remove("adult")
@@ -1023,12 +1029,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         import shutil
 
-        shutil.rmtree(args.data_dir, ignore_errors=True)  # the smoke's own temporary folder
-        return
+        shutil.rmtree(args.data_dir, ignore_errors=True)  # the smoke's data and results
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(text)
+        write_report(args.out, text)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

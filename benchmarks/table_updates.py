@@ -14,15 +14,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from common import machine, smoke_out, write_report  # noqa: E402
 
 from easyblocks.config.specs import LearningRateSpec, OptimizerSpec  # noqa: E402
 from easyblocks.train.optimizers import SparseTableOptimizer  # noqa: E402
@@ -52,13 +54,26 @@ def time_steps(step, ids, n=30, warmup=5) -> float:
     return float(np.median(times))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
-    args = p.parse_args()
+    p.add_argument("--steps", type=int, default=30, help="timed steps per variant")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first (tracing)")
+    p.add_argument("--out", default=None, help="also write the table to this markdown file")
+    p.add_argument("--smoke", action="store_true",
+                   help="CI: 100-row tables, 3 timed steps; the report goes to a temporary "
+                        "file unless --out")
+    args = p.parse_args(argv[1:])
+    if args.smoke:
+        args.rows, args.steps, args.warmup = [100], 3, 1
+        args.out = smoke_out(args.out, tempfile.mkdtemp(prefix="table_updates_"),
+                             "table_updates")
     tc = OptimizerSpec("adam", LearningRateSpec("constant", 0.001))
-    print("| rows per table | Keras Adam (dense) ms/step | row-wise lazy Adam ms/step | speed-up |")
-    print("|---|---|---|---|")
+    load0 = os.getloadavg()[0]
+    lines = ["| rows per table | Keras Adam (dense) ms/step | row-wise lazy Adam ms/step "
+             "| speed-up |", "|---|---|---|---|"]
+    print("\n".join(lines))
     for rows in args.rows:
         rng = np.random.default_rng(0)
         ids = [tf.constant(rng.integers(0, rows, (BATCH, FEATURES))) for _ in range(8)]
@@ -72,9 +87,19 @@ def main() -> None:
         dense = make_step(dense_tables, lambda g, o=adam, t=dense_tables:
                           o.apply_gradients(zip(g, t)))
         rowwise = make_step(sparse_tables, lambda g, o=rowwise_opt, t=sparse_tables: o.apply(g, t))
-        d = time_steps(dense, ids)
-        s = time_steps(rowwise, ids)
-        print(f"| {rows:,} | {d * 1000:.1f} | {s * 1000:.1f} | {d / s:.1f}x |", flush=True)
+        d = time_steps(dense, ids, args.steps, args.warmup)
+        s = time_steps(rowwise, ids, args.steps, args.warmup)
+        lines.append(f"| {rows:,} | {d * 1000:.1f} | {s * 1000:.1f} | {d / s:.1f}x |")
+        print(lines[-1], flush=True)
+    if args.out:
+        write_report(args.out, "\n".join([
+            "# Embedding-table updates: Keras Adam (dense) vs row-wise lazy Adam", "",
+            "`python benchmarks/table_updates.py " + " ".join(argv[1:]) + "`", "",
+            f"Machine: {machine()}; load average {load0:.1f} before, "
+            f"{os.getloadavg()[0]:.1f} after. Batch {BATCH} ids x {FEATURES} features, "
+            f"{DIM}-dim tables; median of {args.steps} timed steps after {args.warmup} "
+            "untimed ones, both in this process.", "", *lines, ""]))
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -20,19 +20,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import subprocess
+import shutil
 import sys
 import tempfile
 import time
 
-import numpy as np
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from classic import machine, mean_std, oracle_aucs  # noqa: E402
+from classic import oracle_aucs  # noqa: E402
+from common import (  # noqa: E402
+    CONFIGS,
+    DATA,
+    ROOT,
+    command_block,
+    machine,
+    mean_std,
+    model_run_args,
+    run_worker,
+    seed_major,
+    smoke_data,
+    smoke_note,
+    smoke_out,
+    smoke_overrides,
+    train_sample,
+    write_report,
+)
 
-CONFIGS = os.path.join(ROOT, "samples", "configs")
 MARKER = "ZOO_RESULT "
 NOTES = "## Reading the table"  # a hand-written section kept when the report is rewritten
 
@@ -66,39 +78,23 @@ MODELS: dict[str, tuple[str, str, str, dict[str, str]]] = {
 }
 
 
-def worker(name: str, seed: int) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.path.insert(0, ROOT)
-    os.chdir(ROOT)  # the sample configs use paths relative to the repository root
-    from easyblocks import api
-    from easyblocks.train.loop import Trainer
-
-    config = os.path.join(CONFIGS, MODELS[name][0])
-    with tempfile.TemporaryDirectory(prefix="zoo_") as model_dir:
-        resolved = api.resolve(config, overrides=[f"train_config {{ seed: {seed} }}"])
-        trainer = Trainer(resolved, model_dir=model_dir)
-        results = trainer.train()
-        model = trainer.model
-        tables = {id(v) for v in model.feature_groups.table_variables}
-        total = sum(int(np.prod(v.shape)) for v in model.weights)
-        embedding = sum(int(np.prod(v.shape)) for v in model.weights if id(v) in tables)
-    out = {"name": name, "seed": seed, "steps": results["step"],
-           "auc": {t: results["towers"][t]["overall"]["auc"] for t in MODELS[name][3]},
-           "params_total": total, "params_dense": total - embedding,
-           "expanded_from": resolved.model.expanded_from}
-    print(MARKER + json.dumps(out), flush=True)
+# --smoke trains the two references; every model class's sample is validated (parsed,
+# expanded by its template, built on a synthetic batch)
+SMOKE_MODELS = ["mlp", "shared_bottom"]
 
 
-def run_one(name: str, seed: int) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--_worker", name, str(seed)]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(MARKER)]
-    if proc.returncode != 0 or not lines:
-        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
-        raise SystemExit(f"{name} seed {seed} failed (exit {proc.returncode})")
-    return json.loads(lines[-1][len(MARKER):])
+def train_one(name: str, seed: int, overrides=()) -> dict:
+    r = train_sample(os.path.join(CONFIGS, MODELS[name][0]), seed, MODELS[name][3], overrides)
+    r["name"] = name
+    return r
+
+
+def run_one(name: str, seed: int, overrides=(), in_process: bool = False) -> dict:
+    """One (model, seed) in a fresh process (in this one for --smoke)."""
+    if in_process:
+        return train_one(name, seed, overrides)
+    return run_worker(__file__, ["--_worker", name, str(seed), json.dumps(overrides)], MARKER,
+                      f"{name} seed {seed}")
 
 
 def _diff(name: str, per: list[dict], tower: str, ref: list[dict], ref_tower: str) -> str:
@@ -110,23 +106,23 @@ def _diff(name: str, per: list[dict], tower: str, ref: list[dict], ref_tower: st
     return text
 
 
+DATA_NOTE = ("One epoch over the 200k training rows (196 steps of 1024), test on the 50k test "
+             "rows.")
+
+
 def report(argv: list[str], names: list[str], seeds: list[int], runs: dict, elapsed: float,
-           load: tuple[float, float]) -> str:
-    oracle = oracle_aucs()
+           load: tuple[float, float], data: str = DATA, data_note: str = DATA_NOTE,
+           validated: list[str] = ()) -> str:
+    oracle = oracle_aucs(data)
     lines = [
         "# EasyRec's model classes (templates) vs the MLP",
         "",
-        "Command:",
-        "",
-        "```",
-        "python " + " ".join(shlex.quote(a) for a in argv),
-        "```",
-        "",
+        *command_block(argv),
         f"Machine: {machine()}; shared with other work (load average {load[0]:.1f} at the "
         f"start, {load[1]:.1f} at the end), so no speed is reported: AUCs do not depend on "
-        f"the load. Seeds: {', '.join(map(str, seeds))} (mean ± sample std over seeds). One "
-        f"epoch over the 200k training rows (196 steps of 1024), test on the 50k test rows. "
-        f"Every (model, seed) in a fresh process, seed-major. Total time {elapsed:.0f} s.",
+        f"the load. Seeds: {', '.join(map(str, seeds))} (mean ± sample std over seeds). "
+        f"{data_note} Every (model, seed) in a fresh process, seed-major. Total time "
+        f"{elapsed:.0f} s.",
         "",
         f"Oracle AUC (the true probabilities of samples/data/taobao_test.oracle.csv): "
         f"clk {oracle['clk']:.4f}, buy {oracle['buy']:.4f}.",
@@ -156,6 +152,9 @@ def report(argv: list[str], names: list[str], seeds: list[int], runs: dict, elap
         params = f"{per[0]['params_dense']:,} / {per[0]['params_total']:,}"
         lines.append(f"| {model_class} | `{config}` | {what} | {'<br>'.join(aucs)} | {vs_mlp} "
                      f"| {vs_sb} | {params} |")
+    if validated:
+        lines += ["", "Validated, not trained (--smoke): " + ", ".join(
+            f"{MODELS[n][1]} (`{MODELS[n][0]}`)" for n in validated) + "."]
     lines += ["", "Per run:", "", "| model | seed | test AUC | steps |", "|---|---|---|---|"]
     for i, seed in enumerate(seeds):
         for name in names:
@@ -165,38 +164,52 @@ def report(argv: list[str], names: list[str], seeds: list[int], runs: dict, elap
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--_worker":
-        worker(sys.argv[2], int(sys.argv[3]))
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv if argv is None else argv)
+    if len(argv) == 5 and argv[1] == "--_worker":
+        r = train_one(argv[2], int(argv[3]), json.loads(argv[4]))
+        print(MARKER + json.dumps(r), flush=True)
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
-                   help="subset (the MLP and the shared bottom always run: the references)")
-    p.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks", "zoo.md"))
-    args = p.parse_args()
+    model_run_args(p, MODELS, "subset (the MLP and the shared bottom always run: the "
+                   "references)", "zoo.md", "CI: the first rows of the shipped data, one seed, "
+                   f"{', '.join(SMOKE_MODELS)} trained in this process, every other model "
+                   "class's sample validated; the report goes to a temporary file unless --out")
+    args = p.parse_args(argv[1:])
+    data, data_note, overrides, validated, tmp = DATA, DATA_NOTE, [], [], None
+    if args.smoke:
+        from easyblocks import api
+
+        tmp = tempfile.mkdtemp(prefix="zoo_")
+        os.chdir(ROOT)
+        validated = [n for n in MODELS if n not in SMOKE_MODELS]
+        for name in validated:
+            api.validate_config(os.path.join(CONFIGS, MODELS[name][0]))
+        data = smoke_data(os.path.join(tmp, "data"))
+        overrides = smoke_overrides(data)
+        args.seeds, args.models = [1], SMOKE_MODELS
+        data_note = smoke_note(data)
+    out = smoke_out(args.out, tmp, "zoo") if args.smoke else \
+        args.out or os.path.join(ROOT, "docs", "benchmarks", "zoo.md")
     names = ["mlp", "shared_bottom"] + [n for n in MODELS if n in args.models
                                         and n not in ("mlp", "shared_bottom")]
-    runs: dict[str, list[dict]] = {n: [] for n in names}
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    for seed in args.seeds:
-        for name in names:
-            r = run_one(name, seed)
-            runs[name].append(r)
-            aucs = ", ".join(f"{t} {v:.4f}" for t, v in r["auc"].items())
-            print(f"{name} seed {seed}: {aucs}", flush=True)
-    text = report(["benchmarks/zoo.py"] + sys.argv[1:], names, args.seeds, runs,
-                  time.perf_counter() - t0, (load0, os.getloadavg()[0]))
-    if os.path.exists(args.out):  # the hand-written reading of the table stays
-        with open(args.out, encoding="utf-8") as f:
+    runs = seed_major(names, args.seeds,
+                      lambda name, seed: run_one(name, seed, overrides, in_process=args.smoke))
+    text = report(["benchmarks/zoo.py"] + argv[1:], names, args.seeds, runs,
+                  time.perf_counter() - t0, (load0, os.getloadavg()[0]), data, data_note,
+                  validated)
+    if not args.smoke and os.path.exists(out):  # the hand-written reading of the table stays
+        with open(out, encoding="utf-8") as f:
             old = f.read()
         if NOTES in old:
             text += "\n" + old[old.index(NOTES):]
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(text)
+    write_report(out, text)
+    if tmp:
+        shutil.rmtree(os.path.join(tmp, "data"), ignore_errors=True)
     print(text)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

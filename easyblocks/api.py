@@ -92,7 +92,11 @@ def train(config_path: str, model_dir: str | None = None, extra_plugins: list[st
     """Trains (resuming from model_dir) and evaluates; returns the evaluation results.
 
     The results hold "towers" -> tower -> {"overall": {...}, "domains": {...}}, and
-    "train_examples_per_sec" (after the first logging window, which includes tracing).
+    the training phase's "train_examples_per_sec" (examples trained / the seconds from
+    asking for the first batch to the end of the last step, tracing, input waits and
+    checkpoint saves included, evaluation excluded), "steady_examples_per_sec" (the same after the first
+    logging window), "train_phase_seconds", "first_step_seconds" (easyblocks/train/
+    throughput.py: the one definition, also of the progress lines' examples/s).
     On a cluster (TF_CONFIG) only the chief evaluates; other workers return {}, and the
     worker and ps tasks of PSStrategy serve the chief until they are stopped.
     `options` (here and below): `resolve`'s max_memory_gb and allow_config_plugins.

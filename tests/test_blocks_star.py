@@ -13,7 +13,13 @@ from google.protobuf import text_format
 
 from easyblocks.blocks import normalization
 from easyblocks.blocks.registry import get_block
-from easyblocks.blocks.star import STAR, PartitionedNormalization, StarDense
+from easyblocks.blocks.star import (
+    STAR,
+    PartitionedNormalization,
+    StarDense,
+    all_domain_star_dense,
+    grouped_star_dense,
+)
 from easyblocks.errors import ConfigError
 from easyblocks.protos import backbone_pb2
 
@@ -84,6 +90,78 @@ def test_domain_ids_shapes_dtypes_and_out_of_range_are_clipped():
     # out of range: negative -> domain 0, >= M -> domain M - 1 (documented clipping)
     clipped = layer([X, np.array([-3, 7, 1, 0])]).numpy()
     np.testing.assert_allclose(clipped, want, rtol=1e-6)
+
+
+def test_grouped_path_pinned_by_hand_on_a_mixed_batch():
+    # grouped_star_dense on the 4-example batch above (domains 0, 1, 1, 0: two chunks of 2)
+    args = (W, B, W_P, B_P)
+    out = grouped_star_dense(tf.constant(X), tf.constant(DOM, tf.int32),
+                             *map(tf.constant, args)).numpy()
+    # example 0, domain 0: x0 (2 W) + b + b_0 = [2*-0.25 + 0.1 + 1, 2*-4.875 - 0.2]
+    np.testing.assert_allclose(out[0], [0.6, -9.95], rtol=1e-6)
+    # example 1, domain 1: W ⊙ W_1 = [[1, 0], [-0.5, 6], [-0.25, 0.25]];
+    # x1 = [0.3, 0.7, -1]: [0.3 - 0.35 + 0.25, 4.2 - 0.25] + b + b_1 = [0.3, 3.95 - 0.2 - 3]
+    np.testing.assert_allclose(out[1], [0.3, 0.75], rtol=1e-5)
+    want = np.stack([X[i] @ (W * W_P[d]) + B + B_P[d] for i, d in enumerate(DOM)])
+    np.testing.assert_allclose(out, want, rtol=1e-5)
+
+
+def _star_dense_results(formula, x, dom, weights):
+    """Output and gradients (x and the four weights) of a fixed weighted sum of the output."""
+    x = tf.constant(x)
+    variables = [tf.Variable(w) for w in weights]
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = formula(x, tf.constant(dom, tf.int32), *variables)
+        loss = tf.reduce_sum(y * tf.linspace(-1.0, 2.0, y.shape[-1]))
+    grads = tape.gradient(loss, [x] + variables)
+    return [y.numpy()] + [tf.convert_to_tensor(g).numpy() for g in grads], grads
+
+
+@pytest.mark.parametrize("m", [1, 3, 7])
+@pytest.mark.parametrize("batch_kind", ["mixed", "single", "missing", "skewed", "one_example"])
+def test_grouped_path_equals_all_domain_formula_forward_and_gradients(m, batch_kind):
+    rng = np.random.default_rng(m * 10 + len(batch_kind))
+    n, d, h = 23, 5, 3
+    dom = {
+        "mixed": rng.integers(0, m, n),
+        "single": np.full(n, m - 1),
+        "missing": rng.integers(0, max(m - 2, 1), n),  # the last domains absent
+        "skewed": np.where(rng.random(n) < 0.8, 0, rng.integers(0, m, n)),
+        "one_example": np.zeros(1, int),
+    }[batch_kind]
+    x = rng.normal(size=(len(dom), d)).astype("float32")
+    weights = [rng.normal(size=s).astype("float32") for s in [(d, h), (h,), (m, d, h), (m, h)]]
+    old, _ = _star_dense_results(all_domain_star_dense, x, dom, weights)
+    new, grads = _star_dense_results(grouped_star_dense, x, dom, weights)
+    for a, b in zip(old, new):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+    # only the present domains' rows are in domain_kernel's gradient (not M x d x h)
+    assert isinstance(grads[3], tf.IndexedSlices)
+    assert set(grads[3].indices.numpy()) == set(dom)
+    absent = sorted(set(range(m)) - set(dom))
+    np.testing.assert_array_equal(new[4][absent], 0.0)  # [y, dx, dW, db, dW_p, db_p]
+
+
+def test_star_dense_layer_dispatch_gives_the_same_output(monkeypatch):
+    layer = star_dense(num_domains=2)
+    layer.domain_kernel.assign(W_P)
+    layer.domain_bias.assign(B_P)
+    monkeypatch.setattr(StarDense, "GEMM_MAX_DOMAINS", 0)
+    grouped = layer([X, DOM]).numpy()
+    monkeypatch.setattr(StarDense, "GEMM_MAX_DOMAINS", 100)
+    np.testing.assert_allclose(layer([X, DOM]).numpy(), grouped, rtol=1e-5)
+
+
+def test_grouped_path_empty_batch_and_tf_function_with_unknown_batch():
+    f = tf.function(grouped_star_dense, input_signature=[
+        tf.TensorSpec([None, 3]), tf.TensorSpec([None], tf.int32), tf.TensorSpec([3, 2]),
+        tf.TensorSpec([2]), tf.TensorSpec([2, 3, 2]), tf.TensorSpec([2, 2])])
+    args = [tf.constant(a) for a in (W, B, W_P, B_P)]
+    assert f(tf.zeros([0, 3]), tf.zeros([0], tf.int32), *args).shape == (0, 2)
+    want = np.stack([X[i] @ (W * W_P[d]) + B + B_P[d] for i, d in enumerate(DOM)])
+    np.testing.assert_allclose(f(tf.constant(X), tf.constant(DOM, tf.int32), *args), want,
+                               rtol=1e-5)
 
 
 # ---------------------------------------------------------------- PartitionedNormalization

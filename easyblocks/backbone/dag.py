@@ -150,6 +150,10 @@ class Dag(keras.layers.Layer):
         # tracked by Keras, so that the blocks' weights are this layer's weights
         self.tracked_layers = [layer for b in self.blocks.values() for layer in b.layers] + [
             b.input_options for b in self.blocks.values() if b.input_options is not None]
+        # no weights of its own: each block's layers build on their first call. Unbuilt,
+        # Keras would first trace the whole DAG symbolically to build it (and the Backbone
+        # around it once more): 3 runs of every block before the real one, not 1
+        self.built = True
 
     @property
     def order(self) -> list[str]:
@@ -351,6 +355,7 @@ class Backbone(keras.layers.Layer):
                          for name, p in spec.packages.items()}
         self.dag = Dag(spec.dag, self.packages, extra_outputs=extra_outputs, name="dag")
         self.top_mlp = MLP(name="top_mlp", **spec.top_mlp) if spec.top_mlp is not None else None
+        self.built = True  # no weights of its own (see Dag)
 
     def dags(self) -> list[tuple[str, Dag]]:
         """(prefix, Dag) for the main DAG ("") and every package ("package_<name>/")."""

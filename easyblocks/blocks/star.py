@@ -150,18 +150,73 @@ class PartitionedNormalization(BatchNorm):
         return config
 
 
+def all_domain_star_dense(x, dom, kernel, bias, domain_kernel, domain_bias):
+    """x (W ⊙ W_p) + b + b_p through every domain's kernel: x @ [W ⊙ W_1 | ... | W ⊙ W_M]
+    (batch x M*h), then each example's own slice. One GEMM, but M times a Dense's FLOPs, and
+    the gradient of domain_kernel is dense (M x d x h). StarDense's formula up to 2026-11; kept
+    for the tests and benchmarks/domain_scaling.py, which compare the grouped path with it.
+
+    x: (batch, d); dom: int32 (batch,) in [0, M); kernel (d, h); bias (h,); domain_kernel
+    (M, d, h); domain_bias (M, h)."""
+    m, d, h = domain_kernel.shape
+    kernels = kernel[None] * domain_kernel  # (M, d, h): W ⊙ W_p for every p
+    stacked = tf.reshape(tf.transpose(kernels, [1, 0, 2]), [d, m * h])
+    y_all = tf.reshape(tf.matmul(x, stacked), [-1, m, h])  # (batch, M, h)
+    y = tf.gather(y_all, dom, batch_dims=1)  # (batch, h): own domain's output
+    return y + bias + tf.gather(domain_bias, dom)
+
+
+def grouped_star_dense(x, dom, kernel, bias, domain_kernel, domain_bias):
+    """x (W ⊙ W_p) + b + b_p with work that depends on the batch and on the domains present in
+    it, not on M (the same math as `all_domain_star_dense`).
+
+    The examples are grouped by domain (a stable sort) and each domain's group is cut into
+    chunks of c = ceil(batch / U) rows, U the number of domains present; the last chunk of a
+    group is zero-padded. Every chunk then belongs to one domain, and one batched matmul
+    (T, c, d) @ (T, d, h) computes all of them, T <= 2U chunks (sum of ceil(n_p / c)
+    <= U + batch / c), at most ~2x the rows of the batch. Only the rows of the present domains
+    are read: `tf.gather(domain_kernel, chunk domains)`, so domain_kernel's gradient is an
+    IndexedSlices over those rows (T x d x h values), not M x d x h. The per-domain work
+    (forming W ⊙ W_p, its gradient) is O(U d h) <= O(min(M, batch) d h).
+    """
+    d, h = kernel.shape
+    n = tf.shape(x)[0]
+    present, local = tf.unique(dom)  # local: (batch,) index of each example's domain in present
+    u = tf.shape(present)[0]
+    c = tf.maximum((n + u - 1) // tf.maximum(u, 1), 1)  # rows per chunk
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(local), local, u)  # (U,) examples
+    chunks = (counts + c - 1) // c  # (U,) chunks per present domain
+    first_chunk = tf.cumsum(chunks, exclusive=True)
+    t = tf.reduce_sum(chunks)
+    order = tf.argsort(local, stable=True)  # example positions grouped by domain
+    sorted_local = tf.gather(local, order)
+    rank = tf.range(n) - tf.gather(tf.cumsum(counts, exclusive=True), sorted_local)
+    # row of each example in the padded (T * c, d) buffer: its domain's first chunk, then rank
+    slot_sorted = tf.gather(first_chunk, sorted_local) * c + rank
+    slot = tf.gather(slot_sorted, tf.math.invert_permutation(order))  # (batch,)
+    xs = tf.reshape(tf.scatter_nd(slot[:, None], x, tf.stack([t * c, d])), tf.stack([t, c, d]))
+    chunk_domain = tf.repeat(present, chunks)  # (T,) domain of each chunk
+    kernels = kernel[None] * tf.gather(domain_kernel, chunk_domain)  # (T, d, h)
+    ys = tf.reshape(tf.matmul(xs, kernels), tf.stack([t * c, h]))
+    y = tf.gather(ys, slot)  # (batch, h)
+    return y + bias + tf.gather(domain_bias, dom)
+
+
 @keras.saving.register_keras_serializable(package="easyblocks")
 class StarDense(keras.layers.Layer):
     """One star-topology FC layer (no activation): x (W ⊙ W_p) + b + b_p for domain p.
 
-    Mixed-domain batches: the M domain kernels W ⊙ W_p are formed once per step (M x d x h) and
-    x is multiplied by all of them in one GEMM, x @ [W ⊙ W_1 | ... | W ⊙ W_M] (batch x M*h);
-    each example then takes its own domain's slice. This costs M times the FLOPs of a plain
-    Dense but runs as one dense matrix product. The alternative, gathering a per-example kernel
-    W ⊙ W_{p_i}, materialises a batch x d x h tensor (1024 x 512 x 256 floats = 512 MiB) and
-    is bandwidth-bound: measured on 2 CPU cores, forward+backward, batch 1024: d=512, h=256,
-    M=10: 33 ms all-domain vs 863 ms gather; d=h=256, M=3: 6 ms vs 479 ms (tf.dynamic_partition
-    per domain: 43 ms and 9 ms).
+    Mixed-domain batches: the examples are grouped by domain and each group multiplied by its
+    own domain's kernel W ⊙ W_p (`grouped_star_dense`): the work per step depends on the batch
+    and on the domains present in it, not on M, and domain_kernel's gradient covers only the
+    present domains' rows (an IndexedSlices). Up to `GEMM_MAX_DOMAINS` domains, x is multiplied
+    by every domain's kernel in one GEMM instead, x @ [W ⊙ W_1 | ... | W ⊙ W_M]
+    (`all_domain_star_dense`: M times a Dense's FLOPs, but no sorting, scattering or padding).
+    Default 0 (always grouped): at the samples' sizes (d = 272, hidden [512, 256, 128, 64],
+    batch 1024) the grouped path measured faster already at M = 3 (0.66-0.86x the step time;
+    docs/benchmarks/domain_scaling.md); only at tiny layers (d = 12, h = 8, batch 64, a step of
+    1-3 ms) was the GEMM faster. A per-example kernel gather (batch x d x h) is
+    bandwidth-bound and not used.
 
     Args:
       units: output width h.
@@ -171,6 +226,9 @@ class StarDense(keras.layers.Layer):
     Call args:
       inputs: [x (batch, d), domain ids (batch,) or (batch, 1)].
     """
+
+    # all-domain GEMM up to this many domains, grouped above (0: always grouped; see above)
+    GEMM_MAX_DOMAINS = 0
 
     def __init__(self, units: int, num_domains: int, initializer: str = "he_uniform", **kwargs):
         super().__init__(**kwargs)
@@ -192,13 +250,9 @@ class StarDense(keras.layers.Layer):
     def call(self, inputs):
         x, ids = _split_inputs(inputs, f"StarDense {self.name!r}")
         dom = domain_index(ids, self.num_domains)
-        m, h = self.num_domains, self.units
-        d = self.kernel.shape[0]
-        kernels = self.kernel[None] * self.domain_kernel  # (M, d, h): W ⊙ W_p for every p
-        stacked = tf.reshape(tf.transpose(kernels, [1, 0, 2]), [d, m * h])
-        y_all = tf.reshape(tf.matmul(x, stacked), [-1, m, h])  # (batch, M, h)
-        y = tf.gather(y_all, dom, batch_dims=1)  # (batch, h): own domain's output
-        return y + self.bias + tf.gather(self.domain_bias, dom)
+        formula = (all_domain_star_dense if self.num_domains <= self.GEMM_MAX_DOMAINS
+                   else grouped_star_dense)
+        return formula(x, dom, self.kernel, self.bias, self.domain_kernel, self.domain_bias)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0][:-1]) + (self.units,)
@@ -207,6 +261,15 @@ class StarDense(keras.layers.Layer):
         """l2_regularization applies to the shared W only: the domain kernels W_p start at
         ones and scale W, so pulling them towards 0 would shrink every domain's layer."""
         return [self.kernel]
+
+    def row_sparse_weights(self) -> list:
+        """The per-domain weights (M rows each), whose gradient covers only the rows of the
+        domains present in the batch (IndexedSlices). Keras' dense optimizers densify such a
+        gradient and update all M rows every step (Adam's moments move even rows with a zero
+        gradient); a row-wise optimizer (the tables' SparseTableOptimizer) touches only the
+        present rows, which keeps the update independent of M
+        (benchmarks/domain_scaling.py, `star_rowwise`)."""
+        return [self.domain_kernel, self.domain_bias]
 
     def get_config(self):
         config = super().get_config()

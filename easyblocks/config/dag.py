@@ -46,11 +46,14 @@ def order_blocks(blocks, group_names, package_names, locate: Locate = _no_locate
     a block that calls the package comes after them.
     """
     group_names, package_names = set(group_names), set(package_names)
+    outer_blocks = set(outer_blocks)
     block_names: list[str] = []
+    seen: set[str] = set()
     for proto in blocks:
         where = f"{locate('name', proto.name)}: block {proto.name!r}"
-        if proto.name in block_names:
+        if proto.name in seen:
             raise ConfigError(f"{where}: duplicate block name in the {what}")
+        seen.add(proto.name)
         if proto.name in group_names and proto.WhichOneof("layer") not in _GROUP_READERS:
             raise ConfigError(f"{where}: a block may not have the name of a feature group "
                               "(only an input_layer / raw_input block may)")
@@ -240,9 +243,10 @@ def dag_spec(blocks, output_blocks, concat_blocks, group_names, package_names,
     order_blocks."""
     order, graph = order_blocks(blocks, group_names, package_names, locate, what,
                                 outer_blocks, package_reads)
-    names = [p.name for p in blocks]
+    names = {p.name for p in blocks}  # (a set: looked up for every input of every block)
+    outer = set(outer_blocks)
     specs = {p.name: block_spec(p, f"{locate('name', p.name)}: block {p.name!r}", names,
-                                outer_blocks)
+                                outer)
              for p in blocks}
     for name in list(output_blocks) + list(concat_blocks):
         if name not in specs:

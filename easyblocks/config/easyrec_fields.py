@@ -366,7 +366,10 @@ FIELDS: dict[str, FieldState] = {
         "'YYYYmmdd HH:MM:SS', local time, or Unix seconds), then saves a checkpoint and "
         "evaluates as at the end of training"),
     "TrainConfig.seed": H(),
-    "TrainConfig.jit_compile": NA("the train step is not XLA-compiled", (False,)),
+    "TrainConfig.jit_compile": H(
+        "the whole train step is compiled with XLA, in one process (NoStrategy); a block "
+        "that cannot compile (e.g. the pooling of multi-value features) is refused on the "
+        "first step with a line naming it and the op"),
     "Optimizer.rms_prop_optimizer": R(_optimizer_todo("rms_prop_optimizer")),
     "Optimizer.momentum_optimizer": H("TF1's momentum (a = m a + g; var -= lr a); the "
                                       "tables' rows are updated when looked up"),

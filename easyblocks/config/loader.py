@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 
@@ -28,18 +29,65 @@ class LoadedConfig:
         # the model class whose template produced this config's model_config, if any
         # (easyblocks.config.templates.expand)
         self.expanded_from: str | None = None
+        self._lines: tuple[str, list[str]] | None = None  # (text, its lines)
+        self._names = None  # `_name_index` of the lines
+
+    @property
+    def lines(self) -> list[str]:
+        """The text's lines (split once per text)."""
+        if self._lines is None or self._lines[0] is not self.text:
+            self._lines = (self.text, self.text.splitlines())
+            self._names = None
+        return self._lines[1]
 
     def locate(self, pattern: str) -> str:
         """Returns 'path:line' of the first line matching the regex pattern, else 'path'."""
         rx = re.compile(pattern)
-        for i, line in enumerate(self.text.splitlines(), start=1):
+        for i, line in enumerate(self.lines, start=1):
             if rx.search(line):
                 return f"{self.path}:{i}"
         return self.path
 
     def locate_name(self, field: str, value: str) -> str:
-        """'path:line' of `field: "value"` (quotes either way)."""
-        return self.locate(rf"\b{field}\s*:\s*[\"']{re.escape(value)}[\"']")
+        """'path:line' of `field: "value"` (quotes either way).
+
+        Called for every block of a backbone: answered from an index of the text's
+        `field: "value"` pairs (built once), not by scanning the text each time.
+        """
+        lines = self.lines  # (re)sets the index when the text changed
+        if self._names is None:
+            self._names = _name_index(lines)
+        first, odd = self._names
+        found = first.get((field, value))
+        pattern = rf"\b{field}\s*:\s*[\"']{re.escape(value)}[\"']"
+        if found is None:  # e.g. a value with quotes in it: the plain scan
+            return self.locate(pattern)
+        # a line whose quoted value holds a colon may hide a pair from the index
+        earlier = list(itertools.takewhile(lambda i: i < found, odd))
+        if earlier:
+            rx = re.compile(pattern)
+            for i in earlier:
+                if rx.search(lines[i - 1]):
+                    return f"{self.path}:{i}"
+        return f"{self.path}:{found}"
+
+
+# `field: "value"` (either quotes) as `locate_name` looks for them
+_FIELD_VALUE = re.compile(r"\b(\w+)\s*:\s*[\"']([^\"'\n]*)[\"']")
+
+
+def _name_index(lines: list[str]) -> tuple[dict[tuple[str, str], int], list[int]]:
+    """{(field, value): its first line} for the `field: "value"` pairs of the lines, and the
+    lines (ascending) where a quoted value holds a colon: there a pair may start inside the
+    value (`input_fn: "lambda x: ..."`), which the index then does not hold."""
+    first: dict[tuple[str, str], int] = {}
+    odd: list[int] = []
+    for i, line in enumerate(lines, start=1):
+        for m in _FIELD_VALUE.finditer(line):
+            first.setdefault((m.group(1), m.group(2)), i)
+            if ":" in m.group(2) and (not odd or odd[-1] != i):
+                odd.append(i)
+    return first, odd
 
 
 def parse_config_text(text: str, path: str = "<config>") -> LoadedConfig:

@@ -385,7 +385,8 @@ def _train_spec(loaded: LoadedConfig, towers: list[TowerSpec], eval_spec: EvalSp
                      seed=tc.seed, selection=selection,
                      dead_line=_dead_line(loaded), dead_line_text=tc.dead_line,
                      freeze_gradient=_freeze_patterns(loaded),
-                     freeze_where=loaded.locate(r"\bfreeze_gradient\s*:"))
+                     freeze_where=loaded.locate(r"\bfreeze_gradient\s*:"),
+                     jit_compile=tc.jit_compile)
 
 
 def _freeze_patterns(loaded: LoadedConfig) -> tuple[str, ...]:

@@ -639,6 +639,8 @@ class TrainSpec:
     # pattern finds (re.search) are not trained; freeze_where: "file:line" of the field
     freeze_gradient: tuple[str, ...] = ()
     freeze_where: str = ""
+    # train_config.jit_compile: the train step compiled with XLA (train/loop.py)
+    jit_compile: bool = False
 
 
 @dataclasses.dataclass

@@ -17,7 +17,8 @@ import tensorflow as tf
 from easyblocks.data import make_input
 from easyblocks.data.csv_input import expand_paths
 from easyblocks.errors import ConfigError
-from easyblocks.eval.metrics import compute_metrics, metric_values, metrics_by_domain, strict_json
+from easyblocks.eval.metrics import metric_values, strict_json
+from easyblocks.eval.streaming import EXACT_ROWS, RowsMetrics
 from easyblocks.eval.summaries import write_scalar
 from easyblocks.files import atomic_file
 from easyblocks.models.state import ModelState
@@ -37,6 +38,8 @@ class Evaluator:
         self._predict = None
         self._writer = None
         self._checked: set[str] = set()
+        self.exact_rows = EXACT_ROWS  # rows per tower and domain kept for exact metrics
+        self.state_bytes = 0  # the metrics' state after the latest compute()
 
     def source(self) -> tuple[list[str], bool, str]:
         """(files, held out, description) of the eval input."""
@@ -50,10 +53,11 @@ class Evaluator:
             return files, True, f"the {fraction:.0%} of {spec.train_input_path} held out"
         return files, False, spec.train_input_path
 
-    def predict_arrays(self, files: list[str], max_examples: int = 0,
-                       heldout: bool = False) -> dict[str, np.ndarray]:
-        """Runs the model over files (their held-out rows when heldout); returns outputs,
-        labels and kept columns as arrays."""
+    def predicted_batches(self, files: list[str], max_examples: int = 0,
+                          heldout: bool = False):
+        """Runs the model over files (their held-out rows when heldout); yields each batch's
+        outputs, labels and kept columns as one dict of numpy arrays (up to max_examples
+        rows in all when given)."""
         data = self.spec.data
         fraction = self.spec.eval.holdout_fraction if heldout else 0.0
         ds = self.input.dataset(files, data.eval_batch_size, training=False,
@@ -65,44 +69,75 @@ class Evaluator:
                 return model(features, training=False)
 
             self._predict = tf.function(predict, input_signature=[ds.element_spec[0]])
-        chunks: dict[str, list] = {}
         seen = 0
         for features, labels, cols in self.input.batches(ds, files):
             outputs = self._predict(features)
-            for group in (outputs, labels, cols):
-                for k, v in group.items():
-                    chunks.setdefault(k, []).append(v.numpy())
-            seen += len(next(iter(labels.values())).numpy()) if labels else data.eval_batch_size
+            batch = {k: v.numpy() for group in (outputs, labels, cols) for k, v in group.items()}
+            rows = len(next(iter(labels.values()))) if labels else data.eval_batch_size
+            if max_examples and seen + rows > max_examples:
+                batch = {k: v[: max_examples - seen] for k, v in batch.items()}
+            seen += rows
+            yield batch
             if max_examples and seen >= max_examples:
                 break
-        return {k: np.concatenate(v)[: max_examples or None] for k, v in chunks.items()}
+
+    def predict_arrays(self, files: list[str], max_examples: int = 0,
+                       heldout: bool = False) -> dict[str, np.ndarray]:
+        """predicted_batches' arrays concatenated (every row in memory: for small inputs)."""
+        chunks: dict[str, list] = {}
+        for batch in self.predicted_batches(files, max_examples, heldout):
+            for k, v in batch.items():
+                chunks.setdefault(k, []).append(v)
+        return {k: np.concatenate(v) for k, v in chunks.items()}
 
     def compute(self, extra: dict | None = None) -> dict:
         """AUC / logloss (/ GAUC) per tower, overall and per domain, of the model as it is
-        now; `extra` entries (e.g. the training throughput) are added to the results."""
+        now; `extra` entries (e.g. the training throughput) are added to the results.
+
+        Batch by batch in bounded memory (eval/streaming.py): exact up to EXACT_ROWS rows
+        per tower and domain, then from fixed-size summaries (AUC from a histogram, with its
+        error bound); GAUC and session AUC keep label, score and group of every row."""
         spec, ec = self.spec, self.spec.eval
         files, heldout, where = self.source()
         if where not in self._checked:  # the first rows, once per input
             self.input.check_files(files, max_lines=1000, what="eval_input_path")
             self._checked.add(where)
-        arrays = self.predict_arrays(files, ec.num_examples, heldout)
+        settings = {"gauc_reduction": ec.gauc_reduction,
+                    "session_reduction": ec.session_reduction, "topk": ec.recall_topk,
+                    "exact_rows": self.exact_rows}
+        overall = {t.name: RowsMetrics(ec.tower_metrics(t), **settings) for t in spec.towers}
+        domains: dict[str, dict] = {t.name: {} for t in spec.towers}
+        for batch in self.predicted_batches(files, ec.num_examples, heldout):
+            uids = batch.get(ec.uid_field) if ec.uid_field else None
+            sessions = batch.get(ec.session_field) if ec.session_field else None
+            for tower in spec.towers:
+                values = batch[tower.prediction_key]
+                # a regression tower has no probability: its metrics compare its value
+                labels = batch[tower.label]
+                probs = batch.get(f"probs_{tower.name}", values)
+                overall[tower.name].update(labels, probs, values, uids, sessions)
+                if not ec.domain_field:
+                    continue
+                column = np.asarray(batch[ec.domain_field]).reshape(-1)
+                for value in np.unique(column):
+                    mask = column == value
+                    key = value.decode() if isinstance(value, bytes) else str(value)
+                    rows = domains[tower.name].get(key)
+                    if rows is None:
+                        rows = domains[tower.name][key] = RowsMetrics(
+                            ec.tower_metrics(tower), **settings)
+                    rows.update(labels[mask], probs[mask], values[mask],
+                                None if uids is None else np.asarray(uids).reshape(-1)[mask],
+                                None if sessions is None
+                                else np.asarray(sessions).reshape(-1)[mask])
+        self.state_bytes = sum(r.state_bytes() for r in overall.values()) + sum(
+            r.state_bytes() for d in domains.values() for r in d.values())
         results: dict = {"step": int(self.state.step.numpy()), "eval_input_path": where,
                          **(extra or {}), "towers": {}}
-        uids = arrays.get(ec.uid_field) if ec.uid_field else None
-        more = {"sessions": arrays.get(ec.session_field) if ec.session_field else None,
-                "session_reduction": ec.session_reduction, "topk": ec.recall_topk}
         for tower in spec.towers:
-            names = ec.tower_metrics(tower)
-            values = arrays[tower.prediction_key]
-            # a regression tower has no probability: its metrics compare its value
-            labels, probs = arrays[tower.label], arrays.get(f"probs_{tower.name}", values)
-            entry = {"label": tower.label,
-                     "overall": compute_metrics(labels, probs, names, uids, ec.gauc_reduction,
-                                                predictions=values, **more)}
+            entry = {"label": tower.label, "overall": overall[tower.name].result()}
             if ec.domain_field:
-                entry["domains"] = metrics_by_domain(labels, probs, arrays[ec.domain_field],
-                                                     names, uids, ec.gauc_reduction,
-                                                     predictions=values, **more)
+                entry["domains"] = {k: r.result() for k, r in sorted(domains[tower.name].items())}
             results["towers"][tower.name] = entry
         return results
 

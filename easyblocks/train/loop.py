@@ -39,12 +39,12 @@ import tensorflow as tf
 from easyblocks.config.specs import PipelineSpec
 from easyblocks.data import make_input
 from easyblocks.data.csv_input import expand_paths, warn_out_of_range_ids
-from easyblocks.errors import DataError
+from easyblocks.errors import ConfigError, DataError
 from easyblocks.eval.evaluator import Evaluator
 from easyblocks.eval.summaries import write_scalar
 from easyblocks.models import checkpoints
 from easyblocks.models.state import ModelState, frozen_variables
-from easyblocks.train import distribute
+from easyblocks.train import distribute, xla
 from easyblocks.train.guards import NonFiniteGuard, StopSignals, TrainingStopped, model_dir_lock
 from easyblocks.train.optimizers import (
     DenseOptimizerState,
@@ -54,6 +54,7 @@ from easyblocks.train.optimizers import (
     table_parts,
 )
 from easyblocks.train.selection import BestCheckpoint, EarlyStopping
+from easyblocks.train.throughput import Throughput
 
 log = logging.getLogger("easyblocks")
 
@@ -81,6 +82,10 @@ class Trainer:
     def __init__(self, spec: PipelineSpec, model_dir: str | None = None):
         self.spec = spec
         self.train_spec = spec.train
+        if spec.train.jit_compile and spec.train.strategy != "NoStrategy":
+            raise ConfigError(f"train_config.jit_compile: true is supported with NoStrategy "
+                              f"(one process) only, not with {spec.train.strategy}; set "
+                              "jit_compile: false")
         self.dist = distribute.Distribution(spec.train.strategy)
         self.strategy = self.dist.strategy
         with self.dist.scope():
@@ -127,7 +132,8 @@ class Trainer:
             self.checkpoint, self.dist.checkpoint_dir(self.model_dir),
             max_to_keep=spec.train.keep_checkpoint_max or None,
         )
-        self.train_examples_per_sec: float | None = None
+        # examples/s of this run's training phase (its one definition: train/throughput.py)
+        self.throughput = Throughput()
         # the input of data_config.input_type (CSV, TFRecord, Parquet)
         self.input = make_input(spec.data, self.state.preprocessor, spec.labels)
         self.evaluator = Evaluator(self.state)
@@ -183,6 +189,7 @@ class Trainer:
         self.guard.check(self._last_good_checkpoint())
         path = self.manager.save(checkpoint_number=step)
         self.last_saved_step = step
+        self.throughput.work_done()  # a save is part of the training phase
         return path
 
     def _save_at(self, step: int) -> None:
@@ -235,6 +242,8 @@ class Trainer:
         # traced once for the dataset's shapes (batch size unknown), so the last, partial
         # batch (or a sequence feature's new length) does not trigger a second trace
         signature = [*element_spec[:2], tf.TensorSpec([2], tf.int32)]
+        if self.spec.train.jit_compile:  # XLA: refused with one line where it cannot compile
+            return xla.compiled(train_step, input_signature=signature, autograph=False)
         return tf.function(train_step, input_signature=signature, autograph=False)
 
     def train(self) -> dict:
@@ -362,6 +371,7 @@ class Trainer:
                 f"training stopped at step {step}: another worker of the cluster was asked to "
                 f"stop; checkpoint {saved} saved: run the same job again to resume from it")
         writer.flush()
+        log.info(self.throughput.summary_line())
         if self.dist.is_chief:
             log.info("training done at step %d; checkpoint %s", step,
                      self._last_good_checkpoint())
@@ -400,10 +410,11 @@ class Trainer:
         tc = self.train_spec
         every = tc.log_step_count_steps
         save_every = tc.save_checkpoints_steps
-        t0, examples, step, epoch = time.perf_counter(), 0, start, 0
-        # throughput after the first log window (which includes tracing the step)
-        steady_t0, steady_examples = None, 0
+        meter = self.throughput
+        step, epoch = start, 0
         stop = signalled = False
+        data_ended = False
+        meter.start()  # the phase starts: the first batch is asked for
         for features, labels, _, position in elements:
             batch_epoch, index = int(position[0]), int(position[1])
             if index == 0 and batch_epoch > 0 and self._end_of_epoch(step, batch_epoch - 1):
@@ -413,18 +424,16 @@ class Trainer:
                 break
             # this process's votes: [asked to stop, past train_config.dead_line]
             past = self.dist.synchronous_cluster and self._past_dead_line()
+            meter.step_started()
             result = run(features, labels,
                          tf.constant([int(signals.received is not None), int(past)]))
             step, epoch = step + 1, batch_epoch  # epoch: of the last batch trained
             batch = step_examples or int(next(iter(labels.values())).shape[0])
-            examples += batch
-            if steady_t0 is not None:
-                steady_examples += batch
+            meter.step_done(batch)
             if step % every == 0:
                 self.guard.check(self._last_good_checkpoint())
-                values = fetch(result)
-                elapsed = time.perf_counter() - t0
-                rate = examples / elapsed if elapsed else 0.0
+                values = fetch(result)  # waits for the step: the window ends after it
+                rate = meter.window()
                 lr = float(self.table_opt.current_lr())
                 parts = " | ".join(f"{k} {_fmt(v)}" for k, v in values.items())
                 log.info("step %d | %.0f examples/s | %s", step, rate, parts)
@@ -433,9 +442,6 @@ class Trainer:
                         write_scalar(k, v, step)
                     write_scalar("learning_rate", lr, step)
                     write_scalar("examples_per_sec", rate, step)
-                t0, examples = time.perf_counter(), 0
-                if steady_t0 is None:
-                    steady_t0 = t0
             if save_every and step % save_every == 0:
                 self.save(step)
             if self._stop_asked(result, signals):
@@ -451,11 +457,16 @@ class Trainer:
                 log.info("train_config.dead_line %s passed: training stops at step %d",
                          tc.dead_line_text, step)
                 break
+            if (not step_examples and tc.num_epochs and epoch == tc.num_epochs - 1
+                    and batch < self.spec.data.batch_size):
+                # the last epoch's partial batch is the data's last: training does not wait
+                # for the input pipeline to report its end (seconds, at times)
+                data_ended = True
+                break
         else:  # the data ran out: the last epoch ended
-            if step > start:
-                stop = self._end_of_epoch(step, epoch)
-        if steady_t0 is not None and steady_examples:
-            self.train_examples_per_sec = steady_examples / (time.perf_counter() - steady_t0)
+            data_ended = True
+        if data_ended and step > start:
+            stop = self._end_of_epoch(step, epoch)
         if signalled:
             return step, True
         self._save_at(step)
@@ -505,8 +516,12 @@ class Trainer:
         evaluate a part each: the evaluation is the one-process evaluation of the chief's
         model, exactly what `easyblocks evaluate` of the saved checkpoint gives."""
         self._save_at(step)
-        stop = self._chief_evaluation(step, epoch) if self.dist.is_chief else False
-        return self.dist.chief_decides(stop)
+        self.throughput.pause()  # evaluation is not part of the training phase
+        try:
+            stop = self._chief_evaluation(step, epoch) if self.dist.is_chief else False
+            return self.dist.chief_decides(stop)
+        finally:
+            self.throughput.resume()
 
     def _chief_evaluation(self, step: int, epoch: int) -> bool:
         """Evaluates the model as it is at `step`, logs one line and writes TensorBoard
@@ -547,7 +562,7 @@ class Trainer:
 
     def _chief_final_evaluation(self) -> dict:
         self._join()
-        extra: dict = {"train_examples_per_sec": self.train_examples_per_sec}
+        extra: dict = self.throughput.results()
         note = ""
         checkpoint = self.manager.latest_checkpoint
         if self.best is not None and self.best.best is not None:
