@@ -26,6 +26,13 @@ Reported: examples/s from the median step time of each, and the ratio easyblocks
 as the median of the per-round ratios, with their min-max (the spread). The machine is shared,
 so read only ratios from one run, never absolute numbers.
 
+Batch norm: the hand-written side uses Keras' BatchNormalization (momentum 0.9, epsilon 1e-3 as
+easyblocks' default), whose moving statistics are the plain exponential average (2 variable
+updates per step); easyblocks' BatchNorm keeps debiased moving statistics (normalization.py's
+docstring: a per-layer update count and rate, 3 variable updates and a few scalar ops per step).
+The training-mode math is the same (the check below); the easyblocks side does that little more
+work per step, and the ratio includes it.
+
 Numerical check: where the two models have the same weights in the same roles (matched in order
 by shape: every case marked `copy`), the easyblocks weights are copied into the hand-written
 model and both must compute the same logits (inference and training mode) on the same batch,
