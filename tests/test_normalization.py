@@ -172,3 +172,85 @@ def test_partitioned_normalization_rare_domain_after_20_steps():
         x = draw(rng, 4096)
         got = pn([x + shift[d], np.full(4096, d)], training=False).numpy()
         assert np.abs(got - true_normalization(x)).mean() < tol, d
+
+
+# ------------------------------------------------------------------------ one-partition fast path
+
+
+class ThroughPartitions(BatchNorm):
+    """BatchNorm computed by the partitioned path (`standardize` with an explicit all-zeros
+    index: segment sums, gathers), the reference for the one-partition fast path of `call`."""
+
+    def call(self, inputs, training=None):
+        index = tf.zeros(tf.shape(inputs)[:1], tf.int32)
+        return self.standardize(inputs, index, training) * self.gamma + self.beta
+
+
+def test_fast_path_by_hand_with_scale_and_shift():
+    bn = BatchNorm(momentum=0.9, epsilon=0.0)
+    bn.build((None, 2))
+    bn.gamma.assign([2.0, -1.0])
+    bn.beta.assign([0.5, 1.0])
+    x = np.array([[1.0, 0.0], [3.0, 4.0]], dtype="float32")  # normalized [[-1, -1], [1, 1]]
+    np.testing.assert_allclose(bn(x, training=True).numpy(), [[-1.5, 2.0], [2.5, 0.0]],
+                               rtol=1e-6)
+    # three examples: mean [2, 1], biased variance [2/3, 2/3]; gradient of sum(w * y) by hand:
+    # dL/dx = gamma / sigma * (w - mean(w) - xhat * mean(w * xhat)), xhat = (x - mean) / sigma
+    x = np.array([[1.0, 0.0], [2.0, 2.0], [3.0, 1.0]], dtype="float32")
+    w = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]], dtype="float32")
+    sigma = np.sqrt(2.0 / 3.0)
+    xhat = (x - [2.0, 1.0]) / sigma
+    want = [2.0, -1.0] / sigma * (w - w.mean(0) - xhat * (w * xhat).mean(0))
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = bn(xt, training=True)
+        loss = tf.reduce_sum(y * w)
+    np.testing.assert_allclose(y.numpy(), [2.0, -1.0] * xhat + [0.5, 1.0], rtol=1e-5)
+    np.testing.assert_allclose(tape.gradient(loss, xt).numpy(), want, rtol=1e-5, atol=1e-6)
+    # moving statistics: t = 2, rate 0.1 / 0.19, unbiased variances [2, 8] then [1, 1]
+    r = 0.1 / 0.19
+    np.testing.assert_allclose(bn.moving_mean.numpy(), [[2.0, 2.0 + r * (1.0 - 2.0)]],
+                               rtol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(),
+                               [[2.0 + r * (1.0 - 2.0), 8.0 + r * (1.0 - 8.0)]], rtol=1e-6)
+
+
+def test_fast_path_equals_the_partitioned_path():
+    rng = np.random.default_rng(3)
+    fast, ref = BatchNorm(momentum=0.8), ThroughPartitions(momentum=0.8)
+    for layer in (fast, ref):
+        layer.build((None, 5))
+    gamma, beta = rng.normal(size=5).astype("float32"), rng.normal(size=5).astype("float32")
+    for layer in (fast, ref):
+        layer.gamma.assign(gamma)
+        layer.beta.assign(beta)
+
+    @tf.function
+    def step(layer, x, w):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(tf.square(y) * w)
+        return (y,) + tuple(tape.gradient(loss, [x, layer.gamma, layer.beta]))
+
+    # batches of different sizes, one of a single example (no variance: no update) and an
+    # empty one (no statistics at all: no update, no NaN)
+    for n in (64, 7, 1, 0, 33, 128):
+        x = tf.constant((2.0 + 3.0 * rng.standard_normal((n, 5))).astype("float32"))
+        w = tf.constant(rng.uniform(size=(n, 5)).astype("float32"))
+        got, want = step(fast, x, w), step(ref, x, w)
+        for g, e in zip(got, want):
+            np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-4, atol=1e-4)
+        for v in ("moving_mean", "moving_variance", "moving_count"):
+            np.testing.assert_allclose(getattr(fast, v).numpy(), getattr(ref, v).numpy(),
+                                       rtol=1e-5, atol=1e-6)
+    assert fast.moving_count.numpy().tolist() == [4.0]  # the 1- and 0-example batches skipped
+    assert np.isfinite(fast.moving_variance.numpy()).all()
+    x = rng.normal(size=(16, 5)).astype("float32")
+    np.testing.assert_allclose(fast(x, training=False).numpy(), ref(x, training=False).numpy(),
+                               rtol=1e-5, atol=1e-5)
+    # same variables as before (names, shapes), so checkpoints still load
+    assert [(v.path.split("/")[-1], tuple(v.shape)) for v in fast.weights] == [
+        ("gamma", (5,)), ("beta", (5,)), ("moving_mean", (1, 5)), ("moving_variance", (1, 5)),
+        ("moving_count", (1,))]

@@ -42,6 +42,11 @@ Partitions: the statistics can be kept separately for P partitions of the exampl
 partitioned normalization keeps one set per domain). A partition's statistics move only in
 steps where the batch holds at least two of its examples, and its own update count t drives
 its debiasing, so a domain that is rarely seen does not keep its initial values.
+
+Cost: with one partition (every BatchNorm) training takes the moments by column reductions and
+normalizes as z * inv + (beta - mean * inv), as Keras' BatchNormalization does, and the update
+is scalar arithmetic plus three variable updates; the segment sums, gathers and scatters of the
+partitioned path are only paid by P > 1 (docs/benchmarks/block_speed.md).
 """
 
 from __future__ import annotations
@@ -174,6 +179,8 @@ class BatchNorm(keras.layers.Layer):
           (batch, d).
         """
         p = self.num_partitions
+        if index is None and p == 1:
+            return self._normalize_one_partition(z, training, None, None)
         if index is None:
             index = tf.zeros(tf.shape(z)[:1], tf.int32)
         if training and self.trainable:
@@ -189,6 +196,62 @@ class BatchNorm(keras.layers.Layer):
             centered = z - tf.gather(tf.cast(self.moving_mean, z.dtype), index)
             var_ex = tf.gather(tf.cast(self.moving_variance, z.dtype), index)
         return centered * tf.math.rsqrt(var_ex + self.epsilon)
+
+    def _normalize_one_partition(self, z: tf.Tensor, training, gamma, beta) -> tf.Tensor:
+        """The one-partition path (every BatchNorm; not PartitionedNormalization): the same math
+        as `standardize` with an all-zeros index, written as Keras' BatchNormalization is
+        (tf.nn.moments' reductions, then tf.nn.batch_normalization's z * inv + (beta - mean *
+        inv) with inv = gamma / sqrt(var + eps)), so that training needs no segment sums,
+        gathers or scatters, and two (batch, d) element-wise ops (and their gradients) instead
+        of four.
+
+        Args:
+          z: (batch, d).
+          training: use (and update with) the batch statistics.
+          gamma, beta: (d,) scale and shift, or None (1 and 0).
+
+        Returns:
+          (batch, d): gamma (z - mean) / sqrt(var + eps) + beta.
+        """
+        if training and self.trainable:
+            ctx = tf.distribute.get_replica_context() if self.synchronized else None
+            if ctx is not None and ctx.num_replicas_in_sync > 1:
+                index = tf.zeros(tf.shape(z)[:1], tf.int32)
+                counts, mean, var = synchronized_partition_moments(z, index, 1, ctx)
+                n, mean, var = counts[0], mean[0], var[0]
+            else:
+                # tf.nn.moments, with the count floored at 1: an empty batch has 0 moments
+                # (as the partitioned path), not NaN ones that would reach the gradients
+                n = tf.cast(tf.shape(z)[0], z.dtype)
+                denom = tf.maximum(n, 1.0)
+                mean = tf.reduce_sum(z, axis=0) / denom
+                var = tf.reduce_sum(tf.math.squared_difference(z, tf.stop_gradient(mean)),
+                                    axis=0) / denom
+            self._update_one_partition(n, mean, var)
+        else:
+            mean = tf.cast(self.moving_mean[0], z.dtype)
+            var = tf.cast(self.moving_variance[0], z.dtype)
+        inv = tf.math.rsqrt(var + self.epsilon)
+        if gamma is not None:
+            inv = inv * gamma
+        shift = -mean * inv if beta is None else beta - mean * inv
+        return z * inv + shift
+
+    def _update_one_partition(self, n: tf.Tensor, mean: tf.Tensor, var: tf.Tensor) -> None:
+        """`_update_statistics` for one partition, with scalar counts: n (), mean and var (d,).
+        Mean and variance take one debiased step each (assign_add of rate * (stat - moving)),
+        the count one assign; the rate and the Bessel factor n / (n - 1) are scalars."""
+        dtype = self.moving_mean.dtype
+        n = tf.cast(n, dtype)
+        present = tf.cast(n >= 2.0, dtype)  # one example has no variance to learn from
+        t = self.moving_count + present  # (1,)
+        rate = present * self.update_rate(t)  # (1,); 0 when not present
+        bessel = n / tf.maximum(n - 1.0, 1.0)
+        mean = tf.cast(tf.stop_gradient(mean), dtype)[None]
+        var = tf.cast(tf.stop_gradient(var), dtype)[None] * bessel
+        self.moving_mean.assign_add(rate * (mean - self.moving_mean))
+        self.moving_variance.assign_add(rate * (var - self.moving_variance))
+        self.moving_count.assign(t)
 
     def update_rate(self, t: tf.Tensor) -> tf.Tensor:
         """r_t = (1 - b) / (1 - b^t) for update number t >= 1 (1 at t = 1, then down to 1 - b).
@@ -217,11 +280,14 @@ class BatchNorm(keras.layers.Layer):
         x = inputs
         shape = tf.shape(x)
         flat = tf.reshape(x, [-1, x.shape[-1]]) if x.shape.rank != 2 else x
-        y = self.standardize(flat, None, training)
-        if self.gamma is not None:
-            y = y * self.gamma
-        if self.beta is not None:
-            y = y + self.beta
+        if self.num_partitions == 1:
+            y = self._normalize_one_partition(flat, training, self.gamma, self.beta)
+        else:
+            y = self.standardize(flat, None, training)
+            if self.gamma is not None:
+                y = y * self.gamma
+            if self.beta is not None:
+                y = y + self.beta
         return tf.reshape(y, shape) if x.shape.rank != 2 else y
 
     def compute_output_shape(self, input_shape):
