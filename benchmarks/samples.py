@@ -23,6 +23,8 @@ docs/benchmarks.md puts them side by side.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import glob
 import json
 import os
@@ -33,6 +35,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
     CONFIGS,
+    ROOT,
     command_block,
     machine,
     mean_std,
@@ -68,11 +71,19 @@ def train_one(name: str, seed: int, overrides=()) -> dict:
     return r
 
 
-def run_one(name: str, seed: int, overrides=(), in_process: bool = False) -> dict:
+def run_one(name: str, seed: int, overrides=(), in_process: bool = False,
+            lock: str | None = None) -> dict:
+    """One (model, seed), in a fresh process unless in_process; with lock, holding an
+    exclusive flock on that file for the run (so that other benchmarks taking the same lock
+    do not run at the same time)."""
     if in_process:
         return train_one(name, seed, overrides)
-    return run_worker(__file__, ["--_worker", name, str(seed), json.dumps(list(overrides))],
-                      MARKER, f"{name} seed {seed}")
+    with contextlib.ExitStack() as stack:
+        if lock:
+            f = stack.enter_context(open(lock, "a"))
+            fcntl.flock(f, fcntl.LOCK_EX)
+        return run_worker(__file__, ["--_worker", name, str(seed), json.dumps(list(overrides))],
+                          MARKER, f"{name} seed {seed}")
 
 
 def _speed(runs: list[dict], key: str) -> float:
@@ -148,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", nargs="+", choices=names_all, default=names_all,
                    help="sample config names (without .config); the MLP is always run")
     p.add_argument("--out", default=None, help="default: docs/benchmarks/samples.md")
+    p.add_argument("--lock", default=None,
+                   help="hold an exclusive flock on this file during each run")
     p.add_argument("--smoke", action="store_true",
                    help="seconds: the first rows of samples/data, one seed, three samples, "
                         "in this process")
@@ -164,9 +177,8 @@ def main(argv: list[str] | None = None) -> None:
         note = smoke_note(folder)
         seeds = args.seeds[:1]
     else:
-        runs = seed_major(names, args.seeds, run_one)
-        out = args.out or os.path.join(os.path.dirname(CONFIGS), "..", "docs", "benchmarks",
-                                       "samples.md")
+        runs = seed_major(names, args.seeds, lambda n, s: run_one(n, s, lock=args.lock))
+        out = args.out or os.path.join(ROOT, "docs", "benchmarks", "samples.md")
         note, seeds = "", args.seeds
     text = report(argv, names, seeds, runs, time.perf_counter() - t0,
                   (load0, os.getloadavg()[0]), note)
