@@ -120,3 +120,81 @@ def test_line_index_answers_as_the_plain_scan():
     # a changed text is indexed anew
     loaded.text = 'blocks { name: "b" }\n' + TRICKY
     assert loaded.locate_name("name", "b") == "c.config:1"
+
+
+def _count_symbolic_traces(monkeypatch):
+    """Patches Keras's symbolic build trace; returns the list of layers it traces."""
+    from keras.src import backend
+
+    traced = []
+    original = backend.compute_output_spec
+
+    def counting(fn, *args, **kwargs):
+        traced.append(getattr(fn, "__self__", None))
+        return original(fn, *args, **kwargs)
+
+    monkeypatch.setattr(backend, "compute_output_spec", counting)
+    return traced
+
+
+def _built_weights(config: str, monkeypatch, keras_traced: bool):
+    """(weight paths and shapes, layers traced symbolically) of a model built from `config`;
+    keras_traced: the model and its MLPs without their explicit build (Keras traces `call`
+    symbolically to build them, as before they had one)."""
+    import keras
+
+    from easyblocks.blocks.mlp import MLP
+    from easyblocks.features.preprocess import Preprocessor
+    from easyblocks.models.build import build_model, dummy_columns
+
+    spec = api.resolve(config)
+    with monkeypatch.context() as m:
+        traced = _count_symbolic_traces(m)
+        if keras_traced:
+            m.setattr(MLP, "build", keras.layers.Layer.build)
+        model = build_model(spec)
+        if keras_traced:
+            model.built = False
+        model(Preprocessor(spec.features)(dummy_columns(spec)), training=False)
+    return [(v.path, tuple(v.shape)) for v in model.weights], traced
+
+
+@pytest.mark.parametrize("name", ["mlp_on_taobao", "dbmtl_on_taobao", "ple_on_taobao",
+                                  "dssm_on_taobao"])
+def test_explicit_build_keeps_weight_paths_without_symbolic_traces(name, monkeypatch):
+    """The model and the MLP blocks build from known shapes: no symbolic trace of the model
+    or of an MLP, and the same weights (paths, shapes, order: the checkpoint keys) as when
+    Keras traced them to build them."""
+    from easyblocks.blocks.mlp import MLP
+    from easyblocks.models.model import CTRModel
+
+    config = os.path.join(ROOT, "samples", "configs", f"{name}.config")
+    weights, traced = _built_weights(config, monkeypatch, keras_traced=False)
+    old_weights, old_traced = _built_weights(config, monkeypatch, keras_traced=True)
+    assert not [t for t in traced if isinstance(t, (CTRModel, MLP))], traced
+    # the comparison is real: the other way did trace the model and its MLPs
+    assert any(isinstance(t, CTRModel) for t in old_traced)
+    assert any(isinstance(t, MLP) for t in old_traced)
+    assert len(weights) > 20 and weights == old_weights
+
+
+def test_mlp_build_creates_every_layer_from_the_input_width():
+    """MLP.build makes each Dense kernel (d_in, units) from the previous width and its
+    BatchNorm's (units,) weights, without a call."""
+    from easyblocks.blocks.mlp import MLP
+
+    mlp = MLP([8, 3], use_final_bn=False, use_bias=True, name="m")
+    mlp.build((None, 5))
+    assert mlp.built and all(layer.built for layer in mlp.dense_layers)
+    assert [tuple(v.shape) for v in mlp.dense_layers[0].weights] == [(5, 8), (8,)]
+    assert [tuple(v.shape) for v in mlp.dense_layers[1].weights] == [(8, 3)]
+    assert [tuple(v.shape) for v in mlp.bn_layers[0].weights][:2] == [(8,), (8,)]
+    assert mlp.bn_layers[1] is None
+    y = mlp(tf_ones((2, 5)), training=False)
+    assert tuple(y.shape) == (2, 3)
+
+
+def tf_ones(shape):
+    import tensorflow as tf
+
+    return tf.ones(shape)

@@ -103,6 +103,16 @@ class MLP(keras.layers.Layer):
             rate = self.dropout_ratio[i]
             self.dropouts.append(keras.layers.Dropout(rate, name=f"dropout_{i}") if rate else None)
 
+    def build(self, input_shape):
+        """Creates every layer's weights from the input width, layer by layer, so that Keras
+        need not trace `call` symbolically to build them (one trace per MLP block)."""
+        shape = tuple(input_shape)
+        for dense, bn in zip(self.dense_layers, self.bn_layers):
+            dense.build(shape)
+            shape = shape[:-1] + (dense.units,)
+            if bn is not None:
+                bn.build(shape)
+
     def call(self, inputs, training=None):
         x = inputs
         for dense, bn, act, drop in zip(

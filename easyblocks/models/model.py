@@ -89,6 +89,9 @@ class CTRModel(keras.Model):
         self.towers = [TaskTower(t, name=f"tower_{t.name}") for t in spec.towers]
         self.similarity_layers = {t.name: self._similarity_layer(t) for t in spec.towers
                                   if t.in_batch}
+        # no weights of its own: each child builds on its first call. Unbuilt, Keras would
+        # first trace the whole model symbolically to build it (every block once more)
+        self.built = True
 
     def _similarity_layer(self, spec: TowerSpec):
         """The layer of an in-batch softmax tower's similarity block: it scores all pairs."""
