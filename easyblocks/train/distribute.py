@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from easyblocks.data import csv_input
 from easyblocks.errors import ConfigError
 from easyblocks.features.embedding import creating_table, table_initializer, table_shards
 
@@ -435,13 +436,9 @@ class Distribution:
 
 
 def input_options() -> tf.data.Options:
-    """tf.data options of an endless per-worker input. tf.data's autotuning thread is off:
-    when the iterator of an endless input is released, TensorFlow waits for that thread's
-    current sleep, which grows to a minute (measured: 10 to 100 s at the end of training
-    under MultiWorkerMirroredStrategy); parallel parsing then uses every core."""
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return options
+    """tf.data options of an endless per-worker input: those of every input pipeline
+    (`csv_input.pipeline_options`: tf.data's autotuning thread off)."""
+    return csv_input.pipeline_options()
 
 
 def shard_input(files: list[str], num_pipelines: int,
