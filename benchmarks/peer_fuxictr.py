@@ -112,10 +112,11 @@ PAIRS = {
 # what could not be made equal (stated in the report)
 MISMATCHES = [
     "ids: FuxiCTR builds a vocabulary from the training file (min_categr_count 1; test ids "
-    "not in it share one OOV row). easyblocks, by --ids: `buckets` (the default since round 2) "
+    "not in it share one OOV row). easyblocks, by --ids: `vocab` (the default since round 2) "
+    "uses an exact vocab_list with one OOV row (FuxiCTR's encoding); `buckets` "
     "hashes every id/tag feature into max(the sample's hash_bucket_size, 10 x the column's "
-    "distinct training values) buckets (few collisions, tables ~10x FuxiCTR's rows); `vocab` "
-    "uses an exact vocab_list with one OOV row (FuxiCTR's encoding); `sample` keeps the "
+    "distinct training values) buckets (few collisions, tables ~10x FuxiCTR's rows); "
+    "`sample` keeps the "
     "sample's sizes (round 1: user_id 29,211 values in 50,000 buckets, adgroup_id 5,963 in "
     "10,000).",
     "embedding regularization 1e-6: easyblocks penalizes the looked-up rows; FuxiCTR's "
@@ -452,7 +453,7 @@ def eval_input_path(config_text: str) -> str:
 
 
 def easyblocks_config(pair: str, seed: int, train: str, test: str, model_dir: str,
-                      ids: str = "buckets", distinct: dict | None = None) -> tuple[str, dict]:
+                      ids: str = "vocab", distinct: dict | None = None) -> tuple[str, dict]:
     """The sample config of the pair on these files, and {column: what its ids are} (the
     hash_bucket_size used, or "vocab N").
 
@@ -649,6 +650,14 @@ def mean_std(values):
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def seed_means(rs: list[dict], i: int) -> list[float]:
+    """AUC i per seed (runs of one seed averaged: a seed rerun for speed counts once)."""
+    by: dict = {}
+    for r in rs:
+        by.setdefault(r["seed"], []).append(r["auc"][i])
+    return [statistics.mean(v) for _, v in sorted(by.items())]
+
+
 def fmt(values, spec=".0f"):
     m, s = mean_std(values)
     return f"{m:{spec}} ± {s:{spec}}"
@@ -683,7 +692,8 @@ def report(args, runs: list[dict], info: dict, elapsed: float, skipped: str | No
         "(easyblocks first for odd seeds, FuxiCTR first for even seeds).", ""]
     if skipped:
         lines += [f"FuxiCTR side skipped: {skipped}.", ""]
-    lines += ["## Side by side (mean ± sample std over seeds)", "",
+    lines += ["## Side by side (AUC: mean ± sample std over seeds, a seed run twice counted "
+              "once; speed: mean ± std over all runs)", "",
               "| pair | framework | test AUC | steady examples/s (steps 21..end) | whole "
               "training phase s | phase s without FuxiCTR's CSV preprocessing | steady ratio "
               "eb/fx (per seed) | phase ratio fx/eb (per seed; > 1: easyblocks faster) | "
@@ -711,9 +721,10 @@ def report(args, runs: list[dict], info: dict, elapsed: float, skipped: str | No
                     steady_r.append(r["phase"]["steady"] / f["phase"]["steady"])
                 phase_r.append(f["phase"]["whole_s"] / r["phase"]["whole_s"])
                 phase_np.append(f["phase"]["whole_no_prep_s"] / r["phase"]["whole_s"])
-            auc = " / ".join(fmt([r["auc"][i] for r in rs], ".4f")
-                             for i in range(len(rs[0]["auc"])))
-            row = [pair, f"{name} (n={len(rs)})", auc, fmt([r["phase"]["steady"] for r in rs]),
+            auc = " / ".join(fmt(seed_means(rs, i), ".4f") for i in range(len(rs[0]["auc"])))
+            row = [pair, f"{name} ({len(rs)} runs, seeds "
+                   f"{','.join(str(x) for x in sorted({r['seed'] for r in rs}))})", auc,
+                   fmt([r["phase"]["steady"] for r in rs]),
                    fmt([r["phase"]["whole_s"] for r in rs], ".1f"),
                    fmt([r["phase"]["whole_no_prep_s"] for r in rs], ".1f")]
             if steady_r:
@@ -724,8 +735,8 @@ def report(args, runs: list[dict], info: dict, elapsed: float, skipped: str | No
                 row += ["", "", ""]
             lines.append("| " + " | ".join(row) + " |")
             if steady_r and phase_r and fx:
-                auc_eb = mean_std([r["auc"][0] for r in rs])[0]
-                auc_fx = mean_std([r["auc"][0] for r in fx])[0]
+                auc_eb = mean_std(seed_means(rs, 0))[0]
+                auc_fx = mean_std(seed_means(fx, 0))[0]
                 verdicts.append(
                     f"- {pair}, {name}: steady state "
                     f"{'wins' if min(steady_r) > 1 else 'does not win in every paired run'}"
@@ -743,7 +754,8 @@ def report(args, runs: list[dict], info: dict, elapsed: float, skipped: str | No
         cols = list(dict.fromkeys(c for b in sizes.values() for c in b))
         lines += ["", "easyblocks' id/tag tables (hash_bucket_size, or vocab_list size + 1 "
                   "OOV row) per pair and --ids; distinct values (tokens) in the training "
-                  f"file: {', '.join(f'{c} {len(v)}' for c, v in info['train']['distinct'].items())}.",
+                  "file: " + ", ".join(f"{c} {len(v)}" for c, v in
+                                       info["train"]["distinct"].items()) + ".",
                   "", "| pair, ids | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
         for (pair, mode), b in sorted(sizes.items()):
             lines.append(f"| {pair}, {mode} | " + " | ".join(str(b.get(c, "")) for c in cols)
@@ -821,11 +833,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default=None, help="default: a temporary folder")
     ap.add_argument("--out", default=None)
     ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--ids", choices=["buckets", "vocab", "sample"], default="buckets",
-                    help="easyblocks' id/tag features: buckets (default): hash_bucket_size = "
-                         "max(the sample's, 10 x the column's distinct values in the training "
-                         "file); vocab: an exact vocab_list of the training file's values "
-                         "(FuxiCTR's encoding); sample: the sample's own hash_bucket_size")
+    ap.add_argument("--ids", choices=["buckets", "vocab", "sample"], default="vocab",
+                    help="easyblocks' id/tag features: vocab (default): an exact vocab_list "
+                         "of the training file's values, one OOV row (FuxiCTR's encoding); "
+                         "buckets: hash_bucket_size = max(the sample's, 10 x the column's "
+                         "distinct training values); sample: the sample's own hash_bucket_size")
     ap.add_argument("--sample_buckets", action="store_const", const="sample", dest="ids",
                     help="same as --ids sample")
     ap.add_argument("--skip_fuxictr", action="store_true",
@@ -874,7 +886,9 @@ def main(argv: list[str] | None = None) -> int:
                 order = ["easyblocks", "fuxictr"] if seed % 2 else ["fuxictr", "easyblocks"]
                 for i, fw in enumerate(order):
                     rundir = os.path.join(workdir, f"{pair}_{seed}_{fw}")
-                    os.makedirs(rundir, exist_ok=True)
+                    # a fresh run: never restore an earlier command's checkpoint
+                    shutil.rmtree(rundir, ignore_errors=True)
+                    os.makedirs(rundir)
                     # written (and for FuxiCTR validated) even when its side is skipped
                     config_dir = write_fuxi(pair, seed, info, rundir)
                     if fw == "fuxictr" and skipped:

@@ -100,6 +100,6 @@ def test_smoke(tmp_path, capsys):
     assert pf.main(["--smoke", "--pairs", "dnn", "--out", str(out)] + extra) == 0
     text = out.read_text()
     printed = capsys.readouterr().out
-    assert "| dnn | easyblocks, ids buckets (n=1) | " in text
-    assert "## Where the whole phase goes" in text and "| dnn, buckets | " in text
+    assert "| dnn | easyblocks, ids vocab (1 runs, seeds 1) | " in text
+    assert "## Where the whole phase goes" in text and "| dnn, vocab | " in text
     assert "FuxiCTR side skipped:" in printed and "FuxiCTR side skipped:" in text
