@@ -34,6 +34,12 @@ Per pair and seed, the frameworks alternate run by run, each run a fresh process
   * test AUC: both workers save (label, prediction) for every test row; ONE exact AUC
     function (`exact_auc`, rank statistic with ties at half) computes both.
 
+Ids: FuxiCTR keys exact vocabularies of the training file; the easyblocks side by default gets
+the same (`--ids vocab`: every id/tag feature's hash_bucket_size replaced by a vocab_list of the
+column's training values, one OOV row); `--ids buckets`: hash_bucket_size = max(the sample's,
+10 x distinct values); `--sample_buckets`: the sample's own sizes. The generated config is kept
+in each run's folder (WORKDIR/PAIR_SEED_easyblocks/easyblocks.config).
+
 `--smoke` converts a few thousand rows, validates the generated FuxiCTR configs, trains the
 easyblocks side for a few steps, and the FuxiCTR side only when its venv exists.
 """
