@@ -34,6 +34,12 @@ Per pair and seed, the frameworks alternate run by run, each run a fresh process
   * test AUC: both workers save (label, prediction) for every test row; ONE exact AUC
     function (`exact_auc`, rank statistic with ties at half) computes both.
 
+Ids: FuxiCTR keys exact vocabularies of the training file; the easyblocks side by default gets
+the same (`--ids vocab`: every id/tag feature's hash_bucket_size replaced by a vocab_list of the
+column's training values, one OOV row); `--ids buckets`: hash_bucket_size = max(the sample's,
+10 x distinct values); `--sample_buckets`: the sample's own sizes. The generated config is kept
+in each run's folder (WORKDIR/PAIR_SEED_easyblocks/easyblocks.config).
+
 `--smoke` converts a few thousand rows, validates the generated FuxiCTR configs, trains the
 easyblocks side for a few steps, and the FuxiCTR side only when its venv exists.
 """
@@ -87,7 +93,11 @@ PAIRS = {
              "params": {"num_tasks": 2, "task": ["binary_classification"] * 2,
                         "num_experts": 4, "expert_hidden_units": [256, 128],
                         "gate_hidden_units": [], "tower_hidden_units": [64],
-                        "hidden_activations": "relu", "net_dropout": 0, "batch_norm": False,
+                        # the sample's expert MLP and tower DNN keep use_bn's default true
+                        # (Dense without bias -> BatchNorm -> relu); FuxiCTR's MLP_Block with
+                        # batch_norm: Linear -> BatchNorm1d -> relu (its gates have no hidden
+                        # layer, so no BatchNorm, as the sample's)
+                        "hidden_activations": "relu", "net_dropout": 0, "batch_norm": True,
                         "net_regularizer": "l2(1e-06)"}},
     "ppnet": {"config": "pepnet_on_taobao", "model": "PPNet", "zoo": "model_zoo/PEPNet/src",
               "labels": ["clk"],
@@ -107,9 +117,14 @@ PAIRS = {
 
 # what could not be made equal (stated in the report)
 MISMATCHES = [
-    "ids: easyblocks hashes each id into the sample's hash_bucket_size (collisions possible); "
-    "FuxiCTR builds a vocabulary from the training file (min_categr_count 1, out-of-vocabulary "
-    "test ids share one OOV row). Table sizes therefore differ.",
+    "ids: FuxiCTR builds a vocabulary from the training file (min_categr_count 1; test ids "
+    "not in it share one OOV row). easyblocks, by --ids: `vocab` (the default since round 2) "
+    "uses an exact vocab_list with one OOV row (FuxiCTR's encoding); `buckets` "
+    "hashes every id/tag feature into max(the sample's hash_bucket_size, 10 x the column's "
+    "distinct training values) buckets (few collisions, tables ~10x FuxiCTR's rows); "
+    "`sample` keeps the "
+    "sample's sizes (round 1: user_id 29,211 values in 50,000 buckets, adgroup_id 5,963 in "
+    "10,000).",
     "embedding regularization 1e-6: easyblocks penalizes the looked-up rows; FuxiCTR's "
     "embedding_regularizer penalizes whole tables every step (dense Adam over whole tables).",
     "FuxiCTR clips the gradient norm at its default max_gradient_norm 10; the samples do not "
@@ -121,8 +136,19 @@ MISMATCHES = [
     "save_checkpoints_steps); FuxiCTR saves once, after its end-of-epoch validation.",
     "sequence features: FuxiCTR pads/truncates to max_len (the longest list in the training "
     "file) and mean-pools with MaskedAveragePooling; easyblocks mean-pools the ragged lists.",
-    "mmoe: FuxiCTR's gates are one linear layer + softmax (gate_hidden_units []), as "
-    "easyblocks'; its net_regularizer 1e-6 stands for the sample's l2_regularization 1e-6.",
+    "mmoe (checked line by line against FuxiCTR's model_zoo/multitask/MMoE yaml and "
+    "src/MMoE.py; the yaml's defaults 8 experts [512,256,128], gates [128,64], towers "
+    "[128,64], emb 64, batch 128 are replaced by the sample's): 4 experts [256, 128], relu, "
+    "gates one linear layer + softmax (gate_hidden_units []), towers [64] + a 1-unit output, "
+    "dropout 0, loss = clk loss + buy loss (FuxiCTR loss_weight EQ, the towers' weight 1.0), "
+    "Adam lr 1e-3, batch 1024, emb 16 - equal. BatchNorm: the sample's expert MLP and tower "
+    "DNN use BatchNorm (use_bn's default), so since round 2 FuxiCTR runs with batch_norm True "
+    "(round 1 ran it without: not comparable). Left different: the sample's BN layers have "
+    "no Dense bias (FuxiCTR: Linear with bias, then BatchNorm1d; equivalent up to the bias "
+    "the BN removes); BN momentum 0.9 on both sides (easyblocks' moving statistics are "
+    "debiased), epsilon 1e-3 vs torch's 1e-5; l2 1e-6: easyblocks "
+    "1e-6 x sum(w^2) on dense kernels, FuxiCTR net_regularizer 1e-6/2 x ||w||^2 on every "
+    "non-embedding weight and bias (BN's included).",
     "ppnet: FuxiCTR's PPNet feeds every feature (pid included) to the main MLP and gates it "
     "with persona + pid embeddings (separate gate tables of dim 16); the easyblocks sample's "
     "main group has no pid (pid is its domain group).",
@@ -142,8 +168,10 @@ def price_bucket(value: str) -> str:
 
 def convert(src: str, dst_fuxi: str, dst_easy: str | None, rows: int | None) -> dict:
     """Writes FuxiCTR's CSV (header; price as its bucket id) and, when `dst_easy` is given,
-    the same rows in the sample layout (for a subset); returns row count and longest lists."""
+    the same rows in the sample layout (for a subset); returns row count, longest lists and
+    the distinct non-empty values (tokens of the lists) of every id/tag column."""
     longest = {s: 1 for s in SEQUENCES}
+    distinct = {c: set() for c in CATEGORICAL + SEQUENCES}
     n = 0
     with open(src, newline="", encoding="utf-8") as f, \
             open(dst_fuxi, "w", newline="", encoding="utf-8") as out:
@@ -160,6 +188,10 @@ def convert(src: str, dst_fuxi: str, dst_easy: str | None, rows: int | None) -> 
                 for s in SEQUENCES:
                     v = row[COLUMNS.index(s)]
                     longest[s] = max(longest[s], v.count("|") + 1 if v else 1)
+                    distinct[s].update(t for t in v.split("|") if t)
+                for c in CATEGORICAL:
+                    if row[COLUMNS.index(c)]:
+                        distinct[c].add(row[COLUMNS.index(c)])
                 row[-1] = price_bucket(row[-1])
                 writer.writerow(row)
                 n += 1
@@ -168,7 +200,8 @@ def convert(src: str, dst_fuxi: str, dst_easy: str | None, rows: int | None) -> 
         finally:
             if easy:
                 easy.close()
-    return {"rows": n, "max_len": longest}
+    return {"rows": n, "max_len": longest,
+            "distinct": {c: sorted(v) for c, v in distinct.items()}}
 
 
 def fuxi_configs(pair: str, seed: int, data_dir: str, model_root: str, max_len: dict,
@@ -425,7 +458,16 @@ def eval_input_path(config_text: str) -> str:
     return re.search(r'eval_input_path:\s*"([^"]*)"', config_text).group(1)
 
 
-def easyblocks_config(pair: str, seed: int, train: str, test: str, model_dir: str) -> str:
+def easyblocks_config(pair: str, seed: int, train: str, test: str, model_dir: str,
+                      ids: str = "vocab", distinct: dict | None = None) -> tuple[str, dict]:
+    """The sample config of the pair on these files, and {column: what its ids are} (the
+    hash_bucket_size used, or "vocab N").
+
+    ids "buckets": every id/tag feature's hash_bucket_size = max(the sample's, 10 x the
+    distinct values (tag tokens) of its column in the training file), so that few ids collide;
+    "vocab": an exact vocabulary (vocab_list of the training file's values, unseen ones to one
+    extra row), FuxiCTR's encoding (min_categr_count 1, one OOV row); "sample": the sample's
+    own hash_bucket_size."""
     import re
     with open(os.path.join(ROOT, "samples", "configs", PAIRS[pair]["config"] + ".config"),
               encoding="utf-8") as f:
@@ -433,7 +475,28 @@ def easyblocks_config(pair: str, seed: int, train: str, test: str, model_dir: st
     text = re.sub(r'train_input_path:\s*"[^"]*"', f'train_input_path: "{train}"', text)
     text = re.sub(r'eval_input_path:\s*"[^"]*"', f'eval_input_path: "{test}"', text)
     text = re.sub(r'model_dir:\s*"[^"]*"', f'model_dir: "{model_dir}"', text)
-    return re.sub(r"train_config\s*\{", f"train_config {{\n  seed: {seed}", text, count=1)
+    text = re.sub(r"train_config\s*\{", f"train_config {{\n  seed: {seed}", text, count=1)
+    used = {}
+    n_hashed = len(re.findall(r"hash_bucket_size:", text))
+
+    def sub(m):
+        line, col, size = m.group(0), m.group(1), int(m.group(2))
+        if ids == "sample" or col not in (distinct or {}):
+            used[col] = size
+            return line
+        if ids == "vocab":
+            words = ", ".join(json.dumps(v) for v in distinct[col])
+            used[col] = f"vocab {len(distinct[col])}"
+            return re.sub(r"hash_bucket_size:\s*\d+", f"vocab_list: [{words}]", line)
+        used[col] = max(size, 10 * len(distinct[col]))
+        return re.sub(r"hash_bucket_size:\s*\d+", f"hash_bucket_size: {used[col]}", line)
+    text = re.sub(r'features\s*\{[^{}\n]*?input_names:\s*"([^"]+)"[^{}\n]*?'
+                  r'hash_bucket_size:\s*(\d+)[^{}\n]*\}', sub, text)
+    if ids != "sample" and len(used) != n_hashed:
+        raise SystemExit(f"{pair}: {n_hashed} features with hash_bucket_size, {len(used)} "
+                         "rewritten (one feature per line with input_names and "
+                         "hash_bucket_size expected)")
+    return text, used
 
 
 def exact_auc(y, p) -> float:
@@ -593,6 +656,14 @@ def mean_std(values):
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def seed_means(rs: list[dict], i: int) -> list[float]:
+    """AUC i per seed (runs of one seed averaged: a seed rerun for speed counts once)."""
+    by: dict = {}
+    for r in rs:
+        by.setdefault(r["seed"], []).append(r["auc"][i])
+    return [statistics.mean(v) for _, v in sorted(by.items())]
+
+
 def fmt(values, spec=".0f"):
     m, s = mean_std(values)
     return f"{m:{spec}} ± {s:{spec}}"
@@ -627,50 +698,74 @@ def report(args, runs: list[dict], info: dict, elapsed: float, skipped: str | No
         "(easyblocks first for odd seeds, FuxiCTR first for even seeds).", ""]
     if skipped:
         lines += [f"FuxiCTR side skipped: {skipped}.", ""]
-    lines += ["## Side by side (mean ± sample std over seeds)", "",
+    lines += ["## Side by side (AUC: mean ± sample std over seeds, a seed run twice counted "
+              "once; speed: mean ± std over all runs)", "",
               "| pair | framework | test AUC | steady examples/s (steps 21..end) | whole "
               "training phase s | phase s without FuxiCTR's CSV preprocessing | steady ratio "
               "eb/fx (per seed) | phase ratio fx/eb (per seed; > 1: easyblocks faster) | "
               "phase ratio without preprocessing |", "|" + "---|" * 9]
     verdicts = []
+
+    def same_batch(a, b):  # run in one command (old runs without "batch": the same seed)
+        return a["seed"] == b["seed"] and a.get("batch") == b.get("batch")
     for pair in args.pairs:
-        eb = [r for r in runs if r["pair"] == pair and r["framework"] == "easyblocks"]
         fx = [r for r in runs if r["pair"] == pair and r["framework"] == "fuxictr"]
-        by_seed = {r["seed"]: r for r in fx}
-        steady_r = [r["phase"]["steady"] / by_seed[r["seed"]]["phase"]["steady"]
-                    for r in eb if r["seed"] in by_seed and r["phase"]["steady"]
-                    and by_seed[r["seed"]]["phase"]["steady"]]
-        phase_r = [by_seed[r["seed"]]["phase"]["whole_s"] / r["phase"]["whole_s"]
-                   for r in eb if r["seed"] in by_seed]
-        phase_np = [by_seed[r["seed"]]["phase"]["whole_no_prep_s"] / r["phase"]["whole_s"]
-                    for r in eb if r["seed"] in by_seed]
-        for name, rs in (("easyblocks", eb), ("FuxiCTR", fx)):
+        modes = sorted({r.get("ids", "sample") for r in runs
+                        if r["pair"] == pair and r["framework"] == "easyblocks"})
+        groups = [(f"easyblocks, ids {m}", [r for r in runs if r["pair"] == pair and
+                                             r["framework"] == "easyblocks" and
+                                             r.get("ids", "sample") == m]) for m in modes]
+        for name, rs in groups + [("FuxiCTR", fx)]:
             if not rs:
                 continue
-            auc = " / ".join(fmt([r["auc"][i] for r in rs], ".4f")
-                             for i in range(len(rs[0]["auc"])))
-            row = [pair, name, auc, fmt([r["phase"]["steady"] for r in rs]),
+            steady_r, phase_r, phase_np = [], [], []
+            for r in rs if name != "FuxiCTR" else []:
+                f = next((x for x in fx if same_batch(r, x)), None)
+                if f is None:
+                    continue
+                if r["phase"]["steady"] and f["phase"]["steady"]:
+                    steady_r.append(r["phase"]["steady"] / f["phase"]["steady"])
+                phase_r.append(f["phase"]["whole_s"] / r["phase"]["whole_s"])
+                phase_np.append(f["phase"]["whole_no_prep_s"] / r["phase"]["whole_s"])
+            auc = " / ".join(fmt(seed_means(rs, i), ".4f") for i in range(len(rs[0]["auc"])))
+            row = [pair, f"{name} ({len(rs)} runs, seeds "
+                   f"{','.join(str(x) for x in sorted({r['seed'] for r in rs}))})", auc,
+                   fmt([r["phase"]["steady"] for r in rs]),
                    fmt([r["phase"]["whole_s"] for r in rs], ".1f"),
                    fmt([r["phase"]["whole_no_prep_s"] for r in rs], ".1f")]
-            if name == "easyblocks" and steady_r:
+            if steady_r:
                 row += [f"{fmt(steady_r, '.2f')} ({', '.join(f'{x:.2f}' for x in steady_r)})",
                         f"{fmt(phase_r, '.2f')} ({', '.join(f'{x:.2f}' for x in phase_r)})",
                         f"{fmt(phase_np, '.2f')} ({', '.join(f'{x:.2f}' for x in phase_np)})"]
             else:
                 row += ["", "", ""]
             lines.append("| " + " | ".join(row) + " |")
-        if steady_r and phase_r:
-            auc_eb = mean_std([r["auc"][0] for r in eb])[0]
-            auc_fx = mean_std([r["auc"][0] for r in fx])[0]
-            verdicts.append(
-                f"- {pair}: steady state "
-                f"{'wins' if min(steady_r) > 1 else 'does not win in every seed'}"
-                f" (eb/fx {min(steady_r):.2f}-{max(steady_r):.2f}); whole phase "
-                f"{'wins' if min(phase_r) > 1 else 'loses' if max(phase_r) < 1 else 'mixed'} "
-                f"(fx/eb {min(phase_r):.2f}-{max(phase_r):.2f}; without FuxiCTR's "
-                f"preprocessing {min(phase_np):.2f}-{max(phase_np):.2f}); "
-                f"{PAIRS[pair]['labels'][0]} AUC {auc_eb:.4f} vs {auc_fx:.4f} "
-                f"({'equal or better' if auc_eb >= auc_fx - 0.001 else 'worse'}).")
+            if steady_r and phase_r and fx:
+                auc_eb = mean_std(seed_means(rs, 0))[0]
+                auc_fx = mean_std(seed_means(fx, 0))[0]
+                verdicts.append(
+                    f"- {pair}, {name}: steady state "
+                    f"{'wins' if min(steady_r) > 1 else 'does not win in every paired run'}"
+                    f" (eb/fx {min(steady_r):.2f}-{max(steady_r):.2f}); whole phase "
+                    f"{'wins' if min(phase_r) > 1 else 'loses' if max(phase_r) < 1 else 'mixed'}"
+                    f" (fx/eb {min(phase_r):.2f}-{max(phase_r):.2f}; without FuxiCTR's "
+                    f"preprocessing {min(phase_np):.2f}-{max(phase_np):.2f}); "
+                    f"{PAIRS[pair]['labels'][0]} AUC {auc_eb:.4f} vs {auc_fx:.4f} "
+                    f"({'equal or better' if auc_eb >= auc_fx - 0.001 else 'worse'}).")
+    sizes = {}
+    for r in runs:
+        if r["framework"] == "easyblocks" and r.get("buckets"):
+            sizes.setdefault((r["pair"], r.get("ids", "sample")), r["buckets"])
+    if sizes:
+        cols = list(dict.fromkeys(c for b in sizes.values() for c in b))
+        lines += ["", "easyblocks' id/tag tables (hash_bucket_size, or vocab_list size + 1 "
+                  "OOV row) per pair and --ids; distinct values (tokens) in the training "
+                  "file: " + ", ".join(f"{c} {len(v)}" for c, v in
+                                       info["train"]["distinct"].items()) + ".",
+                  "", "| pair, ids | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+        for (pair, mode), b in sorted(sizes.items()):
+            lines.append(f"| {pair}, {mode} | " + " | ".join(str(b.get(c, "")) for c in cols)
+                         + " |")
     lines += ["", "AUC: one exact AUC function (`exact_auc`: rank statistic, ties 1/2) over "
               "each framework's predictions of the same test rows (labels in task order; "
               "row counts and positives checked equal).", ""]
@@ -706,11 +801,13 @@ def report(args, runs: list[dict], info: dict, elapsed: float, skipped: str | No
                 f"{m('median_step_s'):.3f} | {m('input_wait_s'):.2f} | {m('saves_s'):.2f} "
                 f"({m('n_saves'):.0f}) | {m('after_last_step_s'):.2f} | {m('whole_s'):.2f} |")
     lines += ["", "## Per run", "",
-              "| pair | seed | order | framework | AUC | steady examples/s | whole s | steps "
-              "| threads | load average |", "|" + "---|" * 10]
+              "| pair | seed | command (UTC) | order | framework | AUC | steady examples/s | "
+              "whole s | steps | threads | load average |", "|" + "---|" * 11]
     for r in runs:
+        fw = r["framework"] + (f", ids {r.get('ids', 'sample')}"
+                               if r["framework"] == "easyblocks" else "")
         lines.append(
-            f"| {r['pair']} | {r['seed']} | {r['order']} | {r['framework']} | "
+            f"| {r['pair']} | {r['seed']} | {r.get('batch', 'round 1')} | {r['order']} | {fw} | "
             f"{' / '.join(f'{a:.4f}' for a in r['auc'])} | {r['phase']['steady'] or 0:.0f} | "
             f"{r['phase']['whole_s']:.2f} | {r['phase']['steps']} | "
             f"{json.dumps(r['threads'])} | {' '.join(f'{x:.2f}' for x in r['loadavg'])} |")
@@ -742,6 +839,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default=None, help="default: a temporary folder")
     ap.add_argument("--out", default=None)
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--ids", choices=["buckets", "vocab", "sample"], default="vocab",
+                    help="easyblocks' id/tag features: vocab (default): an exact vocab_list "
+                         "of the training file's values, one OOV row (FuxiCTR's encoding); "
+                         "buckets: hash_bucket_size = max(the sample's, 10 x the column's "
+                         "distinct training values); sample: the sample's own hash_bucket_size")
+    ap.add_argument("--sample_buckets", action="store_const", const="sample", dest="ids",
+                    help="same as --ids sample")
     ap.add_argument("--skip_fuxictr", action="store_true",
                     help="run only the easyblocks side (the FuxiCTR configs are still "
                          "generated and validated)")
@@ -782,24 +886,32 @@ def main(argv: list[str] | None = None) -> int:
         if args.results and os.path.exists(args.results):
             with open(args.results, encoding="utf-8") as f:
                 runs = [r for r in map(json.loads, f) if r["pair"] in args.pairs]
+        batch = datetime.datetime.now(datetime.UTC).strftime("%H:%M:%S")
         for seed in [] if args.report_only else args.seeds:
             for pair in args.pairs:
                 order = ["easyblocks", "fuxictr"] if seed % 2 else ["fuxictr", "easyblocks"]
                 for i, fw in enumerate(order):
                     rundir = os.path.join(workdir, f"{pair}_{seed}_{fw}")
-                    os.makedirs(rundir, exist_ok=True)
+                    # a fresh run: never restore an earlier command's checkpoint
+                    shutil.rmtree(rundir, ignore_errors=True)
+                    os.makedirs(rundir)
                     # written (and for FuxiCTR validated) even when its side is skipped
                     config_dir = write_fuxi(pair, seed, info, rundir)
                     if fw == "fuxictr" and skipped:
                         continue
+                    text, used = easyblocks_config(pair, seed, info["train"]["easy"],
+                                                   info["test"]["easy"],
+                                                   os.path.join(rundir, "model"), args.ids,
+                                                   info["train"]["distinct"])
+                    # the generated config stays next to the run (rundir/easyblocks.config)
                     with open(os.path.join(rundir, "easyblocks.config"), "w",
                               encoding="utf-8") as f:
-                        f.write(easyblocks_config(pair, seed, info["train"]["easy"],
-                                                  info["test"]["easy"],
-                                                  os.path.join(rundir, "model")))
+                        f.write(text)
                     del config_dir
                     r = run_worker(fw, pair, seed, rundir, {})
-                    r.update(pair=pair, seed=seed, order=i + 1)
+                    r.update(pair=pair, seed=seed, order=i + 1, batch=batch)
+                    if fw == "easyblocks":
+                        r.update(ids=args.ids, buckets=used)
                     runs.append(r)
                     if args.results:
                         with open(args.results, "a", encoding="utf-8") as f:
@@ -811,7 +923,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"{ph['whole_s']:.2f} s (setup {ph['setup_s']:.2f}, step 1 "
                           f"{ph['first_step_s']:.2f}, saves {ph['saves_s']:.2f}), load "
                           f"{' '.join(f'{x:.2f}' for x in r['loadavg'])}", flush=True)
-        runs.sort(key=lambda r: (r["pair"], r["seed"], r["order"]))
+        runs.sort(key=lambda r: (r["pair"], r["seed"], r.get("batch", ""), r["order"]))
         text = report(args, runs, info, time.perf_counter() - start, skipped)
         out = args.out or (os.path.join(tempfile.gettempdir(), "peer_fuxictr_smoke.md")
                            if args.smoke else

@@ -59,6 +59,39 @@ def test_convert_and_configs(tmp_path):
     assert any("'user'" in p for p in problems) and any("'price'" in p for p in problems)
 
 
+def test_id_tables_from_the_training_file(tmp_path):
+    src = tmp_path / "t.csv"
+    rows = [["1", "0", "p1", "a1", "c1"] + ["x"] * 12 + ["t1|t2", "b1", "5"],
+            ["0", "0", "p2", "a2", "c1"] + ["x"] * 12 + ["t2||t3", "", "15"],
+            ["0", "1", "p1", "a3", "c1"] + ["x"] * 12 + ["t3", "b1", "25"]]
+    src.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    info = pf.convert(str(src), str(tmp_path / "f.csv"), None, None)
+    d = info["distinct"]
+    assert d["adgroup_id"] == ["a1", "a2", "a3"] and d["cate_id"] == ["c1"]
+    assert d["tag_category_list"] == ["t1", "t2", "t3"] and d["tag_brand_list"] == ["b1"]
+    # mlp sample: adgroup_id 10000 buckets, cate_id 1000, tag_category_list 1000
+    text, used = pf.easyblocks_config("dnn", 1, "tr", "te", "m", "buckets", d)
+    assert used["adgroup_id"] == 10000 and used["cate_id"] == 1000
+    d = dict(d, adgroup_id=[f"a{i}" for i in range(1234)])  # 10 x 1234 > 10000
+    text, used = pf.easyblocks_config("dnn", 1, "tr", "te", "m", "buckets", d)
+    assert used["adgroup_id"] == 12340
+    assert 'input_names: "adgroup_id" feature_type: IdFeature embedding_dim: 16 ' \
+        'hash_bucket_size: 12340 }' in text
+    assert 'train_input_path: "tr"' in text and "seed: 1" in text
+    text, used = pf.easyblocks_config("dnn", 1, "tr", "te", "m", "vocab", info["distinct"])
+    assert used["tag_category_list"] == "vocab 3"
+    assert 'vocab_list: ["t1", "t2", "t3"]' in text and "hash_bucket_size" not in text
+    text, used = pf.easyblocks_config("dnn", 1, "tr", "te", "m", "sample", d)
+    assert used["adgroup_id"] == 10000 and used["user_id"] == 50000
+    # the generated configs resolve (a wrong field would be a ConfigError)
+    from easyblocks.config.loader import parse_config_text
+    from easyblocks.config.resolve import resolve
+    for ids in ("buckets", "vocab"):
+        text, _ = pf.easyblocks_config("mmoe", 1, "tr", "te", "m", ids, info["distinct"])
+        spec = resolve(parse_config_text(text))
+        assert spec.features["tag_category_list"].num_ids == (1000 if ids == "buckets" else 4)
+
+
 def test_smoke(tmp_path, capsys):
     out = tmp_path / "report.md"
     # CI has no FuxiCTR venv: the smoke run says so and runs easyblocks only; where the venv
@@ -67,5 +100,6 @@ def test_smoke(tmp_path, capsys):
     assert pf.main(["--smoke", "--pairs", "dnn", "--out", str(out)] + extra) == 0
     text = out.read_text()
     printed = capsys.readouterr().out
-    assert "| dnn | easyblocks | " in text and "## Where the whole phase goes" in text
+    assert "| dnn | easyblocks, ids vocab (1 runs, seeds 1) | " in text
+    assert "## Where the whole phase goes" in text and "| dnn, vocab | " in text
     assert "FuxiCTR side skipped:" in printed and "FuxiCTR side skipped:" in text
