@@ -826,6 +826,24 @@ def report(args, runs: list[dict], info: dict, elapsed: float, skipped: str | No
     return "\n".join(lines) + "\n"
 
 
+RUN_MARKER = ".peer_fuxictr_run"
+
+
+def fresh_run_dir(path: str) -> str:
+    """An empty run folder at path (a fresh run never restores an earlier command's
+    checkpoint). A folder already there is deleted only if this script made it (it holds
+    RUN_MARKER); anything else there stops the benchmark with a message."""
+    if os.path.lexists(path):
+        if not os.path.isfile(os.path.join(path, RUN_MARKER)):
+            raise SystemExit(f"{path} exists and was not made by this benchmark: choose another "
+                             "--workdir or move it away")
+        shutil.rmtree(path)
+    os.makedirs(path)
+    with open(os.path.join(path, RUN_MARKER), "w", encoding="utf-8") as f:
+        f.write("made by benchmarks/peer_fuxictr.py; deleted when the same run is made again\n")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -891,10 +909,7 @@ def main(argv: list[str] | None = None) -> int:
             for pair in args.pairs:
                 order = ["easyblocks", "fuxictr"] if seed % 2 else ["fuxictr", "easyblocks"]
                 for i, fw in enumerate(order):
-                    rundir = os.path.join(workdir, f"{pair}_{seed}_{fw}")
-                    # a fresh run: never restore an earlier command's checkpoint
-                    shutil.rmtree(rundir, ignore_errors=True)
-                    os.makedirs(rundir)
+                    rundir = fresh_run_dir(os.path.join(workdir, f"{pair}_{seed}_{fw}"))
                     # written (and for FuxiCTR validated) even when its side is skipped
                     config_dir = write_fuxi(pair, seed, info, rundir)
                     if fw == "fuxictr" and skipped:
