@@ -90,6 +90,23 @@ def run_worker(script: str, args: list[str], marker: str, what: str) -> dict:
     return json.loads(lines[-1][len(marker):])
 
 
+def run_sample_worker(script: str, marker: str, name: str, seed: int, overrides=()) -> dict:
+    """One (sample, seed) trained by `script` in a fresh process (its main() starts with
+    `serve_sample_worker`); the run's result dict."""
+    return run_worker(script, ["--_worker", name, str(seed), json.dumps(list(overrides))],
+                      marker, f"{name} seed {seed}")
+
+
+def serve_sample_worker(argv: list[str], train_one, marker: str) -> bool:
+    """In the process `run_sample_worker` started: trains argv's (name, seed, overrides) with
+    train_one, prints the result after marker and returns True; False for other argv."""
+    if len(argv) == 5 and argv[1] == "--_worker":
+        r = train_one(argv[2], int(argv[3]), json.loads(argv[4]))
+        print(marker + json.dumps(r), flush=True)
+        return True
+    return False
+
+
 def train_sample(config: str, seed: int, towers: dict[str, str] | None, overrides=(),
                  cvr_prediction: str | None = None) -> dict:
     """Trains a sample config (one pass, as configured) with this seed in this process; its

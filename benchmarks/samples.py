@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import fcntl
 import glob
-import json
 import os
 import sys
 import tempfile
@@ -40,8 +39,9 @@ from common import (  # noqa: E402
     machine,
     mean_std,
     median,
-    run_worker,
+    run_sample_worker,
     seed_major,
+    serve_sample_worker,
     smoke_data,
     smoke_note,
     smoke_out,
@@ -82,8 +82,7 @@ def run_one(name: str, seed: int, overrides=(), in_process: bool = False,
         if lock:
             f = stack.enter_context(open(lock, "a"))
             fcntl.flock(f, fcntl.LOCK_EX)
-        return run_worker(__file__, ["--_worker", name, str(seed), json.dumps(list(overrides))],
-                          MARKER, f"{name} seed {seed}")
+        return run_sample_worker(__file__, MARKER, name, seed, overrides)
 
 
 def _speed(runs: list[dict], key: str) -> float:
@@ -149,9 +148,7 @@ def report(argv: list[str], names: list[str], seeds: list[int], runs: dict, elap
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
-    if len(argv) == 5 and argv[1] == "--_worker":
-        r = train_one(argv[2], int(argv[3]), json.loads(argv[4]))
-        print(MARKER + json.dumps(r), flush=True)
+    if serve_sample_worker(argv, train_one, MARKER):
         return
     names_all = sample_names()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

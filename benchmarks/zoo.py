@@ -18,7 +18,6 @@ same seed gives the same AUC), training speed does.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -35,8 +34,9 @@ from common import (  # noqa: E402
     machine,
     mean_std,
     model_run_args,
-    run_worker,
+    run_sample_worker,
     seed_major,
+    serve_sample_worker,
     smoke_data,
     smoke_note,
     smoke_out,
@@ -93,8 +93,7 @@ def run_one(name: str, seed: int, overrides=(), in_process: bool = False) -> dic
     """One (model, seed) in a fresh process (in this one for --smoke)."""
     if in_process:
         return train_one(name, seed, overrides)
-    return run_worker(__file__, ["--_worker", name, str(seed), json.dumps(overrides)], MARKER,
-                      f"{name} seed {seed}")
+    return run_sample_worker(__file__, MARKER, name, seed, overrides)
 
 
 def _diff(name: str, per: list[dict], tower: str, ref: list[dict], ref_tower: str) -> str:
@@ -166,9 +165,7 @@ def report(argv: list[str], names: list[str], seeds: list[int], runs: dict, elap
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
-    if len(argv) == 5 and argv[1] == "--_worker":
-        r = train_one(argv[2], int(argv[3]), json.loads(argv[4]))
-        print(MARKER + json.dumps(r), flush=True)
+    if serve_sample_worker(argv, train_one, MARKER):
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     model_run_args(p, MODELS, "subset (the MLP and the shared bottom always run: the "
